@@ -1,0 +1,3 @@
+from onebox.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""Running the release's own Django: manage.py commands and reading its real settings."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from .protocol import AgentError
+from .system import run, tail
+
+# Printed by a tiny script run in the release, so onebox learns the settings' real values.
+SETTINGS_PROBE = """
+import json, django
+django.setup()
+from django.conf import settings
+print("ONEBOX-SETTINGS " + json.dumps({
+    "STATIC_URL": str(settings.STATIC_URL or ""),
+    "STATIC_ROOT": str(settings.STATIC_ROOT or ""),
+    "MEDIA_URL": str(settings.MEDIA_URL or ""),
+    "MEDIA_ROOT": str(settings.MEDIA_ROOT or ""),
+    "DEBUG": bool(settings.DEBUG),
+}))
+"""
+
+
+class Release:
+    """A release directory and how to run its Python with the app's environment."""
+
+    def __init__(self, app: str, path: Path, env: dict[str, str], manage: str) -> None:
+        self.app, self.path, self.env, self.manage = app, path, env, manage
+
+    @property
+    def python(self) -> str:
+        return str(self.path / ".venv" / "bin" / "python")
+
+    @property
+    def workdir(self) -> Path:
+        return (self.path / self.manage).parent
+
+    def shell(self, command: str, what: str) -> str:
+        env = {**self.env, "PATH": f"{self.path / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+               "VIRTUAL_ENV": str(self.path / ".venv")}  # fmt: skip
+        result = run(["/bin/sh", "-c", command], env=env, cwd=self.path, user=self.app,
+                     check=False, timeout=1800)  # fmt: skip
+        self._check(result, what, command)
+        return result.stdout
+
+    def manage_py(self, *args: str, what: str) -> str:
+        argv = [self.python, str(self.path / self.manage), *args]
+        result = run(argv, env=self.env, cwd=self.workdir, user=self.app, check=False,
+                     timeout=1800)  # fmt: skip
+        self._check(result, what, " ".join(["manage.py", *args]))
+        return result.stdout
+
+    def settings(self) -> dict[str, object]:
+        result = run([self.python, "-c", SETTINGS_PROBE], env=self.env, cwd=self.workdir,
+                     user=self.app, check=False, timeout=300)  # fmt: skip
+        self._check(result, "loading the Django settings", "django.setup()")
+        for line in result.stdout.splitlines():
+            if line.startswith("ONEBOX-SETTINGS "):
+                return json.loads(line.removeprefix("ONEBOX-SETTINGS "))
+        raise AgentError("could not read the Django settings", output=tail(result.stdout))
+
+    def _check(self, result, what: str, command: str) -> None:
+        if result.returncode == 0:
+            return
+        output = tail(result.stdout + "\n" + result.stderr, 30)
+        raise AgentError(f"{what} failed (exit {result.returncode})", output=output,
+                         command=command, hint=hint_for(output))  # fmt: skip
+
+
+def hint_for(output: str) -> str:
+    """Turn the commonest Django start-up failures into a next step."""
+    missing = re.search(r"KeyError: '([A-Za-z_][A-Za-z0-9_]*)'", output) or re.search(
+        r"[Ss]et the ([A-Z_][A-Z0-9_]*) environment variable", output
+    )
+    if missing:
+        name = missing.group(1)
+        return (f"the settings need the environment variable {name}: "
+                f"run `onebox env set {name}=...` and deploy again")  # fmt: skip
+    module = re.search(r"ModuleNotFoundError: No module named '([^']+)'", output)
+    if module:
+        return (f"the module {module.group(1)!r} is not installed: add its package to your "
+                "dependencies (and lock them), or fix the import")  # fmt: skip
+    if "ImproperlyConfigured" in output:
+        return "the settings are incomplete for production; the message above says what"
+    return "the output above is the command's own; fix the cause and deploy again"

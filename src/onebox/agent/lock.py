@@ -1,0 +1,42 @@
+"""The deploy lock: one deploy (or rollback, or restore) at a time per app."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .protocol import EXIT_LOCKED, AgentError
+
+
+@contextmanager
+def deploy_lock(path: Path, holder: str, action: str) -> Iterator[None]:
+    """flock-based: the kernel drops it when the holding process dies, so it never goes stale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AgentError(f"another operation holds the deploy lock: {_describe(fd)}",
+                             hint="wait for it to finish, then try again",
+                             code=EXIT_LOCKED) from None  # fmt: skip
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"holder": holder, "action": action, "pid": os.getpid(),
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                                 }).encode())  # fmt: skip
+        yield
+    finally:
+        os.close(fd)
+
+
+def _describe(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return "unknown holder"
+    return f"{info.get('action', '?')} by {info.get('holder', '?')} since {info.get('since', '?')}"

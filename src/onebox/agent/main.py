@@ -1,0 +1,48 @@
+"""Entry point of the server side: read the request, run the action, report the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from . import envfile, provision, release, status
+from .protocol import EXIT_FAILED, AgentError, emit
+
+ACTIONS = {
+    "facts": lambda request, payload: provision.facts(),
+    "setup": lambda request, payload: provision.setup(request),
+    "deploy": release.deploy,
+    "env-set": lambda request, payload: envfile.set_values(request),
+    "env-unset": lambda request, payload: envfile.unset_values(request),
+    "env-list": lambda request, payload: envfile.list_values(request),
+    "status": lambda request, payload: status.status(request),
+}
+
+
+def main(workdir: str) -> int:
+    os.umask(0o022)
+    root = Path(workdir)
+    request = json.loads((root / "request.json").read_text())
+    (root / "request.json").unlink()  # it may hold secrets (env set): gone as soon as read
+    if os.geteuid() != 0:
+        emit("error", message="the onebox agent must run as root", hint="use a sudo-capable user")
+        return EXIT_FAILED
+    try:
+        result = ACTIONS[request["action"]](request, root / "payload")
+    except AgentError as exc:
+        emit("error", message=exc.message, hint=exc.hint, output=exc.output, command=exc.command)
+        return exc.code
+    except Exception as exc:  # a bug in onebox: still a report, with where it happened
+        emit("error", message=f"internal error in the onebox agent: {exc!r}",
+             output="".join(traceback.format_exc(limit=-4)),
+             hint="please report it; the server was left as the last step reported")  # fmt: skip
+        return EXIT_FAILED
+    emit("result", data=result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,89 @@
+"""Every path onebox uses on a server, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SLOTS = ("blue", "green")
+ETC = Path("/etc/onebox")
+TOOLS = Path("/opt/onebox")
+CACHE = Path("/var/cache/onebox")
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    app: str
+
+    @property
+    def root(self) -> Path:
+        return Path("/srv") / self.app
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def venvs(self) -> Path:
+        return self.root / "venvs"
+
+    @property
+    def shared(self) -> Path:
+        return self.root / "shared"
+
+    @property
+    def media(self) -> Path:
+        return self.shared / "media"
+
+    @property
+    def db(self) -> Path:
+        return self.shared / "db"
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def slots(self) -> Path:
+        return self.root / "slots"
+
+    @property
+    def live_slot(self) -> Path:
+        return self.slots / "live"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".deploy.lock"
+
+    @property
+    def secrets(self) -> Path:
+        return ETC / f"{self.app}.env"
+
+    @property
+    def run(self) -> Path:
+        return Path("/run") / f"onebox-{self.app}"
+
+    @property
+    def live_socket(self) -> Path:
+        return self.run / "live.sock"
+
+    @property
+    def unit_template(self) -> Path:
+        return Path("/etc/systemd/system") / f"onebox-{self.app}@.service"
+
+    @property
+    def tmpfiles(self) -> Path:
+        return Path("/etc/tmpfiles.d") / f"onebox-{self.app}.conf"
+
+    @property
+    def caddy_site(self) -> Path:
+        return Path("/etc/caddy/sites") / f"{self.app}.caddy"
+
+    def unit(self, slot: str) -> str:
+        return f"onebox-{self.app}@{slot}.service"
+
+    def socket(self, slot: str) -> Path:
+        return self.run / f"{slot}.sock"
+
+    def slot_link(self, slot: str) -> Path:
+        return self.slots / slot

@@ -1,0 +1,194 @@
+"""`onebox setup` on the server: facts, then only the changes that are needed."""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .paths import CACHE, ETC, TOOLS, AppPaths
+from .protocol import EXIT_UNSUPPORTED, AgentError, step
+from .system import (
+    apt_install, ensure_dir, format_env_file, group_members, read_env_file, run, tail,
+    user_exists, write_file,
+)  # fmt: skip
+
+BASE_PACKAGES = ["caddy", "python3-venv", "python3-dev", "sqlite3", "ca-certificates", "curl"]
+SUPPORTED_DEBIAN = ("12", "13")
+CADDYFILE = Path("/etc/caddy/Caddyfile")
+CADDY_MARK = "# Managed by onebox"
+
+
+def os_release() -> dict[str, str]:
+    values = {}
+    path = Path("/etc/os-release")
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            values[key] = value.strip('"')
+    return values
+
+
+def facts() -> dict[str, object]:
+    release = os_release()
+    return {
+        "os_id": release.get("ID", "unknown"),
+        "os_version": release.get("VERSION_ID", ""),
+        "os_name": release.get("PRETTY_NAME", "unknown system"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def check_supported() -> dict[str, object]:
+    found = facts()
+    if found["os_id"] != "debian" or found["os_version"] not in SUPPORTED_DEBIAN:
+        raise AgentError(
+            f"this server runs {found['os_name']}; onebox supports Debian 12 and 13",
+            hint="install Debian 12 (bookworm) or 13 (trixie) on the server, or pick another one",
+            code=EXIT_UNSUPPORTED,
+        )
+    return found
+
+
+def setup(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    check_supported()
+    changed: list[str] = []
+    for name, action in (
+        ("packages", lambda: bool(apt_install(BASE_PACKAGES + request.get("packages", [])))),
+        ("uv", lambda: ensure_uv(request["uv_version"])),
+        ("app user", lambda: ensure_app_user(paths.app)),
+        ("directories", lambda: ensure_layout(paths)),
+        ("systemd units", lambda: ensure_units(paths, request["files"])),
+        ("caddy", lambda: ensure_caddy(request["files"]["caddyfile"])),
+        ("secrets file", lambda: ensure_secrets(paths)),
+    ):
+        with step(name) as state:
+            state["changed"] = action()
+        if state["changed"]:
+            changed.append(name)
+    return {"changed": changed}
+
+
+def ensure_uv(version: str) -> bool:
+    uv = TOOLS / "uv" / "bin" / "uv"
+    if uv.exists():
+        current = run([str(uv), "--version"], check=False).stdout.split()
+        if len(current) >= 2 and current[1] == version:
+            return False
+    run([sys.executable, "-m", "venv", "--clear", str(TOOLS / "uv")], what="creating uv's venv")
+    run([str(TOOLS / "uv" / "bin" / "pip"), "install", "--quiet", f"uv=={version}"],
+        what=f"installing uv {version}", timeout=600)  # fmt: skip
+    return True
+
+
+def ensure_app_user(app: str) -> bool:
+    changed = False
+    if not user_exists(app):
+        run(["useradd", "--system", "--user-group", "--home-dir", f"/srv/{app}",
+             "--no-create-home", "--shell", "/usr/sbin/nologin", app], what="creating the app user")  # fmt: skip
+        changed = True
+    # Caddy serves static and media files: it reads the app's group-readable folders.
+    if "caddy" not in group_members(app):
+        run(["usermod", "--append", "--groups", app, "caddy"])
+        run(["systemctl", "try-restart", "caddy"])  # a running process keeps its old groups
+        changed = True
+    return changed
+
+
+def ensure_layout(paths: AppPaths) -> bool:
+    app = paths.app
+    results = [
+        ensure_dir(paths.root, mode=0o750, group=app),
+        ensure_dir(paths.releases, mode=0o750, group=app),
+        ensure_dir(paths.venvs, mode=0o750, group=app),
+        ensure_dir(paths.slots, mode=0o750, group=app),
+        ensure_dir(paths.shared, mode=0o750, group=app),
+        ensure_dir(paths.media, mode=0o2750, owner=app, group=app),
+        ensure_dir(paths.db, mode=0o700, owner=app, group=app),
+        ensure_dir(ETC, mode=0o700),
+        ensure_dir(CACHE, mode=0o700),
+    ]
+    return any(results)
+
+
+def ensure_units(paths: AppPaths, files: dict[str, str]) -> bool:
+    unit_changed = write_file(paths.unit_template, files["unit"])
+    tmpfiles_changed = write_file(paths.tmpfiles, files["tmpfiles"])
+    if unit_changed:
+        run(["systemd-analyze", "verify", str(paths.unit_template).replace("@", "@blue")],
+            check=False)  # advisory: verify needs an instance name; errors show in status
+        run(["systemctl", "daemon-reload"])
+    if tmpfiles_changed or not paths.run.is_dir():
+        run(["systemd-tmpfiles", "--create", str(paths.tmpfiles)])
+    return unit_changed or tmpfiles_changed
+
+
+def ensure_caddy(caddyfile: str) -> bool:
+    ensure_dir(Path("/etc/caddy/sites"))
+    if CADDYFILE.is_file():
+        old = CADDYFILE.read_text()
+        backup = CADDYFILE.with_name("Caddyfile.before-onebox")
+        if CADDY_MARK not in old and not backup.exists():
+            write_file(backup, old)  # the user's own Caddyfile is never lost
+    changed = install_caddy_config(CADDYFILE, caddyfile)
+    if run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() != "active":
+        run(["systemctl", "restart", "caddy"], what="starting Caddy")
+        changed = True
+    return changed
+
+
+def install_caddy_config(path: Path, content: str) -> bool:
+    """Put a Caddy config live only if Caddy accepts it; on failure the old one stays.
+
+    A site file is checked through the main Caddyfile (which imports it), so it is put
+    in place first and taken back when validation fails.
+    """
+    old = path.read_text() if path.is_file() else None
+    if old == content:
+        return False
+    write_file(path, content)
+    check = caddy_validate()
+    if check.returncode != 0:
+        if old is None:
+            path.unlink()
+        else:
+            write_file(path, old)
+        raise AgentError(f"Caddy rejected the new {path}; the previous configuration is kept",
+                         output=tail(check.stdout + check.stderr),
+                         hint="if you override onebox's Caddy template, fix it")  # fmt: skip
+    run(["systemctl", "reload-or-restart", "caddy"], what="reloading Caddy")
+    return True
+
+
+def caddy_validate() -> subprocess.CompletedProcess[str]:
+    with tempfile.TemporaryDirectory(prefix="onebox-caddy-") as home:
+        # validate provisions modules (the internal CA among them): keep that out of
+        # root's home and Caddy's own data.
+        return run(["caddy", "validate", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
+                   env={"HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home},
+                   check=False)  # fmt: skip
+
+
+def ensure_secrets(paths: AppPaths) -> bool:
+    """The 0600 secrets file, with a SECRET_KEY made here: it never leaves the server."""
+    values = read_env_file(paths.secrets)
+    changed = False
+    if "SECRET_KEY" not in values:
+        values["SECRET_KEY"] = secrets.token_urlsafe(50)
+        changed = True
+    database_url = f"sqlite:///{paths.db}/db.sqlite3"
+    if values.get("DATABASE_URL") is None:
+        values["DATABASE_URL"] = database_url
+        changed = True
+    if changed:
+        write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)
+    return changed
+
+
+SECRETS_HEADER = """Secrets of this app, read by systemd (EnvironmentFile). Mode 0600, owner root.
+Change them with `onebox env set KEY=VALUE`; never commit them."""

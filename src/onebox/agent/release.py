@@ -1,0 +1,226 @@
+"""`onebox deploy` on the server: build a release beside the live one, then switch to it.
+
+Pipeline: lock -> unpack -> virtualenv -> build commands -> collectstatic -> migrate ->
+release commands -> freeze -> start in the idle slot -> health check -> switch -> retire
+the old slot -> prune. Until the switch nothing the live release uses is touched; a
+failure before it removes the half-built release and leaves the site as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from string import Template
+
+from .django import Release
+from .lock import deploy_lock
+from .paths import CACHE, TOOLS, AppPaths
+from .protocol import EXIT_CONFIG, AgentError, emit, step
+from .provision import check_supported, ensure_secrets, install_caddy_config
+from .switch import idle_slot, live_slot, retire, route_to, start_slot, wait_healthy
+from .system import apt_install, ensure_symlink, read_env_file, run, write_file
+
+COMPLETE = ".onebox/complete"
+
+
+def deploy(request: dict, payload: Path) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    check_supported()
+    if not paths.root.is_dir() or not paths.unit_template.is_file():
+        raise AgentError(f"{paths.app} is not set up on this server",
+                         hint="run `onebox setup` first", code=EXIT_CONFIG)  # fmt: skip
+    with deploy_lock(paths.lock, request["deployer"], "deploy"):
+        return _deploy(request, payload, paths)
+
+
+def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
+    started = time.monotonic()
+    ensure_secrets(paths)
+    secrets = read_env_file(paths.secrets)
+    check_required(request["secrets"], secrets)
+    release_dir = paths.releases / request["release_id"]
+    try:
+        release = build(request, payload, paths, release_dir, secrets)
+        switch(request, paths, release_dir)
+    except BaseException:
+        discard(paths, release_dir)
+        raise
+    pruned = prune(paths, request.get("keep", 5))
+    return {"release": request["release_id"], "slot": live_slot(paths), "pruned": pruned,
+            "seconds": round(time.monotonic() - started, 2), "static_url": release.env.get(
+                "ONEBOX_STATIC_URL", "")}  # fmt: skip
+
+
+def check_required(required: list[str], secrets: dict[str, str]) -> None:
+    missing = [name for name in required if name not in secrets and name not in os.environ]
+    if missing:
+        sets = " ".join(f"{name}=..." for name in missing)
+        raise AgentError(f"the app needs {', '.join(missing)}, not set on the server",
+                         hint=f"run `onebox env set {sets}`, then deploy again",
+                         code=EXIT_CONFIG)  # fmt: skip
+
+
+def build(request: dict, payload: Path, paths: AppPaths, release_dir: Path,
+          secrets: dict[str, str]) -> Release:  # fmt: skip
+    app = paths.app
+    with step("unpack release"):
+        if release_dir.exists():
+            shutil.rmtree(release_dir)
+        shutil.copytree(payload, release_dir, symlinks=True)
+        write_file(release_dir / ".onebox" / "requirements.txt", request["lock"])
+        write_file(release_dir / ".onebox" / "release.env", release_env(request, paths),
+                   mode=0o640, group=app)  # fmt: skip
+        run(["chown", "-R", f"{app}:{app}", str(release_dir)])  # build commands write here
+    with step("build packages") as state:
+        state["changed"] = bool(apt_install(request.get("packages", [])))
+    with step("virtualenv") as state:
+        venv, state["changed"] = ensure_venv(paths, request)
+        os.symlink(venv, release_dir / ".venv")
+    env = {**read_env_file(release_dir / ".onebox" / "release.env"), **secrets}
+    release = Release(app, release_dir, env, request["manage"])
+    for command in request.get("build", []):
+        with step(f"build: {command}"):
+            release.shell(command, f"build command `{command}`")
+    with step("collectstatic"):
+        release.manage_py("collectstatic", "--noinput", what="collectstatic")
+    with step("settings") as state:
+        settings = release.settings()
+        state["detail"] = link_public_dirs(paths, release_dir, settings)
+        release.env["ONEBOX_STATIC_URL"] = str(settings["STATIC_URL"])
+    with step("migrate") as state:
+        output = release.manage_py("migrate", "--noinput", what="migrate")
+        state["changed"] = "Applying " in output
+    for command in request.get("release", []):
+        with step(f"release: {command}"):
+            release.shell(command, f"release command `{command}`")
+    with step("freeze release"):
+        freeze(release_dir, app, request)
+    with step("caddy site") as state:
+        state["changed"] = install_caddy_config(paths.caddy_site, site_config(request, settings))
+    return release
+
+
+def release_env(request: dict, paths: AppPaths) -> str:
+    """Non-secret settings of this release; the secrets file is read after it and wins."""
+    address = request["address"]
+    values = {
+        "DJANGO_SETTINGS_MODULE": request["settings"],
+        "ALLOWED_HOSTS": address, "DJANGO_ALLOWED_HOSTS": address,
+        "CSRF_TRUSTED_ORIGINS": f"https://{address}",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{address}",
+        "MEDIA_ROOT": str(paths.media), "ONEBOX_RELEASE": request["release_id"],
+        "PYTHONDONTWRITEBYTECODE": "1", **request.get("env", {}),
+    }  # fmt: skip
+    return "".join(f"{key}={value}\n" for key, value in values.items())
+
+
+def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
+    """One virtualenv per lock hash: a code-only deploy reuses it and installs nothing."""
+    venv = paths.venvs / request["lock_hash"]
+    if (venv / ".onebox-complete").is_file():
+        return venv, False
+    if venv.exists():
+        shutil.rmtree(venv)
+    uv = str(TOOLS / "uv" / "bin" / "uv")
+    env = {"UV_CACHE_DIR": str(CACHE / "uv"), "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+           "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}  # fmt: skip
+    lock = paths.releases / request["release_id"] / ".onebox" / "requirements.txt"
+    run([uv, "venv", "--quiet", "--python", "/usr/bin/python3", str(venv)], env=env,
+        what="creating the virtualenv")  # fmt: skip
+    run([uv, "pip", "install", "--quiet", "--require-hashes", "--python", str(venv / "bin" / "python"),
+         "-r", str(lock)], env=env, what="installing the dependencies", timeout=1800)  # fmt: skip
+    run(["chmod", "-R", "go-w", str(venv)])
+    (venv / ".onebox-complete").touch()
+    return venv, True
+
+
+def link_public_dirs(paths: AppPaths, release_dir: Path, settings: dict) -> str:
+    """Give Caddy fixed paths for static and media files, wherever the settings put them."""
+    static_root = Path(str(settings["STATIC_ROOT"] or release_dir / "staticfiles"))
+    media_root = Path(str(settings["MEDIA_ROOT"] or paths.media))
+    public = release_dir / ".onebox"
+    ensure_symlink(public / "static", static_root)
+    if media_root != paths.media and release_dir in media_root.parents:
+        # MEDIA_ROOT inside the code would vanish with each release: keep it in shared/.
+        if media_root.exists():
+            shutil.rmtree(media_root)
+        media_root.parent.mkdir(parents=True, exist_ok=True)
+        media_root.symlink_to(paths.media)
+        media_root = paths.media
+    ensure_symlink(public / "media", media_root)
+    return f"static {static_root}, media {media_root}"
+
+
+def site_config(request: dict, settings: dict) -> str:
+    """Fill in what only the server knows (the settings' URLs) in the client-rendered site."""
+    return Template(request["files"]["site"]).safe_substitute(
+        static_url=_url_prefix(settings["STATIC_URL"]),
+        media_url=_url_prefix(settings["MEDIA_URL"]),
+    )
+
+
+def _url_prefix(url: object) -> str:
+    text = str(url or "")
+    if not text or "://" in text:
+        return ""  # served elsewhere (a CDN): nothing for Caddy to do
+    return "/" + text.strip("/") + "/"
+
+
+def freeze(release_dir: Path, app: str, request: dict) -> None:
+    """From here the release is read-only to the app: its code cannot be changed by it."""
+    run(["chown", "-R", f"root:{app}", str(release_dir)])
+    run(["chmod", "-R", "u+rwX,g+rX,g-w,o-rwx", str(release_dir)])
+    manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
+    manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_file(release_dir / ".onebox" / "manifest.json", json.dumps(manifest, indent=2),
+               mode=0o640, group=app)  # fmt: skip
+    write_file(release_dir / COMPLETE, "", mode=0o640, group=app)
+
+
+def switch(request: dict, paths: AppPaths, release_dir: Path) -> None:
+    old = live_slot(paths)
+    new = idle_slot(paths)
+    try:
+        with step(f"start ({new} slot)"):
+            start_slot(paths, new, release_dir)
+        with step("health check"):
+            wait_healthy(paths, new, request["address"], request["health_path"])
+    except BaseException:
+        run(["systemctl", "stop", paths.unit(new)], check=False)
+        raise
+    with step("switch traffic"):
+        route_to(paths, new, release_dir)
+        emit("log", text=f"traffic now goes to release {release_dir.name} ({new} slot)")
+    with step("stop old release"):
+        retire(paths, old, new)
+
+
+def discard(paths: AppPaths, release_dir: Path) -> None:
+    """A failed release never counts toward the kept ones and never stays half-built."""
+    current = paths.current.resolve() if paths.current.is_symlink() else None
+    if release_dir.exists() and release_dir.resolve() != current:
+        shutil.rmtree(release_dir, ignore_errors=True)
+
+
+def prune(paths: AppPaths, keep: int) -> list[str]:
+    live = {paths.current.resolve()} if paths.current.is_symlink() else set()
+    for slot in ("blue", "green"):
+        if paths.slot_link(slot).is_symlink():
+            live.add(paths.slot_link(slot).resolve())
+    releases = sorted(p for p in paths.releases.iterdir() if p.is_dir())
+    complete = [p for p in releases if (p / COMPLETE).is_file()]
+    removed = []
+    for path in releases:
+        if path in live:
+            continue
+        if path not in complete or path not in complete[-keep:]:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    used = {os.readlink(p / ".venv") for p in paths.releases.iterdir() if (p / ".venv").is_symlink()}
+    for venv in paths.venvs.iterdir():
+        if str(venv) not in used:
+            shutil.rmtree(venv, ignore_errors=True)
+    return removed

@@ -1,0 +1,109 @@
+"""Blue/green slots: start the new release beside the live one, check it, move traffic.
+
+Caddy always dials one fixed socket path, `live.sock`. A switch hard-links the new
+slot's listening socket to a temp name and renames it over `live.sock`: new connections
+reach the new release, connections already open finish on the old one, and Caddy's
+configuration never changes (a Caddy reload was measured to drop kept-alive requests).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import time
+from pathlib import Path
+
+from .paths import SLOTS, AppPaths
+from .protocol import AgentError
+from .system import ensure_symlink, run, tail
+
+
+def live_slot(paths: AppPaths) -> str | None:
+    if paths.live_slot.is_symlink():
+        slot = os.readlink(paths.live_slot)
+        return slot if slot in SLOTS else None
+    return None
+
+
+def idle_slot(paths: AppPaths) -> str:
+    return "green" if live_slot(paths) == "blue" else "blue"
+
+
+def start_slot(paths: AppPaths, slot: str, release: Path) -> None:
+    unit = paths.unit(slot)
+    run(["systemctl", "stop", unit], check=False)
+    ensure_symlink(paths.slot_link(slot), release)
+    result = run(["systemctl", "start", unit], check=False, timeout=120)
+    if result.returncode != 0:
+        raise AgentError("the new release did not start; the live release keeps serving",
+                         output=journal(paths, slot))  # fmt: skip
+
+
+def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: float = 60) -> None:
+    """Poll the slot's own socket until the health path answers 2xx/3xx."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        state = run(["systemctl", "is-active", paths.unit(slot)], check=False).stdout.strip()
+        if state in ("failed", "inactive"):
+            raise AgentError("the new release crashed while starting; the live release keeps "
+                             "serving", output=journal(paths, slot))  # fmt: skip
+        try:
+            status = http_status(paths.socket(slot), host, path)
+        except OSError as exc:
+            last = str(exc)
+        else:
+            if 200 <= status < 400:
+                return
+            last = f"HTTP {status}"
+        time.sleep(0.2)
+    raise AgentError(f"the new release failed its health check on {path} ({last}); the live "
+                     "release keeps serving", output=journal(paths, slot),
+                     hint="check the app's log above; set [app] health_path to a page that "
+                     "answers 200 without logging in")  # fmt: skip
+
+
+def http_status(sock_path: Path, host: str, path: str) -> int:
+    connection = _UnixHTTPConnection(str(sock_path))
+    try:
+        connection.request("GET", path, headers={"Host": host, "X-Forwarded-Proto": "https",
+                                                 "User-Agent": "onebox-health"})  # fmt: skip
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, sock_path: str) -> None:
+        super().__init__("localhost", timeout=10)
+        self.sock_path = sock_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.sock_path)
+
+
+def route_to(paths: AppPaths, slot: str, release: Path) -> None:
+    """Atomically point live.sock (traffic), current (static files) and live (state) at slot."""
+    tmp = paths.run / ".live.sock.tmp"
+    tmp.unlink(missing_ok=True)
+    os.link(paths.socket(slot), tmp)
+    os.replace(tmp, paths.live_socket)
+    ensure_symlink(paths.current, release)
+    ensure_symlink(paths.live_slot, slot)
+
+
+def retire(paths: AppPaths, old: str | None, new: str) -> None:
+    """Stop the old slot after its in-flight requests finish (gunicorn's graceful stop)."""
+    run(["systemctl", "enable", "--quiet", paths.unit(new)], check=False)
+    if old and old != new:
+        run(["systemctl", "disable", "--quiet", paths.unit(old)], check=False)
+        run(["systemctl", "stop", paths.unit(old)], check=False, timeout=120)
+
+
+def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:
+    result = run(["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u",
+                  paths.unit(slot)], check=False)  # fmt: skip
+    return tail(result.stdout, lines)

@@ -1,0 +1,162 @@
+"""Small idempotent primitives: run a command, write a file, make a directory, a user, a link.
+
+Each primitive compares what is there with what is wanted and reports whether it changed
+anything, so that a second `onebox setup` can say "unchanged" truthfully.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .protocol import AgentError
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+
+
+def tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+        user: str | None = None, check: bool = True, timeout: float | None = None,
+        what: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run argv (never through a shell), capturing output; raise AgentError on failure."""
+    full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG": "C.UTF-8", **(env or {})}  # fmt: skip
+    kwargs: dict[str, object] = {}
+    if user:
+        entry = pwd.getpwnam(user)
+        kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        full_env.setdefault("HOME", entry.pw_dir)
+    try:
+        result = subprocess.run(
+            list(argv), env=full_env, cwd=cwd, capture_output=True, text=True,
+            timeout=timeout, check=False, **kwargs,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except FileNotFoundError:
+        raise AgentError(f"{argv[0]} is not installed on the server") from None
+    except subprocess.TimeoutExpired as exc:
+        raise AgentError(f"{what or argv[0]} took longer than {timeout:.0f}s",
+                         command=shlex.join(argv)) from exc  # fmt: skip
+    if check and result.returncode != 0:
+        raise AgentError(
+            f"{what or shlex.join(argv)} failed (exit {result.returncode})",
+            command=shlex.join(argv),
+            output=tail(result.stdout + "\n" + result.stderr),
+        )
+    return result
+
+
+def write_file(path: Path, content: str | bytes, *, mode: int = 0o644, owner: str = "root",
+               group: str = "root") -> bool:  # fmt: skip
+    """Write atomically (temp file + rename); return False when nothing differed."""
+    data = content.encode() if isinstance(content, str) else content
+    uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    if path.is_file() and path.read_bytes() == data:
+        return fix_mode(path, mode, uid, gid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.onebox-tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.chown(tmp, uid, gid)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True
+
+
+def fix_mode(path: Path, mode: int, uid: int, gid: int) -> bool:
+    info = path.lstat()
+    changed = False
+    if (info.st_uid, info.st_gid) != (uid, gid):
+        os.chown(path, uid, gid)
+        changed = True
+    if info.st_mode & 0o7777 != mode:
+        os.chmod(path, mode)
+        changed = True
+    return changed
+
+
+def ensure_dir(path: Path, *, mode: int = 0o755, owner: str = "root", group: str = "root") -> bool:
+    created = False
+    if not path.is_dir():
+        path.mkdir(parents=True)
+        created = True
+    return fix_mode(path, mode, pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid) or created
+
+
+def ensure_symlink(link: Path, target: str | Path) -> bool:
+    """Point link at target atomically (temp link + rename), like `ln -s` + `mv -T`."""
+    if link.is_symlink() and os.readlink(link) == str(target):
+        return False
+    tmp = link.with_name(f".{link.name}.onebox-tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+    return True
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def group_members(group: str) -> list[str]:
+    try:
+        return list(grp.getgrnam(group).gr_mem)
+    except KeyError:
+        return []
+
+
+def missing_packages(packages: Sequence[str]) -> list[str]:
+    missing = []
+    for package in packages:
+        result = run(["dpkg-query", "-W", "-f=${Status}", package], check=False)
+        if "install ok installed" not in result.stdout:
+            missing.append(package)
+    return missing
+
+
+def apt_install(packages: Sequence[str]) -> list[str]:
+    """Install the packages that are missing; return those installed."""
+    missing = missing_packages(packages)
+    if missing:
+        run(["apt-get", "update", "-qq"], env=APT_ENV, what="apt-get update", timeout=600)
+        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            env=APT_ENV, what=f"installing {' '.join(missing)}", timeout=1200)  # fmt: skip
+    return missing
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a systemd EnvironmentFile as onebox writes it (KEY="value", escaped)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
+            continue
+        key, _, raw = line.partition("=")
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        values[key.strip()] = raw
+    return values
+
+
+def format_env_file(values: Mapping[str, str], header: str = "") -> str:
+    lines = [f"# {line}" for line in header.splitlines()]
+    for key in sorted(values):
+        # systemd un-escapes \\ and \" inside double quotes; values never hold newlines.
+        escaped = values[key].replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,216 @@
+"""The library API behind the CLI: each function is one onebox command.
+
+Functions take a loaded Project and a `Reporter` (progress and notices) and return
+plain data, which the CLI prints as text or JSON.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from uv import find_uv_bin
+
+from onebox import bundle, remote, sandbox
+from onebox.config import Project
+from onebox.errors import ConfigError, UnsupportedError
+from onebox.lock import lock
+from onebox.templating import render
+from onebox.transport import SSH, Target
+
+LAN_SUFFIXES = (".lan", ".local", ".internal", ".home.arpa", ".localhost", ".test")
+
+
+class Reporter(Protocol):
+    def event(self, event: dict[str, object]) -> None: ...
+    def notice(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Server:
+    ssh: SSH
+    address: str  # what browsers use: the domain, or the server's address
+
+
+def resolve_target(spec: str, project: Project | None = None) -> Target:
+    """--host / [server] host -> where to connect. `sandbox:NAME` is a practice server."""
+    if not spec:
+        raise ConfigError("no server given", hint="set [server] host in onebox.toml or pass --host")
+    if spec.startswith("sandbox:"):
+        return sandbox.load(spec.removeprefix("sandbox:")).target()
+    user, _, host = spec.rpartition("@")
+    port = None
+    match = re.fullmatch(r"(.+):(\d+)", host)
+    if match and not host.startswith("["):
+        host, port = match.group(1), int(match.group(2))
+    server = project.config.server if project else None
+    return Target(host=host, user=user or (server.user if server else None),
+                  port=port or (server.port if server else None), label=spec)  # fmt: skip
+
+
+@contextmanager
+def connect(project: Project, host: str | None, reporter: Reporter) -> Iterator[Server]:
+    target = resolve_target(host or project.config.server.host, project)
+    ssh = SSH(target, on_notice=reporter.notice)
+    try:
+        address = project.config.server.domain or ssh.hostname
+        yield Server(ssh=ssh, address=address)
+    finally:
+        ssh.close()
+
+
+def tls_internal(project: Project, address: str) -> bool:
+    tls = project.config.server.tls
+    if tls != "auto":
+        return tls == "internal"
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return "." not in address or address.endswith(LAN_SUFFIXES)
+
+
+def uv_version() -> str:
+    out = subprocess.run([find_uv_bin(), "--version"], capture_output=True, text=True).stdout
+    return out.split()[1]
+
+
+def rendered_files(project: Project, address: str) -> dict[str, str]:
+    cfg = project.config
+    workdir = str(Path(cfg.app.manage).parent).strip(".")
+    context = {
+        "app": cfg.app.name, "root": f"/srv/{cfg.app.name}", "wsgi": cfg.app.wsgi,
+        "workers": cfg.app.workers, "workdir": workdir, "address": address,
+        "tls_internal": tls_internal(project, address),
+    }  # fmt: skip
+    names = {"unit": "app.service.j2", "tmpfiles": "tmpfiles.conf.j2",
+             "caddyfile": "Caddyfile.j2", "site": "site.caddy.j2"}  # fmt: skip
+    return {key: render(name, project.root, **context) for key, name in names.items()}
+
+
+def facts(server: Server, reporter: Reporter) -> dict[str, object]:
+    return remote.call(server.ssh, remote.pack({"action": "facts"}), reporter.event)
+
+
+def check_python(project: Project, found: dict[str, object]) -> None:
+    wanted = project.config.app.python
+    if not wanted:
+        return
+    try:
+        spec = SpecifierSet(wanted)
+    except InvalidSpecifier:
+        raise ConfigError(f"[app] python = {wanted!r} is not a version specifier",
+                          hint='write it like ">=3.11"') from None  # fmt: skip
+    if str(found["python"]) not in spec:
+        raise UnsupportedError(
+            f"the project needs Python {wanted}; the server's system Python is {found['python']}"
+            f" ({found['os_name']})",
+            hint="Debian 12 ships 3.11 and Debian 13 ships 3.13: pick the Debian release whose "
+            "Python fits, or relax [app] python",
+        )  # fmt: skip
+
+
+def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> dict:
+    with connect(project, host, reporter) as server:
+        request = {
+            "action": "setup", "app": project.config.app.name, "uv_version": uv_version(),
+            "files": rendered_files(project, server.address),
+        }  # fmt: skip
+        if dry_run:
+            return {"dry_run": True, "host": server.ssh.target.name, "request": request,
+                    "ssh": shlex.join(server.ssh.argv(["python3", "-c", "..."]))}  # fmt: skip
+        found = facts(server, reporter)
+        check_python(project, found)
+        result = remote.call(server.ssh, remote.pack(request), reporter.event)
+        return {"host": server.ssh.target.name, "server": found, **result}
+
+
+def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> dict:
+    cfg = project.config
+    files = bundle.collect(project.root, cfg.build.exclude)
+    with connect(project, host, reporter) as server:
+        found = facts(server, reporter)
+        check_python(project, found)
+        python = ".".join(str(found["python"]).split(".")[:2])
+        locked = lock(project.root, cfg.build.requirements, python)
+        request = {
+            "action": "deploy", "app": cfg.app.name, "release_id": bundle.release_id(),
+            "deployer": bundle.deployer(), "commit": files.commit, "address": server.address,
+            "settings": cfg.app.settings, "manage": cfg.app.manage,
+            "health_path": cfg.app.health_path, "build": cfg.deploy.build,
+            "release": cfg.deploy.release, "env": cfg.env.vars, "secrets": cfg.env.secrets,
+            "lock": locked.text, "lock_hash": locked.hash, "packages": locked.packages,
+            "uv_version": uv_version(), "files": rendered_files(project, server.address),
+        }  # fmt: skip
+        if dry_run:
+            return {"dry_run": True, "host": server.ssh.target.name, "files": len(files.files),
+                    "bytes": files.size, "request": request}  # fmt: skip
+        stream = remote.pack(request, project.root, files.files)
+        result = remote.call(server.ssh, stream, reporter.event)
+        return {"host": server.ssh.target.name, "url": f"https://{server.address}/",
+                "commit": files.commit, "files": len(files.files), **result}  # fmt: skip
+
+
+def env_set(project: Project, host: str | None, values: dict[str, str], reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "env-set", "values": values})
+
+
+def env_unset(project: Project, host: str | None, keys: list[str], reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "env-unset", "keys": keys})
+
+
+def env_list(project: Project, host: str | None, reporter: Reporter, reveal: bool = False) -> dict:
+    return _simple(project, host, reporter, {"action": "env-list", "reveal": reveal})
+
+
+def status(project: Project, host: str | None, reporter: Reporter) -> dict:
+    with connect(project, host, reporter) as server:
+        request = {"action": "status", "app": project.config.app.name, "address": server.address,
+                   "health_path": project.config.app.health_path}  # fmt: skip
+        result = remote.call(server.ssh, remote.pack(request), reporter.event)
+        return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}
+
+
+def _simple(project: Project, host: str | None, reporter: Reporter, request: dict) -> dict:
+    with connect(project, host, reporter) as server:
+        request = {**request, "app": project.config.app.name}
+        return remote.call(server.ssh, remote.pack(request), reporter.event)
+
+
+def logs(project: Project, host: str | None, reporter: Reporter, follow: bool, lines: int) -> int:
+    app = project.config.app.name
+    with connect(project, host, reporter) as server:
+        argv = ["journalctl", "--no-pager", "-n", str(lines), "-u", f"onebox-{app}@*"]
+        return server.ssh.interactive(server.ssh.sudo([*argv, *(["-f"] if follow else [])]))
+
+
+def manage(project: Project, host: str | None, reporter: Reporter, args: list[str]) -> int:
+    """manage.py in the live release, as the app user, with its environment loaded by systemd."""
+    app = project.config.app.name
+    root = f"/srv/{app}"
+    manage_py = f"{root}/current/{project.config.app.manage}"
+    argv = [
+        "systemd-run", "--quiet", "--pty" if sys.stdin.isatty() else "--pipe", "--wait", "--collect", f"--uid={app}", f"--gid={app}",
+        f"--working-directory={root}/current/{Path(project.config.app.manage).parent}",
+        f"--property=EnvironmentFile={root}/current/.onebox/release.env",
+        f"--property=EnvironmentFile=/etc/onebox/{app}.env",
+        f"{root}/current/.venv/bin/python", manage_py, *args,
+    ]  # fmt: skip
+    with connect(project, host, reporter) as server:
+        return server.ssh.interactive(server.ssh.sudo(argv))
+
+
+def caddy_root_ca(project: Project, host: str | None, reporter: Reporter) -> str:
+    """The root certificate of Caddy's internal CA, for clients to trust the site."""
+    path = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+    with connect(project, host, reporter) as server:
+        return server.ssh.run(server.ssh.sudo(["cat", path])).stdout.decode()

@@ -1,0 +1,275 @@
+"""The `onebox` command line: parse, call the library API, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from onebox import __version__, api, sandbox
+from onebox.config import load_project
+from onebox.errors import ConfigError, ExitCode, OneboxError
+from onebox.init import init_project
+from onebox.output import HumanReporter, JsonReporter
+
+
+class Context:
+    def __init__(self, as_json: bool, verbose: bool, project_dir: Path | None) -> None:
+        self.json = as_json
+        self.verbose = verbose
+        self.project_dir = project_dir
+        self.reporter: HumanReporter | JsonReporter = JsonReporter() if as_json else HumanReporter(verbose)
+
+    def project(self):
+        return load_project(self.project_dir)
+
+    def done(self, data: Any, text: str | None) -> None:
+        if isinstance(self.reporter, JsonReporter):
+            self.reporter.emit(data)
+        elif text:
+            self.reporter.result(text)
+
+
+def command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command body with onebox's one error handler: a message and an exit code."""
+
+    @functools.wraps(func)
+    @click.pass_obj
+    def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> None:
+        try:
+            code = func(ctx, *args, **kwargs)
+        except OneboxError as error:
+            ctx.reporter.error(error)
+            sys.exit(int(error.exit_code))
+        except KeyboardInterrupt:
+            ctx.reporter.error(OneboxError("interrupted", hint="the server finishes or undoes "
+                                           "the current step on its own; check `onebox status`"))  # fmt: skip
+            sys.exit(130)
+        except Exception as error:  # a bug: one line, and the traceback only when asked
+            if ctx.verbose or os.environ.get("ONEBOX_DEBUG"):
+                raise
+            ctx.reporter.error(OneboxError(f"internal error: {error!r}",
+                                           hint="rerun with --verbose and report it"))  # fmt: skip
+            sys.exit(int(ExitCode.FAILED))
+        sys.exit(code or 0)
+
+    return wrapper
+
+
+host_option = click.option("--host", help="Server to use instead of [server] host "
+                           "(an address, user@host, an ssh alias, or sandbox:NAME).")  # fmt: skip
+dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="onebox")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts and CI).")
+@click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of onebox bugs.")
+@click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
+              help="The Django project's folder (default: the current one).")  # fmt: skip
+@click.pass_context
+def main(click_ctx: click.Context, as_json: bool, verbose: bool, project_dir: Path | None) -> None:
+    """Run a Django project in production on one Debian server you own."""
+    click_ctx.obj = Context(as_json, verbose, project_dir)
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--host", default="", help="The server, written into [server] host.")
+@click.option("--domain", default="", help="The public domain name, if any.")
+@click.option("--force", is_flag=True, help="Overwrite an existing onebox.toml.")
+@command
+def init(ctx: Context, path: Path | None, host: str, domain: str, force: bool) -> None:
+    """Detect the Django project and write a commented onebox.toml."""
+    target, found = init_project(path or ctx.project_dir or Path.cwd(), host=host, domain=domain,
+                                 force=force)  # fmt: skip
+    lines = [f"wrote {target}", f"  settings      {found.settings}", f"  wsgi          {found.wsgi}",
+             f"  dependencies  {found.requirements or '(none found)'}"]  # fmt: skip
+    if found.required_env:
+        lines.append(f"  secrets       {', '.join(found.required_env)} (set them with "
+                     "`onebox env set KEY=VALUE`)")  # fmt: skip
+    lines += [f"  note: {note}" for note in found.notes]
+    lines.append("next: set [server] host, then `onebox setup` and `onebox deploy`")
+    ctx.done({"config": str(target), **{k: v for k, v in vars(found).items() if k != "root"}},
+             "\n".join(lines))  # fmt: skip
+
+
+@main.command()
+@host_option
+@dry_run_option
+@command
+def setup(ctx: Context, host: str | None, dry_run: bool) -> None:
+    """Provision the server: packages, app user, directories, systemd units, Caddy."""
+    result = api.setup(ctx.project(), host, ctx.reporter, dry_run=dry_run)
+    if dry_run:
+        text = _dry_run_text(result)
+    elif result["changed"]:
+        text = f"{result['host']}: set up ({', '.join(result['changed'])} changed)"
+    else:
+        text = f"{result['host']}: already set up, nothing changed"
+    ctx.done(result, text)
+
+
+@main.command()
+@host_option
+@dry_run_option
+@command
+def deploy(ctx: Context, host: str | None, dry_run: bool) -> None:
+    """Build a release from this project, ship it, migrate, and switch to it."""
+    result = api.deploy(ctx.project(), host, ctx.reporter, dry_run=dry_run)
+    if dry_run:
+        ctx.done(result, _dry_run_text(result))
+        return
+    ctx.done(result, f"deployed release {result['release']} in {result['seconds']}s\n"
+                     f"live at {result['url']}")  # fmt: skip
+
+
+def _dry_run_text(result: dict) -> str:
+    request = dict(result["request"])
+    files = request.pop("files", {})
+    if "lock" in request:
+        request["lock"] = f"<{len(request['lock'].splitlines())} lines, hash {request['lock_hash']}>"
+    lines = [f"dry run: nothing was done on {result['host']}", "request to the server agent:",
+             json.dumps(request, indent=2)]  # fmt: skip
+    for name, content in files.items():
+        lines += [f"--- file: {name} ---", content.rstrip()]
+    return "\n".join(lines)
+
+
+@main.command()
+@host_option
+@command
+def status(ctx: Context, host: str | None) -> None:
+    """Show what the server runs: release, slots, health."""
+    result = api.status(ctx.project(), host, ctx.reporter)
+    release = result.get("release") or {}
+    lines = [
+        f"server   {result['host']} ({result['server']['os_name']}, Python {result['server']['python']})",
+        f"url      {result['url']}",
+        f"release  {release.get('release_id', '(none deployed)')} {release.get('commit', '')}",
+        f"slot     {result.get('live_slot') or '-'}  units: "
+        + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
+        f"caddy    {result['caddy']}",
+        f"health   {result.get('health', '-')}",
+    ]  # fmt: skip
+    ctx.done(result, "\n".join(lines))
+
+
+@main.command()
+@host_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("-n", "--lines", default=100, show_default=True, help="How many lines to show.")
+@command
+def logs(ctx: Context, host: str | None, follow: bool, lines: int) -> int:
+    """Show the app's log (gunicorn and Django) from the server's journal."""
+    return api.logs(ctx.project(), host, ctx.reporter, follow, lines)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@host_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@command
+def manage(ctx: Context, host: str | None, args: tuple[str, ...]) -> int:
+    """Run manage.py on the server: onebox manage -- createsuperuser"""
+    if not args:
+        raise ConfigError("no manage.py command given", hint="e.g. onebox manage -- createsuperuser")
+    return api.manage(ctx.project(), host, ctx.reporter, list(args))
+
+
+@main.command()
+@host_option
+@command
+def ca(ctx: Context, host: str | None) -> None:
+    """Print the root certificate of the server's private CA (for LAN/IP sites)."""
+    pem = api.caddy_root_ca(ctx.project(), host, ctx.reporter)
+    ctx.done({"certificate": pem}, pem.rstrip())
+
+
+@main.group()
+def env() -> None:
+    """The app's secrets on the server (a 0600 file, read by systemd)."""
+
+
+@env.command("set")
+@host_option
+@click.argument("pairs", nargs=-1, required=True)
+@command
+def env_set(ctx: Context, host: str | None, pairs: tuple[str, ...]) -> None:
+    """Set KEY=VALUE pairs (use KEY=- to read the value from standard input)."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{pair!r} is not KEY=VALUE", hint="e.g. onebox env set API_KEY=abc")
+        if value == "-":
+            value = sys.stdin.readline().rstrip("\n")
+        if "\n" in value or "\0" in value:
+            raise ConfigError(f"the value of {key} holds a newline", hint="use one line")
+        values[key] = value
+    result = api.env_set(ctx.project(), host, values, ctx.reporter)
+    changed = ", ".join(result["changed"]) or "nothing"
+    ctx.done(result, f"set {changed}; deploy (or restart) for the app to see it")
+
+
+@env.command("unset")
+@host_option
+@click.argument("keys", nargs=-1, required=True)
+@command
+def env_unset(ctx: Context, host: str | None, keys: tuple[str, ...]) -> None:
+    """Remove variables."""
+    result = api.env_unset(ctx.project(), host, list(keys), ctx.reporter)
+    ctx.done(result, f"removed {', '.join(result['removed'])}")
+
+
+@env.command("list")
+@host_option
+@click.option("--reveal", is_flag=True, help="Show the values (they are masked by default).")
+@command
+def env_list(ctx: Context, host: str | None, reveal: bool) -> None:
+    """List the variables set on the server."""
+    result = api.env_list(ctx.project(), host, ctx.reporter, reveal=reveal)
+    ctx.done(result, "\n".join(f"{k}={v}" for k, v in sorted(result["values"].items())))
+
+
+@main.group("sandbox")
+def sandbox_group() -> None:
+    """Local practice servers: real Debian with systemd, in a container (root, Linux)."""
+
+
+@sandbox_group.command("create")
+@click.argument("name")
+@click.option("--debian", type=click.Choice(sorted(sandbox.SUITES)), default="12", show_default=True)
+@command
+def sandbox_create(ctx: Context, name: str, debian: str) -> None:
+    """Boot a practice server; target it with --host sandbox:NAME."""
+    box = sandbox.create(name, debian, log=ctx.reporter.log)
+    ctx.done({"name": box.name, "address": box.address, "debian": box.debian, "host": f"sandbox:{name}"},
+             f"practice server {name} is up at {box.address} (Debian {debian})\n"
+             f"use it with --host sandbox:{name}")  # fmt: skip
+
+
+@sandbox_group.command("list")
+@command
+def sandbox_list(ctx: Context) -> None:
+    """List practice servers."""
+    boxes = sandbox.list_all()
+    data = [{"name": b.name, "address": b.address, "debian": b.debian, "running": b.running}
+            for b in boxes]  # fmt: skip
+    text = "\n".join(f"{b['name']:<20} {b['address']:<15} debian {b['debian']}  "
+                     f"{'running' if b['running'] else 'stopped'}" for b in data)  # fmt: skip
+    ctx.done(data, text or "no practice servers")
+
+
+@sandbox_group.command("destroy")
+@click.argument("name")
+@command
+def sandbox_destroy(ctx: Context, name: str) -> None:
+    """Stop a practice server and delete it."""
+    sandbox.destroy(name, log=ctx.reporter.log)
+    ctx.done({"destroyed": name}, None)

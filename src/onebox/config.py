@@ -1,0 +1,197 @@
+"""onebox.toml: the typed configuration, its loading and its error messages.
+
+The schema doubles as documentation: `onebox init` writes a commented file from
+templates/onebox.toml.j2 whose keys are exactly these models' fields.
+Validation errors name the file, the line, the key and what is expected; unknown keys
+are errors with a did-you-mean, because a typo silently ignored is a production outage.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from onebox.errors import ConfigError
+
+CONFIG_FILE = "onebox.toml"
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppConfig(_Section):
+    name: str
+    settings: str
+    wsgi: str
+    manage: str = "manage.py"
+    python: str | None = None
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    health_path: str = "/"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not APP_NAME.match(value):
+            raise ValueError(
+                "must be lowercase letters, digits and dashes, start with a letter, "
+                "at most 31 characters (it names a system user and systemd units)"
+            )
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+class ServerConfig(_Section):
+    host: str = ""
+    user: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    domain: str = ""
+    tls: Literal["auto", "public", "internal"] = "auto"
+
+
+class BuildConfig(_Section):
+    requirements: str | None = None
+    exclude: list[str] = []
+
+
+class DeployConfig(_Section):
+    build: list[str] = []
+    release: list[str] = []
+
+
+class EnvConfig(_Section):
+    vars: dict[str, str] = {}
+    secrets: list[str] = []
+
+    @field_validator("secrets")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+class DatabaseConfig(_Section):
+    engine: Literal["sqlite"] = "sqlite"
+
+
+class Config(_Section):
+    app: AppConfig
+    server: ServerConfig = ServerConfig()
+    build: BuildConfig = BuildConfig()
+    deploy: DeployConfig = DeployConfig()
+    env: EnvConfig = EnvConfig()
+    database: DatabaseConfig = DatabaseConfig()
+
+
+class Project(BaseModel):
+    """A loaded configuration and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    source: Path
+    config: Config
+
+
+def find_config(start: Path) -> Path | None:
+    """The onebox.toml (or pyproject.toml with [tool.onebox]) governing `start`."""
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_FILE
+        if candidate.is_file():
+            return candidate
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.onebox" in pyproject.read_text(errors="replace"):
+            return pyproject
+    return None
+
+
+def load_project(start: Path | None = None) -> Project:
+    start = (start or Path.cwd()).resolve()
+    source = find_config(start)
+    if source is None:
+        raise ConfigError(
+            f"no {CONFIG_FILE} in {start} or its parents",
+            hint="run `onebox init` in your Django project first",
+        )
+    return Project(root=source.parent, source=source, config=load_config(source))
+
+
+def load_config(path: Path) -> Config:
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}", hint="fix the TOML syntax at that line") from None
+    prefix: tuple[str, ...] = ()
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("onebox", {})
+        prefix = ("tool", "onebox")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, text, prefix), hint=_HINT) from None
+
+
+_HINT = "see docs/configuration.md for every key and its meaning"
+
+
+def _describe(exc: ValidationError, path: Path, text: str, prefix: tuple[str, ...]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        line = locate(text, prefix + loc)
+        where = f"{path}:{line}" if line else str(path)
+        key = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key '{key}'{_did_you_mean(loc)}")
+        elif error["type"] == "missing":
+            lines.append(f"{where}: missing key '{key}'")
+        else:
+            lines.append(f"{where}: '{key}' {error['msg'].removeprefix('Value error, ')}")
+    return "invalid configuration\n  " + "\n  ".join(lines)
+
+
+def _did_you_mean(loc: tuple[str, ...]) -> str:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def locate(text: str, loc: tuple[str, ...]) -> int | None:
+    """Best-effort line number of a dotted key in TOML text (tomllib keeps no positions)."""
+    table, current = (), ()
+    best = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.match(r"^\[+\s*([^\]]+?)\s*\]+", line)
+        if header:
+            current = tuple(part.strip().strip('"') for part in header.group(1).split("."))
+            if current == loc[: len(current)] and len(current) > len(table):
+                table, best = current, number
+            continue
+        match = re.match(r'^"?([A-Za-z0-9_-]+)"?\s*=', line)
+        if match and current + (match.group(1),) == loc[: len(current) + 1]:
+            if len(current) + 1 >= len(table):
+                return number
+    return best

@@ -1,0 +1,233 @@
+"""Find out what a Django project looks like without importing or running any of it.
+
+Some settings files crash when imported outside manage.py (they read environment
+variables, open sockets, import optional packages), so detection reads source code
+with `ast` only. The server, which runs the real settings, reports the real values
+(STATIC_ROOT, MEDIA_ROOT) at deploy time.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onebox.errors import ProjectError
+
+SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".onebox"}
+PRODUCTION_NAMES = ("production", "prod", "live", "deploy")
+# Variables onebox itself provides to the app, so they need no `onebox env set`.
+PROVIDED_ENV = {
+    "SECRET_KEY", "DJANGO_SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS", "DJANGO_CSRF_TRUSTED_ORIGINS", "DJANGO_SETTINGS_MODULE", "DEBUG",
+    "DJANGO_DEBUG", "STATIC_ROOT", "MEDIA_ROOT", "ONEBOX_RELEASE",
+}  # fmt: skip
+
+
+@dataclass
+class Detected:
+    root: Path
+    manage: str
+    name: str
+    settings: str
+    wsgi: str
+    requirements: str | None
+    python: str | None = None
+    static_root: str | None = None
+    media_root: str | None = None
+    required_env: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def detect(root: Path) -> Detected:
+    root = root.resolve()
+    if not root.is_dir():
+        raise ProjectError(f"{root} is not a directory", hint="give the path of a Django project")
+    manage = find_manage(root)
+    project_dir = manage.parent
+    settings = settings_module(manage)
+    settings_files = module_files(project_dir, settings)
+    assignments = read_assignments(settings_files)
+    wsgi = wsgi_application(project_dir, settings, assignments)
+    detected = Detected(
+        root=root,
+        manage=str(manage.relative_to(root)),
+        name=app_name(root),
+        settings=settings,
+        wsgi=wsgi,
+        requirements=find_requirements(root),
+        python=python_requirement(root),
+        static_root=assignments.get("STATIC_ROOT"),
+        media_root=assignments.get("MEDIA_ROOT"),
+        required_env=required_env(settings_files),
+    )
+    if detected.requirements is None:
+        detected.notes.append(
+            "no dependency file found (uv.lock, requirements.txt, Pipfile.lock, pyproject.toml)"
+        )
+    return detected
+
+
+def find_manage(root: Path, depth: int = 3) -> Path:
+    found = sorted(_walk(root, "manage.py", depth))
+    if not found:
+        raise ProjectError(
+            f"{root} is not a Django project: no manage.py found",
+            hint="run onebox in the folder that holds manage.py, or pass its path",
+        )
+    if len(found) > 1:
+        listing = ", ".join(str(p.relative_to(root)) for p in found)
+        raise ProjectError(
+            f"several Django projects under {root}: {listing}",
+            hint="pass the folder of the one to deploy: onebox init PATH",
+        )
+    return found[0]
+
+
+def _walk(folder: Path, filename: str, depth: int):
+    if (folder / filename).is_file():
+        yield folder / filename
+    if depth == 0:
+        return
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and child.name not in SKIP_DIRS and not child.name.startswith("."):
+            yield from _walk(child, filename, depth - 1)
+
+
+def settings_module(manage: Path) -> str:
+    """DJANGO_SETTINGS_MODULE as manage.py sets it, moved to a production module if one exists."""
+    tree = _parse(manage)
+    value = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and len(node.args) == 2:
+            key, default = node.args
+            if _const(key) == "DJANGO_SETTINGS_MODULE" and isinstance(_const(default), str):
+                value = _const(default)
+    if value is None:
+        raise ProjectError(
+            f"{manage} does not set DJANGO_SETTINGS_MODULE",
+            hint="set [app] settings in onebox.toml to your settings module",
+        )
+    return production_variant(manage.parent, value)
+
+
+def production_variant(project_dir: Path, module: str) -> str:
+    """`config.settings.local` -> `config.settings.production` when that module exists."""
+    package, _, leaf = module.rpartition(".")
+    package_dir = project_dir / package.replace(".", "/")
+    if package and (package_dir / "__init__.py").is_file() and leaf not in PRODUCTION_NAMES:
+        for name in PRODUCTION_NAMES:
+            if (package_dir / f"{name}.py").is_file():
+                return f"{package}.{name}"
+    return module
+
+
+def module_files(project_dir: Path, module: str) -> list[Path]:
+    """The settings module's file and the sibling modules it star-imports (base.py...)."""
+    path = project_dir / module.replace(".", "/")
+    candidates = [path.with_suffix(".py"), path / "__init__.py"]
+    main = next((c for c in candidates if c.is_file()), None)
+    if main is None:
+        raise ProjectError(
+            f"settings module {module!r} not found under {project_dir}",
+            hint="set [app] settings in onebox.toml to your settings module",
+        )
+    files = [main]
+    for node in ast.walk(_parse(main)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            sibling = main.parent / f"{node.module.replace('.', '/')}.py"
+            if sibling.is_file() and sibling not in files:
+                files.insert(0, sibling)
+    return files
+
+
+def read_assignments(files: list[Path]) -> dict[str, str]:
+    """Top-level UPPERCASE assignments, as source text, later files winning."""
+    values: dict[str, str] = {}
+    for path in files:
+        for node in _parse(path).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and target.id.isupper():
+                    values[target.id] = ast.unparse(node.value)
+    return values
+
+
+def wsgi_application(project_dir: Path, settings: str, assignments: dict[str, str]) -> str:
+    declared = assignments.get("WSGI_APPLICATION", "").strip("'\"")
+    if declared and "." in declared:
+        module, _, attr = declared.rpartition(".")
+        return f"{module}:{attr}"
+    for folder in (settings.split(".")[0], *(p.parent.name for p in project_dir.glob("*/wsgi.py"))):
+        if (project_dir / folder / "wsgi.py").is_file():
+            return f"{folder}.wsgi:application"
+    raise ProjectError(
+        "cannot find the WSGI application (no WSGI_APPLICATION setting, no wsgi.py)",
+        hint="set [app] wsgi = \"package.wsgi:application\" in onebox.toml",
+    )
+
+
+def find_requirements(root: Path) -> str | None:
+    for name in ("uv.lock", "Pipfile.lock", "Pipfile"):
+        if (root / name).is_file():
+            return name
+    for pattern in ("requirements/production.txt", "requirements/prod.txt", "requirements.txt",
+                    "requirements/base.txt", "requirements-prod.txt"):  # fmt: skip
+        if (root / pattern).is_file():
+            return pattern
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and "dependencies" in pyproject.read_text(errors="replace"):
+        return "pyproject.toml"
+    return None
+
+
+def python_requirement(root: Path) -> str | None:
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        match = re.search(r'^requires-python\s*=\s*"([^"]+)"', pyproject.read_text(), re.M)
+        if match:
+            return match.group(1)
+    version_file = root / ".python-version"
+    if version_file.is_file():
+        version = version_file.read_text().strip()
+        if re.fullmatch(r"\d+\.\d+(\.\d+)?", version):
+            return f">={version}"
+    return None
+
+
+def required_env(files: list[Path]) -> list[str]:
+    """Variables the settings read with os.environ[...] (no default): they must be set."""
+    names: list[str] = []
+    for path in files:
+        for node in ast.walk(_parse(path)):
+            if (
+                isinstance(node, ast.Subscript)
+                and ast.unparse(node.value) in ("os.environ", "environ")
+                and isinstance(_const(node.slice), str)
+            ):
+                name = _const(node.slice)
+                if name not in PROVIDED_ENV and name not in names:
+                    names.append(name)
+    return names
+
+
+def app_name(root: Path) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", root.name.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"app-{name}".strip("-")
+    return name[:31]
+
+
+def _parse(path: Path) -> ast.Module:
+    try:
+        return ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as exc:
+        raise ProjectError(
+            f"{path}:{exc.lineno}: Python syntax error: {exc.msg}",
+            hint="fix the file; onebox reads it without running it",
+        ) from None
+
+
+def _const(node: ast.AST) -> object:
+    return node.value if isinstance(node, ast.Constant) else None

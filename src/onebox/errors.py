@@ -1,0 +1,83 @@
+"""One error hierarchy for the whole client; the CLI turns each into a short message.
+
+Every error carries what went wrong (`message`), what to do about it (`hint`) and,
+when a remote command failed, the host, the command and the tail of its output.
+Exit codes are named so that scripts can tell failures apart.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1  # a step on the server failed (migrate, collectstatic, health check...)
+    USAGE = 2  # bad command line
+    CONFIG = 3  # onebox.toml or the project is wrong
+    CONNECTION = 4  # cannot reach or log into the server
+    HOST_KEY = 5  # the server's host key changed or is unknown
+    UNSUPPORTED = 6  # the server or this machine cannot run what was asked
+    LOCKED = 7  # another deploy holds the lock
+
+
+class OneboxError(Exception):
+    """Base of every error onebox reports to the user."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        host: str | None = None,
+        command: str | None = None,
+        output: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.host = host
+        self.command = command
+        self.output = output
+
+    def as_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {
+            "error": type(self).__name__,
+            "message": self.message,
+            "exit_code": int(self.exit_code),
+        }
+        for key in ("hint", "host", "command", "output"):
+            value = getattr(self, key)
+            if value:
+                data[key] = value
+        return data
+
+
+class ConfigError(OneboxError):
+    exit_code = ExitCode.CONFIG
+
+
+class ProjectError(ConfigError):
+    """The directory is not a Django project onebox can deploy."""
+
+
+class ConnectionFailed(OneboxError):
+    exit_code = ExitCode.CONNECTION
+
+
+class HostKeyError(OneboxError):
+    exit_code = ExitCode.HOST_KEY
+
+
+class UnsupportedError(OneboxError):
+    exit_code = ExitCode.UNSUPPORTED
+
+
+class RemoteStepFailed(OneboxError):
+    """A step run by the server-side agent failed; the server kept what it served."""
+
+
+class LockedError(OneboxError):
+    exit_code = ExitCode.LOCKED

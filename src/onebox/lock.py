@@ -1,0 +1,155 @@
+"""Lock the project's dependencies with hashes, for the server's Python.
+
+Whatever the project declares them with (uv.lock, Pipfile.lock, requirements*.txt,
+pyproject.toml), the server receives one requirements file in which every package has
+an exact version and its hashes, and installs it with --require-hashes: it gets exactly
+what the developer locked, or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from uv import find_uv_bin
+
+from onebox.errors import ConfigError
+
+GUNICORN = "gunicorn==23.0.0"
+# Packages that compile on install, and the Debian packages their build needs.
+BUILD_PACKAGES = {
+    "mysqlclient": ["build-essential", "pkg-config", "default-libmysqlclient-dev"],
+    "psycopg2": ["build-essential", "libpq-dev"],
+    "psycopg-c": ["build-essential", "libpq-dev"],
+    "python-ldap": ["build-essential", "libldap2-dev", "libsasl2-dev"],
+}
+
+
+@dataclass(frozen=True)
+class Lock:
+    text: str
+    packages: list[str]  # Debian build packages the lock needs
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+
+CACHE = Path.home() / ".cache" / "onebox" / "locks"
+
+
+def lock(root: Path, source: str | None, python_version: str) -> Lock:
+    """The lock for the server's Python, cached by the declaration's content."""
+    key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}".encode())
+    if source and (root / source).is_file():
+        key.update((root / source).read_bytes())
+    cached = CACHE / f"{key.hexdigest()[:24]}.txt"
+    if cached.is_file():
+        text = cached.read_text()
+        return Lock(text=text, packages=build_packages(text))
+    result = _lock(root, source, python_version)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(result.text)
+    return result
+
+
+def _lock(root: Path, source: str | None, python_version: str) -> Lock:
+    if source is None:
+        raise ConfigError("no dependency file: onebox cannot tell what to install",
+                          hint="add a requirements.txt (or uv.lock/Pipfile.lock), and set "
+                          "[build] requirements in onebox.toml")  # fmt: skip
+    path = root / source
+    if not path.is_file():
+        raise ConfigError(f"[build] requirements: {source} does not exist in {root}",
+                          hint="fix the path in onebox.toml")  # fmt: skip
+    if path.name == "uv.lock":
+        text = _uv(["export", "--frozen", "--no-dev", "--no-emit-project", "--format",
+                    "requirements-txt", "--no-header"], root)  # fmt: skip
+    elif path.name == "Pipfile.lock":
+        text = from_pipfile_lock(json.loads(path.read_text()))
+    elif path.name == "Pipfile":
+        raise ConfigError("Pipfile without Pipfile.lock",
+                          hint="run `pipenv lock` and commit Pipfile.lock")  # fmt: skip
+    elif _fully_hashed(path):
+        text = path.read_text()
+    else:
+        text = _compile(path, root, python_version)
+    text = with_gunicorn(text, python_version, root)
+    return Lock(text=text, packages=build_packages(text))
+
+
+def _uv(args: list[str], root: Path) -> str:
+    result = subprocess.run([find_uv_bin(), *args], cwd=root, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ConfigError(f"locking the dependencies failed: uv {args[0]}",
+                          output=result.stderr[-2000:],
+                          hint="fix the dependency declaration named above")  # fmt: skip
+    return result.stdout
+
+
+def _compile(path: Path, root: Path, python_version: str) -> str:
+    """requirements.txt / pyproject.toml -> exact pins with hashes for the server's Python."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "requirements.txt"
+        _uv(["pip", "compile", "--quiet", "--generate-hashes", "--emit-index-url", "--no-header",
+             "--python-version", python_version, "--python-platform", "linux", str(path),
+             "-o", str(out)], root)  # fmt: skip
+        return out.read_text()
+
+
+def _fully_hashed(path: Path) -> bool:
+    lines = [line for line in _logical_lines(path.read_text()) if line and not line.startswith("-")]
+    return bool(lines) and all("--hash=" in line and "==" in line for line in lines)
+
+
+def _logical_lines(text: str) -> list[str]:
+    joined = re.sub(r"\\\n", " ", text)
+    return [line.split(" #")[0].strip() for line in joined.splitlines() if not line.startswith("#")]
+
+
+def from_pipfile_lock(data: dict) -> str:
+    lines = []
+    for source in data.get("_meta", {}).get("sources", [])[:1]:
+        lines.append(f"--index-url {source['url']}")
+    for name, spec in sorted(data.get("default", {}).items()):
+        if "version" not in spec or not spec.get("hashes"):
+            raise ConfigError(f"Pipfile.lock: {name} has no pinned version with hashes",
+                              hint="run `pipenv lock` again")  # fmt: skip
+        marker = f"; {spec['markers']}" if spec.get("markers") else ""
+        hashes = " ".join(f"--hash={h}" for h in spec["hashes"])
+        lines.append(f"{name}{spec['version']}{marker} {hashes}")
+    return "\n".join(lines) + "\n"
+
+
+def with_gunicorn(text: str, python_version: str, root: Path) -> str:
+    """The project may not list gunicorn (it only uses runserver locally): add it, hashed."""
+    if re.search(r"^gunicorn==", text, re.M | re.I):
+        return text
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.txt"
+        source.write_text(GUNICORN + "\n")
+        extra = _compile(source, root, python_version)
+    kept = [line for line in extra.splitlines() if not line.startswith("--index-url")]
+    existing = {m.lower() for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
+    out, skip = [], False
+    for line in kept:  # drop packages (packaging...) the project already pins
+        name = re.match(r"^([A-Za-z0-9_.-]+)==", line)
+        if name:
+            skip = name.group(1).lower() in existing
+        if not skip:
+            out.append(line)
+    return text.rstrip("\n") + "\n" + "\n".join(out) + "\n"
+
+
+def build_packages(text: str) -> list[str]:
+    names = {m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
+    needed: list[str] = []
+    for name, packages in BUILD_PACKAGES.items():
+        if name in names:
+            needed += [p for p in packages if p not in needed]
+    return needed

@@ -1,0 +1,106 @@
+"""What the user sees: progress for humans, one JSON document for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.status import Status
+
+from onebox.errors import OneboxError
+
+
+class HumanReporter:
+    """Prints each step as it ends, with a spinner while it runs."""
+
+    def __init__(self, verbose: bool = False) -> None:
+        self.console = Console(stderr=True, highlight=False)
+        self.out = Console(highlight=False)
+        self.verbose = verbose
+        self._status: Status | None = None
+
+    def event(self, event: dict[str, object]) -> None:
+        kind = event.get("event")
+        if kind == "step" and event.get("status") == "start":
+            self._spin(f"{event['name']}…")
+        elif kind == "step":
+            self._stop()
+            mark = "[green]✓[/]" if event["status"] == "changed" else "[dim]·[/]"
+            detail = f" [dim]{event['detail']}[/]" if event.get("detail") and self.verbose else ""
+            changed = "" if event["status"] == "changed" else " [dim](unchanged)[/]"
+            self.console.print(f" {mark} {event['name']}{changed} [dim]{event['seconds']}s[/]{detail}")
+        elif kind == "log":
+            self._stop()
+            self.console.print(f"   {event['text']}", markup=False)
+
+    def notice(self, message: str) -> None:
+        self._stop()
+        self.console.print(f"[yellow]![/] {escape(message)}")
+
+    def log(self, message: str) -> None:
+        self._stop()
+        self.console.print(message, markup=False)
+
+    def _spin(self, text: str) -> None:
+        if not self.console.is_terminal:
+            return
+        self._stop()
+        self._status = self.console.status(text)
+        self._status.start()
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def result(self, text: str) -> None:
+        self._stop()
+        self.out.print(text, markup=False)
+
+    def error(self, error: OneboxError) -> None:
+        self._stop()
+        self.console.print(f"[bold red]error:[/] {escape(error.message)}")
+        if error.host:
+            self.console.print(f"  [dim]host:[/] {escape(error.host)}")
+        if error.command:
+            self.console.print(f"  [dim]command:[/] {escape(error.command)}")
+        if error.output:
+            self.console.print("  [dim]output:[/]")
+            for line in error.output.rstrip().splitlines()[-30:]:
+                self.console.print(f"    {line}", markup=False)
+        if error.hint:
+            self.console.print(f"[bold]what to do:[/] {escape(error.hint)}")
+
+
+class JsonReporter:
+    """Collects events; prints one JSON object on stdout at the end."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        self.notices: list[str] = []
+
+    def event(self, event: dict[str, object]) -> None:
+        if event.get("event") == "step" and event.get("status") == "start":
+            return
+        self.events.append(event)
+
+    def notice(self, message: str) -> None:
+        self.notices.append(message)
+
+    def log(self, message: str) -> None:
+        self.notices.append(message)
+
+    def emit(self, data: Any, ok: bool = True) -> None:
+        document = {"ok": ok, **({"result": data} if ok else {"error": data})}
+        if self.events:
+            document["steps"] = self.events
+        if self.notices:
+            document["notices"] = self.notices
+        json.dump(document, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+
+    def error(self, error: OneboxError) -> None:
+        self.emit(error.as_dict(), ok=False)

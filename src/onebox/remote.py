@@ -1,0 +1,127 @@
+"""Run one action of the server-side agent: one tar stream in, JSON-line events out."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+import subprocess
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from onebox.errors import ConfigError, ExitCode, LockedError, RemoteStepFailed, UnsupportedError
+from onebox.transport import SSH
+
+AGENT_DIR = Path(__file__).parent / "agent"
+
+# Unpacks the stream into a private temp dir, runs the agent, removes the dir.
+BOOTSTRAP = (
+    "import sys,tarfile,tempfile,shutil\n"
+    "d=tempfile.mkdtemp(prefix='onebox-agent-')\n"
+    "try:\n"
+    " t=tarfile.open(fileobj=sys.stdin.buffer,mode='r|')\n"
+    " t.extractall(d,**({'filter':'tar'} if hasattr(tarfile,'tar_filter') else {}))\n"
+    " sys.path.insert(0,d)\n"
+    " from onebox_agent.main import main\n"
+    " code=main(d)\n"
+    "finally:\n"
+    " shutil.rmtree(d,ignore_errors=True)\n"
+    "sys.exit(code)\n"
+)
+
+Event = dict[str, object]
+
+
+def pack(request: dict[str, object], payload: Path | None = None,
+         payload_files: list[Path] | None = None) -> bytes:  # fmt: skip
+    """The tar stream: the agent's code, the request, and the release's files."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(AGENT_DIR.glob("*.py")):
+            tar.add(path, arcname=f"onebox_agent/{path.name}")
+        _add_bytes(tar, "request.json", json.dumps(request).encode(), mode=0o600)
+        if payload is not None:
+            for path in payload_files or []:
+                tar.add(payload / path, arcname=f"payload/{path}", recursive=False,
+                        filter=_normalise)  # fmt: skip
+    return buffer.getvalue()
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, object]:
+    """Send the stream to the agent, hand each event to on_event, return the result."""
+    python = ["python3", "-c", BOOTSTRAP]
+    process = ssh.popen(ssh.sudo(python), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE)  # fmt: skip
+    writer = threading.Thread(target=_feed, args=(process, stream), daemon=True)
+    writer.start()
+    result: dict[str, object] | None = None
+    error: Event | None = None
+    assert process.stdout is not None and process.stderr is not None
+    for raw in process.stdout:
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if event.get("event") == "result":
+            result = event.get("data") or {}
+        elif event.get("event") == "error":
+            error = event
+        else:
+            on_event(event)
+    stderr = process.stderr.read().decode(errors="replace")
+    code = process.wait()
+    writer.join(timeout=5)
+    if code == 255 and error is None:
+        raise ssh.connection_error(stderr)
+    if error is not None:
+        raise _agent_error(ssh, error, code)
+    if code != 0 or result is None:
+        raise RemoteStepFailed(
+            f"the onebox agent failed on {ssh.target.name} (exit {code})",
+            host=ssh.target.name, output=stderr.strip()[-2000:], command=shlex.join(python[:2]),
+            hint=_stderr_hint(stderr),
+        )  # fmt: skip
+    return result
+
+
+def _feed(process: subprocess.Popen[bytes], stream: bytes) -> None:
+    assert process.stdin is not None
+    try:
+        process.stdin.write(stream)
+        process.stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+def _agent_error(ssh: SSH, event: Event, code: int) -> Exception:
+    kind = {
+        ExitCode.CONFIG: ConfigError,
+        ExitCode.UNSUPPORTED: UnsupportedError,
+        ExitCode.LOCKED: LockedError,
+    }.get(code, RemoteStepFailed)  # type: ignore[call-overload]
+    return kind(
+        str(event.get("message")), host=ssh.target.name, hint=str(event.get("hint") or "") or None,
+        output=str(event.get("output") or "") or None, command=str(event.get("command") or "") or None,
+    )  # fmt: skip
+
+
+def _stderr_hint(stderr: str) -> str:
+    if "sudo" in stderr and ("password" in stderr or "not in the sudoers" in stderr):
+        return "the SSH user needs passwordless sudo (or log in as root)"
+    if "python3" in stderr and "not found" in stderr:
+        return "the server has no python3: is it Debian 12 or 13?"
+    return "run with --verbose for details, or check the server's journal"

@@ -1,0 +1,206 @@
+"""SSH to the server with the user's own OpenSSH client, one connection per run.
+
+OpenSSH reads the user's ~/.ssh/config, agent and keys, and verifies host keys against
+known_hosts. onebox adds: a shared master connection (ControlMaster) so that a deploy
+pays one handshake, first-contact reporting (the fingerprint is shown and recorded), and
+a refusal with instructions when a host key changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onebox.errors import ConnectionFailed, HostKeyError
+
+CHANGED_KEY = "REMOTE HOST IDENTIFICATION HAS CHANGED"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect. `label` is what the user typed (e.g. sandbox:demo)."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+    identity: Path | None = None
+    known_hosts: Path | None = None  # None: the user's own known_hosts files
+    label: str = ""
+    extra_options: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.label or self.host
+
+
+class SSH:
+    def __init__(self, target: Target, on_notice: Callable[[str], None] | None = None) -> None:
+        self.target = target
+        self.on_notice = on_notice or (lambda message: None)
+        control_dir = Path(tempfile.gettempdir()) / f"onebox-ssh-{os.getuid()}"
+        control_dir.mkdir(mode=0o700, exist_ok=True)
+        self._control = str(control_dir / "%C")
+        self._checked_first_contact = False
+        self._resolved: dict[str, str] | None = None
+
+    # -- building the command line ---------------------------------------------------
+    def options(self) -> list[str]:
+        t = self.target
+        opts = [
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
+            "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}",
+            "-o", "ControlPersist=60",
+        ]  # fmt: skip
+        if t.known_hosts is not None:
+            opts += ["-o", f"UserKnownHostsFile={t.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                     "-o", "GlobalKnownHostsFile=/dev/null"]  # fmt: skip
+        else:
+            opts += ["-o", "StrictHostKeyChecking=accept-new"]
+        if t.identity is not None:
+            opts += ["-i", str(t.identity), "-o", "IdentitiesOnly=yes"]
+        if t.user:
+            opts += ["-l", t.user]
+        if t.port:
+            opts += ["-p", str(t.port)]
+        for option in t.extra_options:
+            opts += ["-o", option]
+        return opts
+
+    def argv(self, remote: Sequence[str], *, tty: bool = False) -> list[str]:
+        return ["ssh", *(["-t"] if tty else ["-T"]), *self.options(), self.target.host, "--",
+                shlex.join(remote)]  # fmt: skip
+
+    # -- facts about the connection ---------------------------------------------------
+    def resolved(self) -> dict[str, str]:
+        """The effective ssh configuration for the target (`ssh -G`)."""
+        if self._resolved is None:
+            out = subprocess.run(["ssh", "-G", *self.options(), self.target.host],
+                                 capture_output=True, text=True, check=False).stdout  # fmt: skip
+            self._resolved = {}
+            for line in out.splitlines():
+                key, _, value = line.partition(" ")
+                self._resolved.setdefault(key, value)
+        return self._resolved
+
+    @property
+    def login_user(self) -> str:
+        return self.resolved().get("user", "root")
+
+    @property
+    def hostname(self) -> str:
+        return self.resolved().get("hostname", self.target.host)
+
+    def sudo(self, argv: Sequence[str]) -> list[str]:
+        """Prefix argv with a non-interactive sudo unless we log in as root."""
+        return list(argv) if self.login_user == "root" else ["sudo", "-n", "--", *argv]
+
+    # -- running -----------------------------------------------------------------------
+    def popen(self, remote: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        self._first_contact()
+        return subprocess.Popen(self.argv(remote), **kwargs)  # type: ignore[call-overload]
+
+    def run(self, remote: Sequence[str], *, input: bytes | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+        self._first_contact()
+        result = subprocess.run(self.argv(remote), input=input, capture_output=True, check=False)
+        if result.returncode == 255:
+            raise self.connection_error(result.stderr.decode(errors="replace"))
+        if check and result.returncode != 0:
+            raise ConnectionFailed(
+                f"`{shlex.join(remote)}` failed on {self.target.name} (exit {result.returncode})",
+                host=self.target.name, output=result.stderr.decode(errors="replace")[-2000:],
+            )  # fmt: skip
+        return result
+
+    def interactive(self, remote: Sequence[str]) -> int:
+        """Run with the user's terminal attached (a pty only when there is one)."""
+        self._first_contact()
+        return subprocess.call(self.argv(remote, tty=sys.stdin.isatty()))
+
+    def close(self) -> None:
+        subprocess.run(["ssh", *self.options(), "-O", "exit", self.target.host],
+                       capture_output=True, check=False)  # fmt: skip
+
+    # -- host keys ---------------------------------------------------------------------
+    def known_hosts_files(self) -> list[str]:
+        if self.target.known_hosts is not None:
+            return [str(self.target.known_hosts)]
+        files = self.resolved().get("userknownhostsfile", "~/.ssh/known_hosts").split()
+        return [os.path.expanduser(f) for f in files]
+
+    def _host_key_name(self) -> str:
+        port = self.resolved().get("port", "22")
+        return self.hostname if port == "22" else f"[{self.hostname}]:{port}"
+
+    def is_known(self) -> bool:
+        name = self._host_key_name()
+        for path in self.known_hosts_files():
+            if Path(path).is_file():
+                found = subprocess.run(["ssh-keygen", "-F", name, "-f", path],
+                                       capture_output=True, check=False)  # fmt: skip
+                if found.returncode == 0:
+                    return True
+        return False
+
+    def _first_contact(self) -> None:
+        """On the first connection ever to this host, show the key we are about to trust."""
+        if self._checked_first_contact:
+            return
+        self._checked_first_contact = True
+        if self.is_known():
+            return
+        result = subprocess.run(self.argv(["true"]), capture_output=True, check=False)
+        if result.returncode == 255:
+            raise self.connection_error(result.stderr.decode(errors="replace"))
+        name = self._host_key_name()
+        for path in self.known_hosts_files():
+            if not Path(path).is_file():
+                continue
+            shown = subprocess.run(["ssh-keygen", "-l", "-F", name, "-f", path],
+                                   capture_output=True, text=True, check=False).stdout  # fmt: skip
+            prints = [line.split()[-1] for line in shown.splitlines() if not line.startswith("#")]
+            if prints:
+                self.on_notice(
+                    f"first contact with {self.target.name}: recorded its host key "
+                    f"{', '.join(prints)} in {path}. Compare it with the fingerprint your "
+                    "provider shows for this server."
+                )
+                return
+
+    def connection_error(self, stderr: str) -> Exception:
+        name = self.target.name
+        if CHANGED_KEY in stderr:
+            files = " ".join(self.known_hosts_files())
+            return HostKeyError(
+                f"the host key of {name} changed since onebox first connected: this may be an "
+                "attack (someone between you and the server), or the server was reinstalled",
+                host=name,
+                hint=(f"if you reinstalled it, verify the new key's fingerprint with your "
+                      f"provider, then run `ssh-keygen -R {self._host_key_name()} -f {files}` "
+                      "and try again"),
+            )  # fmt: skip
+        if "Host key verification failed" in stderr:
+            return HostKeyError(f"the host key of {name} is not known and cannot be verified",
+                                host=name, hint="connect once with `ssh` to check and record it")  # fmt: skip
+        return ConnectionFailed(f"cannot connect to {name}", host=name, output=stderr.strip()[-1500:],
+                                hint=_connection_hint(stderr, self.login_user))  # fmt: skip
+
+
+def _connection_hint(stderr: str, user: str) -> str:
+    if "Could not resolve hostname" in stderr:
+        return "check the host name in onebox.toml ([server] host) or pass --host"
+    if "Permission denied" in stderr:
+        return (f"the server refused your key for user {user!r}: add your public key to its "
+                "~/.ssh/authorized_keys, or set [server] user / your ssh config")  # fmt: skip
+    if "Connection refused" in stderr:
+        return "nothing listens for SSH there: check the address and port, and that sshd runs"
+    if "timed out" in stderr or "No route to host" in stderr:
+        return "the server does not answer: check the address, that it is up, and any firewall"
+    return "run `ssh HOST` by hand to see what goes wrong"

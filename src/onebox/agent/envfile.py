@@ -7,9 +7,6 @@ from .protocol import EXIT_CONFIG, AgentError
 from .provision import SECRETS_HEADER
 from .system import ensure_dir, format_env_file, read_env_file, write_file
 
-MANAGED = {"SECRET_KEY", "DATABASE_URL"}
-
-
 def _paths(request: dict) -> AppPaths:
     paths = AppPaths(request["app"])
     ensure_dir(paths.secrets.parent, mode=0o700)

@@ -181,6 +181,9 @@ def ensure_secrets(paths: AppPaths) -> bool:
     if "SECRET_KEY" not in values:
         values["SECRET_KEY"] = secrets.token_urlsafe(50)
         changed = True
+    if values.get("DJANGO_SECRET_KEY") is None:  # the other name settings files often read
+        values["DJANGO_SECRET_KEY"] = values["SECRET_KEY"]
+        changed = True
     database_url = f"sqlite:///{paths.db}/db.sqlite3"
     if values.get("DATABASE_URL") is None:
         values["DATABASE_URL"] = database_url

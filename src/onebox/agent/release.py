@@ -40,7 +40,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     started = time.monotonic()
     ensure_secrets(paths)
     secrets = read_env_file(paths.secrets)
-    check_required(request["secrets"], secrets)
+    check_required(request["secrets"], {**request.get("env", {}), **secrets})
     release_dir = paths.releases / request["release_id"]
     try:
         release = build(request, payload, paths, release_dir, secrets)
@@ -54,8 +54,8 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
                 "ONEBOX_STATIC_URL", "")}  # fmt: skip
 
 
-def check_required(required: list[str], secrets: dict[str, str]) -> None:
-    missing = [name for name in required if name not in secrets and name not in os.environ]
+def check_required(required: list[str], available: dict[str, str]) -> None:
+    missing = [name for name in required if name not in available]
     if missing:
         sets = " ".join(f"{name}=..." for name in missing)
         raise AgentError(f"the app needs {', '.join(missing)}, not set on the server",

@@ -1,0 +1,126 @@
+"""End-to-end fixtures: real practice servers, the real onebox CLI, real SSH and HTTPS.
+
+Servers are created once per test session and destroyed at its end. Names carry the
+process id, so a server left behind by a killed run never collides with this one
+(and `onebox sandbox create` cleans up what a dead one left).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+    if os.geteuid() != 0 or platform.system() != "Linux" or not shutil.which("systemd-nspawn"):
+        skip = pytest.mark.skip(reason="practice servers need root, Linux and systemd-nspawn")
+        for item in items:
+            if "e2e" in str(item.fspath):
+                item.add_marker(skip)
+
+
+def onebox(*args: str, cwd: Path | None = None, check: bool = True, input: str | None = None,
+           timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run the onebox CLI exactly as a user would."""
+    result = subprocess.run([sys.executable, "-m", "onebox", *args], cwd=cwd, input=input,
+                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    if check and result.returncode != 0:
+        raise AssertionError(f"onebox {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")  # fmt: skip
+    return result
+
+
+def onebox_json(*args: str, cwd: Path | None = None, check: bool = True) -> dict:
+    result = onebox("--json", *args, cwd=cwd, check=check)
+    return json.loads(result.stdout)
+
+
+@dataclass
+class Server:
+    name: str
+    address: str
+    debian: str
+    ca: Path
+
+    @property
+    def host(self) -> str:
+        return f"sandbox:{self.name}"
+
+    def ssh(self, command: str, check: bool = True) -> str:
+        box = f"/var/lib/onebox/sandboxes/{self.name}"
+        result = subprocess.run(
+            ["ssh", "-i", f"{box}/id_ed25519", "-o", f"UserKnownHostsFile={box}/known_hosts",
+             "-o", "BatchMode=yes", f"root@{self.address}", command],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"ssh {command!r}: {result.stderr}")
+        return result.stdout
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def fetch(url: str, ca: Path, *, resolve: str | None = None, args: tuple[str, ...] = ()) -> Response:
+    """GET (or what args say) with curl, trusting the server's private CA."""
+    command = ["curl", "--silent", "--show-error", "--max-time", "20", "--cacert", str(ca),
+               "--dump-header", "-", *args, url]  # fmt: skip
+    if resolve:
+        command[1:1] = ["--resolve", resolve]
+    out = subprocess.run(command, capture_output=True, timeout=30)  # bytes: keep the \r\n
+    if out.returncode != 0:
+        raise AssertionError(f"curl {url}: {out.stderr.decode(errors='replace')}")
+    head, _, body = out.stdout.decode(errors="replace").partition("\r\n\r\n")
+    while re.match(r"HTTP/\S+ (100|301|302)", head) and "\r\n\r\n" in body and "-L" in args:
+        head, _, body = body.partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return Response(status=int(lines[0].split()[1]), headers=headers, body=body)
+
+
+def _create(name: str, debian: str, tmp: Path) -> Server:
+    onebox("sandbox", "create", name, "--debian", debian, timeout=1200)
+    data = onebox_json("sandbox", "list")["result"]
+    box = next(b for b in data if b["name"] == name)
+    return Server(name=name, address=box["address"], debian=debian, ca=tmp / f"{name}-ca.pem")
+
+
+@pytest.fixture(scope="session", params=["12", "13"], ids=["debian12", "debian13"])
+def server(request, tmp_path_factory) -> Server:
+    name = f"e2e{request.param}-{os.getpid()}"
+    box = _create(name, request.param, tmp_path_factory.mktemp("ca"))
+    yield box
+    onebox("sandbox", "destroy", name, check=False)
+
+
+@pytest.fixture(scope="session")
+def server12(tmp_path_factory) -> Server:
+    name = f"apps12-{os.getpid()}"
+    box = _create(name, "12", tmp_path_factory.mktemp("ca"))
+    yield box
+    onebox("sandbox", "destroy", name, check=False)
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
+        "__pycache__", "db.sqlite3", "media", "staticfiles", "collected", "uploads"))  # fmt: skip
+    return target

@@ -1,0 +1,151 @@
+"""The example app on fresh Debian 12 and 13 practice servers, as a user would run it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return copy_project(ROOT / "examples" / "mvp", tmp_path_factory.mktemp("mvp") / "mvp")
+
+
+@pytest.fixture(scope="module")
+def deployed(server: Server, project: Path) -> dict:
+    first = onebox_json("setup", "--host", server.host, cwd=project)["result"]
+    assert "packages" in first["changed"] and "caddy" in first["changed"]
+    result = onebox_json("deploy", "--host", server.host, cwd=project)["result"]
+    server.ca.write_text(onebox("ca", "--host", server.host, cwd=project).stdout)
+    return result
+
+
+def test_setup_twice_changes_nothing(server, project, deployed):
+    again = onebox("setup", "--host", server.host, cwd=project)
+    assert "already set up, nothing changed" in again.stdout
+    assert onebox_json("setup", "--host", server.host, cwd=project)["result"]["changed"] == []
+
+
+def test_page_over_https_through_caddy(server, deployed):
+    assert deployed["url"] == f"https://{server.address}/"
+    page = fetch(deployed["url"], server.ca)
+    assert page.status == 200
+    assert "<h1>Guestbook</h1>" in page.body
+    assert page.headers["strict-transport-security"].startswith("max-age=")
+    plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                            f"http://{server.address}/"], capture_output=True, text=True)  # fmt: skip
+    assert plain.stdout == f"308 https://{server.address}/"
+
+
+def test_static_file_has_long_cache_headers(server, deployed):
+    page = fetch(deployed["url"], server.ca).body
+    css = re.search(r'href="(/static/guestbook/style\.[0-9a-f]{12}\.css)"', page).group(1)
+    response = fetch(f"https://{server.address}{css}", server.ca)
+    assert response.status == 200
+    assert "max-age=31536000" in response.headers["cache-control"]
+    assert "immutable" in response.headers["cache-control"]
+    assert "font-family" in response.body
+
+
+def test_form_post_is_stored_and_media_served(server, deployed, tmp_path):
+    jar, upload = tmp_path / "cookies", tmp_path / "note.txt"
+    upload.write_text("an attachment served by Caddy\n")
+    page = fetch(deployed["url"], server.ca, args=("-c", str(jar))).body
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    posted = fetch(deployed["url"], server.ca, args=(
+        "-b", str(jar), "-e", deployed["url"], "-F", f"csrfmiddlewaretoken={token}",
+        "-F", "name=Ada", "-F", f"message=signed on Debian {server.debian}",
+        "-F", f"attachment=@{upload}"))  # fmt: skip
+    assert posted.status == 302
+    page = fetch(deployed["url"], server.ca).body
+    assert f"<strong>Ada</strong>: signed on Debian {server.debian}" in page
+    media = re.search(r'href="(/media/attachments/[^"]+)"', page).group(1)
+    response = fetch(f"https://{server.address}{media}", server.ca)
+    assert response.status == 200 and response.body == "an attachment served by Caddy\n"
+    rows = server.ssh("sqlite3 /srv/mvp/shared/db/db.sqlite3 'select name, message from guestbook_entry'")
+    assert f"Ada|signed on Debian {server.debian}" in rows
+
+
+def test_secrets_file_is_private_and_off_the_process_list(server, deployed):
+    assert server.ssh("stat -c '%a %U %G' /etc/onebox/mvp.env").split() == ["600", "root", "root"]
+    secret = re.search(r'^SECRET_KEY="(.+)"$', server.ssh("cat /etc/onebox/mvp.env"), re.M).group(1)
+    assert len(secret) >= 50
+    assert secret not in server.ssh("ps -eo args")
+    assert secret not in server.ssh("journalctl --no-pager -o cat")
+    assert server.ssh("stat -c '%U' /srv/mvp/current/mvp/settings.py").strip() == "root"
+
+
+def test_manage_runs_in_the_release(server, project, deployed):
+    check = onebox("manage", "--host", server.host, "--", "check", "--deploy", "--fail-level",
+                   "WARNING", cwd=project)  # fmt: skip
+    assert "no issues" in check.stdout
+
+
+def test_status_and_env(server, project, deployed):
+    onebox("env", "set", "--host", server.host, "FEATURE_FLAG=on", cwd=project)
+    values = onebox_json("env", "list", "--host", server.host, cwd=project)["result"]["values"]
+    assert values["FEATURE_FLAG"] == "********" and "SECRET_KEY" in values
+    status = onebox_json("status", "--host", server.host, cwd=project)["result"]
+    assert status["release"]["release_id"] == deployed["release"]
+    assert status["health"] == 200 and status["caddy"] == "active"
+
+
+def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deployed):
+    before = onebox_json("status", "--host", server.host, cwd=project)["result"]["releases"]
+    dry = onebox("deploy", "--dry-run", "--host", server.host, cwd=project)
+    assert "dry run: nothing was done" in dry.stdout
+    assert onebox_json("status", "--host", server.host, cwd=project)["result"]["releases"] == before
+    (project / "guestbook" / "templates" / "guestbook" / "index.html").write_text(
+        (project / "guestbook" / "templates" / "guestbook" / "index.html").read_text().replace(
+            "Deployed with onebox.", "Deployed again with onebox."))  # fmt: skip
+    result = onebox_json("deploy", "--host", server.host, cwd=project)["result"]
+    assert result["release"] != deployed["release"]
+    page = fetch(result["url"], server.ca).body
+    assert "Deployed again with onebox." in page and "<strong>Ada</strong>" in page
+
+
+def test_failing_migration_keeps_the_site_serving(server, project, deployed):
+    live = onebox_json("status", "--host", server.host, cwd=project)["result"]["release"]
+    migration = project / "guestbook" / "migrations" / "0002_broken.py"
+    migration.write_text(
+        "from django.db import migrations\n\n"
+        "def boom(apps, schema_editor):\n    raise RuntimeError('this migration fails')\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('guestbook', '0001_initial')]\n"
+        "    operations = [migrations.RunPython(boom)]\n"
+    )
+    try:
+        failed = onebox("deploy", "--host", server.host, cwd=project, check=False)
+    finally:
+        migration.unlink()
+    assert failed.returncode == 1
+    assert "migrate failed" in failed.stderr and "this migration fails" in failed.stderr
+    assert "Traceback" not in failed.stderr.split("output:")[0]
+    status = onebox_json("status", "--host", server.host, cwd=project)["result"]
+    assert status["release"]["release_id"] == live["release_id"]
+    assert fetch(f"https://{server.address}/", server.ca).status == 200
+
+
+def test_changed_host_key_is_refused(server, project, deployed):
+    known = Path(f"/var/lib/onebox/sandboxes/{server.name}/known_hosts")
+    original = known.read_text()
+    fake = Path(f"/tmp/onebox-fake-{server.name}")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fake)], check=True)
+    kind, key = fake.with_suffix(".pub").read_text().split()[:2]
+    known.write_text(f"{server.address} {kind} {key}\n")
+    try:
+        result = onebox("status", "--host", server.host, cwd=project, check=False)
+    finally:
+        known.write_text(original)
+        fake.unlink()
+        fake.with_suffix(".pub").unlink()
+    assert result.returncode == 5
+    assert "host key of sandbox:" in result.stderr and "changed" in result.stderr
+    assert "Traceback" not in result.stderr

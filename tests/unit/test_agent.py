@@ -1,0 +1,51 @@
+import io
+import json
+import tarfile
+
+from onebox.agent.django import hint_for
+from onebox.agent.release import _url_prefix, release_env
+from onebox.agent.paths import AppPaths
+from onebox.agent.system import format_env_file, read_env_file
+from onebox.remote import pack
+
+
+def test_env_file_round_trip(tmp_path):
+    values = {"SECRET_KEY": 'a"b\\c$d e', "EMPTY": "", "URL": "sqlite:////srv/x/db.sqlite3"}
+    path = tmp_path / "app.env"
+    path.write_text(format_env_file(values, "header\nline two"))
+    assert read_env_file(path) == values
+    assert path.read_text().startswith("# header\n# line two\n")
+
+
+def test_hints_for_common_django_failures():
+    assert "onebox env set STRIPE_KEY=" in hint_for("KeyError: 'STRIPE_KEY'")
+    assert "onebox env set SECRET_KEY=" in hint_for(
+        "ImproperlyConfigured: Set the SECRET_KEY environment variable")
+    assert "'whitenoise' is not installed" in hint_for(
+        "ModuleNotFoundError: No module named 'whitenoise'")
+
+
+def test_release_env_holds_no_secrets():
+    text = release_env({"address": "shop.test", "settings": "s", "release_id": "r1",
+                        "env": {"LOG_LEVEL": "debug"}}, AppPaths("shop"))  # fmt: skip
+    assert "ALLOWED_HOSTS=shop.test" in text
+    assert "CSRF_TRUSTED_ORIGINS=https://shop.test" in text
+    assert "LOG_LEVEL=debug" in text
+    assert "SECRET" not in text
+
+
+def test_url_prefix():
+    assert _url_prefix("static/") == "/static/"
+    assert _url_prefix("/assets") == "/assets/"
+    assert _url_prefix("https://cdn.example.com/s/") == ""
+
+
+def test_pack_carries_agent_and_request(tmp_path):
+    (tmp_path / "manage.py").write_text("print()")
+    stream = pack({"action": "facts"}, tmp_path, [__import__("pathlib").Path("manage.py")])
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        names = tar.getnames()
+        request = json.load(tar.extractfile("request.json"))
+        assert tar.getmember("request.json").mode == 0o600
+    assert "onebox_agent/main.py" in names and "payload/manage.py" in names
+    assert request == {"action": "facts"}

@@ -1,0 +1,90 @@
+from pathlib import Path
+
+import pytest
+
+from onebox.config import load_config, load_project, locate
+from onebox.errors import ConfigError
+
+GOOD = """
+[app]
+name = "shop"
+settings = "config.settings.production"
+wsgi = "config.wsgi:application"
+
+[server]
+host = "203.0.113.7"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "onebox.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_loads_defaults(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    assert config.app.name == "shop"
+    assert config.app.workers == 2
+    assert config.database.engine == "sqlite"
+    assert config.server.tls == "auto"
+
+
+def test_unknown_key_names_line_and_suggests(tmp_path):
+    text = GOOD.replace('host = "203.0.113.7"', 'hots = "203.0.113.7"')
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = info.value.message
+    assert f"{tmp_path / 'onebox.toml'}:8: unknown key 'server.hots' (did you mean 'host'?)" in message
+
+
+def test_unknown_section_suggests(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD + "\n[databse]\nengine = 'sqlite'\n"))
+    assert "unknown key 'databse' (did you mean 'database'?)" in info.value.message
+    assert ":10:" in info.value.message
+
+
+def test_missing_key_and_bad_value(tmp_path):
+    text = GOOD.replace('settings = "config.settings.production"\n', "").replace(
+        'name = "shop"', 'name = "My Shop"'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "missing key 'app.settings'" in info.value.message
+    assert "'app.name' must be lowercase letters" in info.value.message
+
+
+def test_wrong_type_names_key(tmp_path):
+    text = GOOD + "\n[deploy]\nbuild = \"npm run build\"\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "onebox.toml:11: 'deploy.build'" in info.value.message
+
+
+def test_toml_syntax_error(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "[app\nname=1"))
+    assert "line 1" in info.value.message
+
+
+def test_pyproject_tool_table(tmp_path):
+    body = GOOD.replace("[app]", "[tool.onebox.app]").replace("[server]", "[tool.onebox.server]")
+    write(tmp_path, '[project]\nname = "shop"\n' + body, "pyproject.toml")
+    (tmp_path / "sub").mkdir()
+    project = load_project(tmp_path / "sub")
+    assert project.root == tmp_path
+    assert project.config.server.host == "203.0.113.7"
+
+
+def test_no_config_says_run_init(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_project(tmp_path)
+    assert "onebox init" in (info.value.hint or "")
+
+
+def test_locate_nested_keys():
+    text = "[app]\nname = 'x'\n\n[env]\nvars = {}\n[env.more]\nkey = 1\n"
+    assert locate(text, ("app", "name")) == 2
+    assert locate(text, ("env",)) == 4
+    assert locate(text, ("env", "more", "key")) == 7

@@ -1,0 +1,115 @@
+from pathlib import Path
+
+import pytest
+
+from onebox.detect import detect
+from onebox.errors import ProjectError
+from onebox.init import init_project
+
+MANAGE = """import os, sys
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{module}")
+    from django.core.management import execute_from_command_line
+    execute_from_command_line(sys.argv)
+"""
+
+
+def make(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_simple_project(tmp_path):
+    root = make(tmp_path / "My_Site", {
+        "manage.py": MANAGE.format(module="mysite.settings"),
+        "mysite/__init__.py": "",
+        "mysite/settings.py": "WSGI_APPLICATION = 'mysite.wsgi.application'\n"
+                              "STATIC_ROOT = BASE_DIR / 'static'\n",
+        "mysite/wsgi.py": "",
+        "requirements.txt": "django\n",
+    })  # fmt: skip
+    found = detect(root)
+    assert (found.name, found.settings, found.wsgi) == ("my-site", "mysite.settings",
+                                                        "mysite.wsgi:application")
+    assert found.requirements == "requirements.txt"
+    assert found.static_root == "BASE_DIR / 'static'"
+
+
+def test_split_settings_package_prefers_production(tmp_path):
+    root = make(tmp_path / "proj", {
+        "src/manage.py": MANAGE.format(module="config.settings.local"),
+        "src/config/__init__.py": "",
+        "src/config/settings/__init__.py": "",
+        "src/config/settings/base.py": "import os\nWSGI_APPLICATION = 'config.wsgi.application'\n"
+                                       "API = os.environ['PAYMENT_TOKEN']\n",
+        "src/config/settings/local.py": "from .base import *\n",
+        "src/config/settings/production.py": "from .base import *\nimport os\n"
+                                             "SECRET_KEY = os.environ['DJANGO_SECRET_KEY']\n",
+        "src/config/wsgi.py": "",
+        "pyproject.toml": '[project]\nrequires-python = ">=3.12"\ndependencies = ["django"]\n',
+    })  # fmt: skip
+    found = detect(root)
+    assert found.manage == "src/manage.py"
+    assert found.settings == "config.settings.production"
+    assert found.wsgi == "config.wsgi:application"
+    assert found.requirements == "pyproject.toml"
+    assert found.python == ">=3.12"
+    assert found.required_env == ["PAYMENT_TOKEN"]  # DJANGO_SECRET_KEY is onebox's to provide
+
+
+def test_settings_that_crash_on_import_are_only_read(tmp_path):
+    root = make(tmp_path / "p", {
+        "manage.py": MANAGE.format(module="p.settings"),
+        "p/__init__.py": "",
+        "p/settings.py": "raise SystemExit('never import me')\n",
+        "p/wsgi.py": "",
+    })  # fmt: skip
+    assert detect(root).wsgi == "p.wsgi:application"
+
+
+def test_not_a_django_project(tmp_path):
+    with pytest.raises(ProjectError) as info:
+        detect(tmp_path)
+    assert "no manage.py" in info.value.message
+
+
+def test_several_projects(tmp_path):
+    make(tmp_path, {"a/manage.py": "", "b/manage.py": ""})
+    with pytest.raises(ProjectError) as info:
+        detect(tmp_path)
+    assert "a/manage.py, b/manage.py" in info.value.message
+    assert "onebox init PATH" in (info.value.hint or "")
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    make(tmp_path, {"manage.py": MANAGE.format(module="x.settings"), "x/settings.py": "a = (\n"})
+    with pytest.raises(ProjectError) as info:
+        detect(tmp_path)
+    assert "x/settings.py:1" in info.value.message
+
+
+def test_requirements_preference(tmp_path):
+    root = make(tmp_path, {
+        "manage.py": MANAGE.format(module="x.settings"), "x/settings.py": "", "x/wsgi.py": "",
+        "requirements/base.txt": "django\n", "requirements/production.txt": "-r base.txt\n",
+    })  # fmt: skip
+    assert detect(root).requirements == "requirements/production.txt"
+    (root / "Pipfile.lock").write_text("{}")
+    assert detect(root).requirements == "Pipfile.lock"
+
+
+def test_init_writes_a_config_that_loads(tmp_path):
+    root = make(tmp_path / "site", {
+        "manage.py": MANAGE.format(module="site_cfg.settings"),
+        "site_cfg/settings.py": "import os\nTOKEN = os.environ['MAIL_PASSWORD']\n",
+        "site_cfg/wsgi.py": "", "requirements.txt": "django\n",
+    })  # fmt: skip
+    path, found = init_project(root, host="203.0.113.9")
+    text = path.read_text()
+    assert 'host = "203.0.113.9"' in text
+    assert 'secrets = ["MAIL_PASSWORD"]' in text
+    with pytest.raises(Exception, match="already exists"):
+        init_project(root)

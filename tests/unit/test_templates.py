@@ -1,0 +1,52 @@
+from pathlib import Path
+
+from onebox.api import rendered_files, resolve_target, tls_internal
+from onebox.config import Config, Project
+
+
+def project(tmp_path: Path, **server) -> Project:
+    config = Config.model_validate({
+        "app": {"name": "shop", "settings": "config.settings", "wsgi": "config.wsgi:application",
+                "manage": "src/manage.py", "workers": 3},
+        "server": {"host": "203.0.113.7", **server},
+    })  # fmt: skip
+    return Project(root=tmp_path, source=tmp_path / "onebox.toml", config=config)
+
+
+def test_unit_file_keeps_secrets_off_the_command_line(tmp_path):
+    unit = rendered_files(project(tmp_path), "203.0.113.7")["unit"]
+    assert "EnvironmentFile=/etc/onebox/shop.env" in unit
+    assert "gunicorn config.wsgi:application" in unit
+    assert "--bind unix:/run/onebox-shop/%i.sock" in unit
+    assert "--workers 3" in unit
+    assert "WorkingDirectory=/srv/shop/slots/%i/src" in unit
+    assert "User=shop" in unit and "ProtectSystem=strict" in unit
+
+
+def test_site_for_an_ip_uses_the_internal_ca(tmp_path):
+    site = rendered_files(project(tmp_path), "203.0.113.7")["site"]
+    assert "\n203.0.113.7 {\n" in site
+    assert "tls internal" in site
+    assert "reverse_proxy unix//run/onebox-shop/live.sock" in site
+    assert "handle_path ${static_url}*" in site
+
+
+def test_site_for_a_domain_gets_a_public_certificate(tmp_path):
+    p = project(tmp_path, domain="shop.example.com")
+    assert not tls_internal(p, "shop.example.com")
+    assert "tls internal" not in rendered_files(p, "shop.example.com")["site"]
+    assert tls_internal(p, "shop.lan") and tls_internal(p, "intranet")
+    assert tls_internal(project(tmp_path, tls="internal"), "shop.example.com")
+
+
+def test_project_templates_override_builtin(tmp_path):
+    (tmp_path / ".onebox" / "templates").mkdir(parents=True)
+    (tmp_path / ".onebox" / "templates" / "tmpfiles.conf.j2").write_text("custom {{ app }}\n")
+    assert rendered_files(project(tmp_path), "x")["tmpfiles"] == "custom shop\n"
+
+
+def test_resolve_target_forms(tmp_path):
+    t = resolve_target("deploy@203.0.113.7:2222", project(tmp_path))
+    assert (t.user, t.host, t.port) == ("deploy", "203.0.113.7", 2222)
+    t = resolve_target("myalias", project(tmp_path, user="admin"))
+    assert (t.user, t.host, t.port) == ("admin", "myalias", None)

@@ -17,8 +17,8 @@ class HumanReporter:
     """Prints each step as it ends, with a spinner while it runs."""
 
     def __init__(self, verbose: bool = False) -> None:
-        self.console = Console(stderr=True, highlight=False)
-        self.out = Console(highlight=False)
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True)
         self.verbose = verbose
         self._status: Status | None = None
 

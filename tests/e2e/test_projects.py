@@ -1,0 +1,135 @@
+"""Django projects written elsewhere, shaped unlike examples/mvp, deployed with only
+`onebox init`, edits to onebox.toml, `onebox env set`, `onebox setup` and `onebox deploy`.
+
+Both share one Debian 12 practice server with their own domain names (Caddy's internal
+CA), which also proves several apps can live on one server.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import FIXTURES, Server, copy_project, fetch, onebox, onebox_json
+
+pytestmark = pytest.mark.e2e
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture(scope="module")
+def ca(server12: Server, tmp_path_factory) -> Path:
+    return server12.ca
+
+
+def get(server: Server, domain: str, path: str = "/"):
+    return fetch(f"https://{domain}{path}", server.ca, resolve=f"{domain}:443:{server.address}")
+
+
+def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
+    project = copy_project(FIXTURES / "shop", tmp_path / "shop")
+    init = onebox("init", "--host", server12.host, "--domain", "shop.test", cwd=project)
+    assert "config.settings.production" in init.stdout
+    config = project / "onebox.toml"
+    text = config.read_text()
+    assert 'manage = "src/manage.py"' in text and 'requirements = "pyproject.toml"' in text
+    assert 'secrets = ["SHOP_API_TOKEN"]' in text
+    edit(config, "build = []", 'build = ["python assets/build.py"]')
+    edit(config, 'health_path = "/"', 'health_path = "/ping"')
+
+    onebox("setup", cwd=project)
+    server12.ca.write_text(onebox("ca", cwd=project).stdout)
+
+    missing = onebox("deploy", cwd=project, check=False)
+    assert missing.returncode == 3
+    assert "the app needs SHOP_API_TOKEN" in missing.stderr
+    assert "onebox env set SHOP_API_TOKEN=..." in missing.stderr
+
+    onebox("env", "set", "SHOP_API_TOKEN=-", cwd=project, input="sk_live_4242\n")
+    result = onebox_json("deploy", cwd=project)["result"]
+    assert result["url"] == "https://shop.test/"
+    page = get(server12, "shop.test")
+    assert page.status == 200 and "<h1>Shop catalogue</h1>" in page.body
+    assert "token sk…" in page.body
+    css = re.search(r'href="(/static/catalog/generated\.[0-9a-f]{12}\.css)"', page.body).group(1)
+    assert "color: teal" in get(server12, "shop.test", css).body
+    assert "sk_live_4242" not in server12.ssh("ps -eo args")
+
+    seeded = onebox("manage", "--", "seed_media", cwd=project)
+    assert "saved hello.txt" in seeded.stdout
+    media = get(server12, "shop.test", "/uploads/hello.txt")
+    assert media.status == 200 and media.body == "hello from media\n"
+    assert server12.ssh("cat /srv/shop/shared/media/hello.txt") == "hello from media\n"
+
+    # a failing build command: clear error, the live release keeps serving
+    edit(config, 'build = ["python assets/build.py"]', 'build = ["python assets/build.py", "exit 3"]')
+    failed = onebox("deploy", cwd=project, check=False)
+    assert failed.returncode == 1 and "build command `exit 3` failed" in failed.stderr
+    assert get(server12, "shop.test").status == 200
+    status = onebox_json("status", cwd=project)["result"]
+    assert status["release"]["release_id"] == result["release"]
+
+
+def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
+    project = copy_project(FIXTURES / "blog", tmp_path / "blog")
+    onebox("init", "--host", server12.host, "--domain", "blog.test", cwd=project)
+    config = project / "onebox.toml"
+    text = config.read_text()
+    assert 'requirements = "requirements/production.txt"' in text
+    assert 'secrets = ["BLOG_TITLE"]' in text
+    # BLOG_TITLE is no secret: the user moves it to [env] vars.
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Field notes" }')
+    edit(config, 'health_path = "/"', 'health_path = "/healthz"')
+
+    # a typo in the config: named, with the line and a suggestion
+    edit(config, 'health_path = "/healthz"', 'helth_path = "/healthz"')
+    typo = onebox("setup", cwd=project, check=False)
+    assert typo.returncode == 3
+    assert re.search(r"onebox\.toml:\d+: unknown key 'app\.helth_path' \(did you mean "
+                     r"'health_path'\?\)", typo.stderr)  # fmt: skip
+    edit(config, 'helth_path = "/healthz"', 'health_path = "/healthz"')
+
+    onebox("setup", cwd=project)
+    server12.ca.write_text(onebox("ca", cwd=project).stdout)
+    onebox("deploy", cwd=project)
+    page = get(server12, "blog.test")
+    assert page.status == 200 and "<h1>Field notes</h1>" in page.body
+    css = re.search(r'href="(/assets/posts/blog\.[0-9a-f]{12}\.css)"', page.body).group(1)
+    response = get(server12, "blog.test", css)
+    assert response.status == 200 and "immutable" in response.headers["cache-control"]
+
+
+def test_unreachable_host_is_a_clear_error(tmp_path):
+    project = copy_project(FIXTURES / "blog", tmp_path / "blog")
+    onebox("init", "--host", "root@127.0.0.1:1", cwd=project)
+    result = onebox("status", cwd=project, check=False)
+    assert result.returncode == 4
+    assert "cannot connect to root@127.0.0.1:1" in result.stderr
+    assert "nothing listens for SSH there" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_not_a_django_project(tmp_path):
+    result = onebox("init", str(tmp_path), check=False)
+    assert result.returncode == 3 and "no manage.py found" in result.stderr
+
+
+def test_non_debian_server_is_refused(server12, tmp_path):
+    project = copy_project(FIXTURES / "blog", tmp_path / "blog")
+    onebox("init", "--host", server12.host, cwd=project)
+    server12.ssh("cp --remove-destination /usr/lib/os-release /etc/os-release && "
+                 "sed -i 's/^ID=.*/ID=ubuntu/; s/^PRETTY_NAME=.*/PRETTY_NAME=\"Ubuntu 24.04\"/' "
+                 "/etc/os-release")  # fmt: skip
+    try:
+        result = onebox("setup", cwd=project, check=False)
+    finally:
+        server12.ssh("ln -sf ../usr/lib/os-release /etc/os-release")
+    assert result.returncode == 6
+    assert "this server runs Ubuntu 24.04; onebox supports Debian 12 and 13" in result.stderr

@@ -20,7 +20,9 @@ from onebox.output import HumanReporter, JsonReporter
 
 
 class Context:
-    def __init__(self, as_json: bool, verbose: bool, project_dir: Path | None) -> None:
+    def __init__(self, as_json: bool, verbose: bool, project_dir: Path | None,
+                 host: str | None = None) -> None:  # fmt: skip
+        self.host = host
         self.json = as_json
         self.verbose = verbose
         self.project_dir = project_dir
@@ -42,6 +44,8 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     @click.pass_obj
     def wrapper(ctx: Context, *args: Any, **kwargs: Any) -> None:
+        if "host" in kwargs and not kwargs["host"] and func.__name__ != "init":
+            kwargs["host"] = ctx.host  # `onebox --host X status` works as well
         try:
             code = func(ctx, *args, **kwargs)
         except OneboxError as error:
@@ -73,10 +77,12 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would b
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of onebox bugs.")
 @click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
               help="The Django project's folder (default: the current one).")  # fmt: skip
+@host_option
 @click.pass_context
-def main(click_ctx: click.Context, as_json: bool, verbose: bool, project_dir: Path | None) -> None:
+def main(click_ctx: click.Context, as_json: bool, verbose: bool, project_dir: Path | None,
+         host: str | None) -> None:  # fmt: skip
     """Run a Django project in production on one Debian server you own."""
-    click_ctx.obj = Context(as_json, verbose, project_dir)
+    click_ctx.obj = Context(as_json, verbose, project_dir, host)
 
 
 @main.command()

@@ -63,6 +63,8 @@ class SSH:
                      "-o", "GlobalKnownHostsFile=/dev/null"]  # fmt: skip
         else:
             opts += ["-o", "StrictHostKeyChecking=accept-new"]
+        if os.environ.get("ONEBOX_SSH_CONFIG"):  # like `ssh -F`: CI jobs keep their own
+            opts += ["-F", os.environ["ONEBOX_SSH_CONFIG"]]
         if t.identity is not None:
             opts += ["-i", str(t.identity), "-o", "IdentitiesOnly=yes"]
         if t.user:

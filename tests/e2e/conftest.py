@@ -35,10 +35,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 def onebox(*args: str, cwd: Path | None = None, check: bool = True, input: str | None = None,
-           timeout: float = 900) -> subprocess.CompletedProcess[str]:  # fmt: skip
+           timeout: float = 900, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Run the onebox CLI exactly as a user would."""
     result = subprocess.run([sys.executable, "-m", "onebox", *args], cwd=cwd, input=input,
-                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+                            capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})  # fmt: skip
     if check and result.returncode != 0:
         raise AssertionError(f"onebox {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}")  # fmt: skip

@@ -133,3 +133,35 @@ def test_non_debian_server_is_refused(server12, tmp_path):
         server12.ssh("ln -sf ../usr/lib/os-release /etc/os-release")
     assert result.returncode == 6
     assert "this server runs Ubuntu 24.04; onebox supports Debian 12 and 13" in result.stderr
+
+
+def test_users_own_ssh_config_and_first_contact(server12, tmp_path):
+    """A server reached through the user's ~/.ssh/config: its key is recorded on first
+    contact (and shown), trusted afterwards, and refused once it changes."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    key = Path(f"/var/lib/onebox/sandboxes/{server12.name}/id_ed25519")
+    known = home / ".ssh" / "known_hosts"
+    (home / ".ssh" / "config").write_text(
+        f"Host office-box\n  HostName {server12.address}\n  User root\n  IdentityFile {key}\n"
+        f"  UserKnownHostsFile {known}\n")
+    env = {"HOME": str(home), "ONEBOX_SSH_CONFIG": str(home / ".ssh" / "config")}
+    project = copy_project(FIXTURES / "blog", tmp_path / "blog")
+    onebox("init", "--host", "office-box", cwd=project, env=env)
+
+    first = onebox("status", cwd=project, env=env)
+    assert "first contact with office-box: recorded its host key SHA256:" in first.stderr
+    assert server12.address in known.read_text()
+    second = onebox("status", cwd=project, env=env)
+    assert "first contact" not in second.stderr
+
+    fake = tmp_path / "fake"
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(fake)], check=True)
+    kind, value = fake.with_suffix(".pub").read_text().split()[:2]
+    known.write_text(f"{server12.address} {kind} {value}\n")
+    changed = onebox("status", cwd=project, env=env, check=False)
+    assert changed.returncode == 5
+    assert "host key of office-box changed" in changed.stderr
+    assert f"ssh-keygen -R {server12.address}" in changed.stderr

@@ -53,8 +53,12 @@ def resolve_target(spec: str, project: Project | None = None) -> Target:
     if match and not host.startswith("["):
         host, port = match.group(1), int(match.group(2))
     server = project.config.server if project else None
-    return Target(host=host, user=user or (server.user if server else None),
-                  port=port or (server.port if server else None), label=spec)  # fmt: skip
+    return Target(
+        host=host,
+        user=user or (server.user if server else None),
+        port=port or (server.port if server else None),
+        label=spec,
+    )
 
 
 @contextmanager
@@ -88,12 +92,20 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
     cfg = project.config
     workdir = str(Path(cfg.app.manage).parent).strip(".")
     context = {
-        "app": cfg.app.name, "root": f"/srv/{cfg.app.name}", "wsgi": cfg.app.wsgi,
-        "workers": cfg.app.workers, "workdir": workdir, "address": address,
+        "app": cfg.app.name,
+        "root": f"/srv/{cfg.app.name}",
+        "wsgi": cfg.app.wsgi,
+        "workers": cfg.app.workers,
+        "workdir": workdir,
+        "address": address,
         "tls_internal": tls_internal(project, address),
-    }  # fmt: skip
-    names = {"unit": "app.service.j2", "tmpfiles": "tmpfiles.conf.j2",
-             "caddyfile": "Caddyfile.j2", "site": "site.caddy.j2"}  # fmt: skip
+    }
+    names = {
+        "unit": "app.service.j2",
+        "tmpfiles": "tmpfiles.conf.j2",
+        "caddyfile": "Caddyfile.j2",
+        "site": "site.caddy.j2",
+    }
     return {key: render(name, project.root, **context) for key, name in names.items()}
 
 
@@ -108,26 +120,33 @@ def check_python(project: Project, found: dict[str, object]) -> None:
     try:
         spec = SpecifierSet(wanted)
     except InvalidSpecifier:
-        raise ConfigError(f"[app] python = {wanted!r} is not a version specifier",
-                          hint='write it like ">=3.11"') from None  # fmt: skip
+        raise ConfigError(
+            f"[app] python = {wanted!r} is not a version specifier", hint='write it like ">=3.11"'
+        ) from None
     if str(found["python"]) not in spec:
         raise UnsupportedError(
             f"the project needs Python {wanted}; the server's system Python is {found['python']}"
             f" ({found['os_name']})",
             hint="Debian 12 ships 3.11 and Debian 13 ships 3.13: pick the Debian release whose "
             "Python fits, or relax [app] python",
-        )  # fmt: skip
+        )
 
 
 def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> dict:
     with connect(project, host, reporter) as server:
         request = {
-            "action": "setup", "app": project.config.app.name, "uv_version": uv_version(),
+            "action": "setup",
+            "app": project.config.app.name,
+            "uv_version": uv_version(),
             "files": rendered_files(project, server.address),
-        }  # fmt: skip
+        }
         if dry_run:
-            return {"dry_run": True, "host": server.ssh.target.name, "request": request,
-                    "ssh": shlex.join(server.ssh.argv(["python3", "-c", "..."]))}  # fmt: skip
+            return {
+                "dry_run": True,
+                "host": server.ssh.target.name,
+                "request": request,
+                "ssh": shlex.join(server.ssh.argv(["python3", "-c", "..."])),
+            }
         found = facts(server, reporter)
         check_python(project, found)
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
@@ -143,21 +162,41 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
         python = ".".join(str(found["python"]).split(".")[:2])
         locked = lock(project.root, cfg.build.requirements, python)
         request = {
-            "action": "deploy", "app": cfg.app.name, "release_id": bundle.release_id(),
-            "deployer": bundle.deployer(), "commit": files.commit, "address": server.address,
-            "settings": cfg.app.settings, "manage": cfg.app.manage,
-            "health_path": cfg.app.health_path, "build": cfg.deploy.build,
-            "release": cfg.deploy.release, "env": cfg.env.vars, "secrets": cfg.env.secrets,
-            "lock": locked.text, "lock_hash": locked.hash, "packages": locked.packages,
-            "uv_version": uv_version(), "files": rendered_files(project, server.address),
-        }  # fmt: skip
+            "action": "deploy",
+            "app": cfg.app.name,
+            "release_id": bundle.release_id(),
+            "deployer": bundle.deployer(),
+            "commit": files.commit,
+            "address": server.address,
+            "settings": cfg.app.settings,
+            "manage": cfg.app.manage,
+            "health_path": cfg.app.health_path,
+            "build": cfg.deploy.build,
+            "release": cfg.deploy.release,
+            "env": cfg.env.vars,
+            "secrets": cfg.env.secrets,
+            "lock": locked.text,
+            "lock_hash": locked.hash,
+            "packages": locked.packages,
+            "files": rendered_files(project, server.address),
+        }
         if dry_run:
-            return {"dry_run": True, "host": server.ssh.target.name, "files": len(files.files),
-                    "bytes": files.size, "request": request}  # fmt: skip
+            return {
+                "dry_run": True,
+                "host": server.ssh.target.name,
+                "files": len(files.files),
+                "bytes": files.size,
+                "request": request,
+            }
         stream = remote.pack(request, project.root, files.files)
         result = remote.call(server.ssh, stream, reporter.event)
-        return {"host": server.ssh.target.name, "url": f"https://{server.address}/",
-                "commit": files.commit, "files": len(files.files), **result}  # fmt: skip
+        return {
+            "host": server.ssh.target.name,
+            "url": f"https://{server.address}/",
+            "commit": files.commit,
+            "files": len(files.files),
+            **result,
+        }
 
 
 def env_set(project: Project, host: str | None, values: dict[str, str], reporter: Reporter) -> dict:
@@ -174,8 +213,12 @@ def env_list(project: Project, host: str | None, reporter: Reporter, reveal: boo
 
 def status(project: Project, host: str | None, reporter: Reporter) -> dict:
     with connect(project, host, reporter) as server:
-        request = {"action": "status", "app": project.config.app.name, "address": server.address,
-                   "health_path": project.config.app.health_path}  # fmt: skip
+        request = {
+            "action": "status",
+            "app": project.config.app.name,
+            "address": server.address,
+            "health_path": project.config.app.health_path,
+        }
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}
 
@@ -199,12 +242,20 @@ def manage(project: Project, host: str | None, reporter: Reporter, args: list[st
     root = f"/srv/{app}"
     manage_py = f"{root}/current/{project.config.app.manage}"
     argv = [
-        "systemd-run", "--quiet", "--pty" if sys.stdin.isatty() else "--pipe", "--wait", "--collect", f"--uid={app}", f"--gid={app}",
+        "systemd-run",
+        "--quiet",
+        "--pty" if sys.stdin.isatty() else "--pipe",
+        "--wait",
+        "--collect",
+        f"--uid={app}",
+        f"--gid={app}",
         f"--working-directory={root}/current/{Path(project.config.app.manage).parent}",
         f"--property=EnvironmentFile={root}/current/.onebox/release.env",
         f"--property=EnvironmentFile=/etc/onebox/{app}.env",
-        f"{root}/current/.venv/bin/python", manage_py, *args,
-    ]  # fmt: skip
+        f"{root}/current/.venv/bin/python",
+        manage_py,
+        *args,
+    ]
     with connect(project, host, reporter) as server:
         return server.ssh.interactive(server.ssh.sudo(argv))
 

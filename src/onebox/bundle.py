@@ -11,10 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ALWAYS_EXCLUDED = (
-    ".git", ".hg", ".venv", "venv", "env", "node_modules", "__pycache__", "*.pyc", ".onebox/cache",
-    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", "*.sqlite3", ".env", ".env.*",
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    "*.pyc",
+    ".onebox/cache",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    "*.sqlite3",
+    ".env",
+    ".env.*",
     "onebox.toml",
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -51,20 +65,30 @@ def _excluded(path: Path, patterns: tuple[str, ...]) -> bool:
 
 def _git_files(root: Path) -> list[Path] | None:
     """Tracked and untracked-but-not-ignored files: what the developer sees as the project."""
-    result = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=root, capture_output=True, check=False)  # fmt: skip
+    result = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        capture_output=True,
+        check=False,
+    )
     if result.returncode != 0:
         return None
     return [Path(name) for name in result.stdout.decode().split("\0") if name]
 
 
 def _commit(root: Path) -> str:
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if head.returncode != 0:
         return ""
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True,
-                           text=True, check=False).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=False
+    ).stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
 

@@ -20,13 +20,16 @@ from onebox.output import HumanReporter, JsonReporter
 
 
 class Context:
-    def __init__(self, as_json: bool, verbose: bool, project_dir: Path | None,
-                 host: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, as_json: bool, verbose: bool, project_dir: Path | None, host: str | None = None
+    ) -> None:
         self.host = host
         self.json = as_json
         self.verbose = verbose
         self.project_dir = project_dir
-        self.reporter: HumanReporter | JsonReporter = JsonReporter() if as_json else HumanReporter(verbose)
+        self.reporter: HumanReporter | JsonReporter = (
+            JsonReporter() if as_json else HumanReporter(verbose)
+        )
 
     def project(self):
         return load_project(self.project_dir)
@@ -52,35 +55,58 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
             ctx.reporter.error(error)
             sys.exit(int(error.exit_code))
         except KeyboardInterrupt:
-            ctx.reporter.error(OneboxError("interrupted", hint="the server finishes or undoes "
-                                           "the current step on its own; check `onebox status`"))  # fmt: skip
+            ctx.reporter.error(
+                OneboxError(
+                    "interrupted",
+                    hint="the server finishes or undoes "
+                    "the current step on its own; check `onebox status`",
+                )
+            )
             sys.exit(130)
         except Exception as error:  # a bug: one line, and the traceback only when asked
             if ctx.verbose or os.environ.get("ONEBOX_DEBUG"):
                 raise
-            ctx.reporter.error(OneboxError(f"internal error: {error!r}",
-                                           hint="rerun with --verbose and report it"))  # fmt: skip
+            ctx.reporter.error(
+                OneboxError(f"internal error: {error!r}", hint="rerun with --verbose and report it")
+            )
             sys.exit(int(ExitCode.FAILED))
         sys.exit(code or 0)
 
     return wrapper
 
 
-host_option = click.option("--host", help="Server to use instead of [server] host "
-                           "(an address, user@host, an ssh alias, or sandbox:NAME).")  # fmt: skip
-dry_run_option = click.option("--dry-run", is_flag=True, help="Show what would be done; do nothing.")
+host_option = click.option(
+    "--host",
+    help="Server to use instead of [server] host "
+    "(an address, user@host, an ssh alias, or sandbox:NAME).",
+)
+dry_run_option = click.option(
+    "--dry-run", is_flag=True, help="Show what would be done; do nothing."
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="onebox")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for scripts and CI).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print one JSON document (for scripts and CI)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="More detail, and tracebacks of onebox bugs.")
-@click.option("-C", "--project", "project_dir", type=click.Path(path_type=Path),
-              help="The Django project's folder (default: the current one).")  # fmt: skip
+@click.option(
+    "-C",
+    "--project",
+    "project_dir",
+    type=click.Path(path_type=Path),
+    help="The Django project's folder (default: the current one).",
+)
 @host_option
 @click.pass_context
-def main(click_ctx: click.Context, as_json: bool, verbose: bool, project_dir: Path | None,
-         host: str | None) -> None:  # fmt: skip
+def main(
+    click_ctx: click.Context,
+    as_json: bool,
+    verbose: bool,
+    project_dir: Path | None,
+    host: str | None,
+) -> None:
     """Run a Django project in production on one Debian server you own."""
     click_ctx.obj = Context(as_json, verbose, project_dir, host)
 
@@ -93,17 +119,26 @@ def main(click_ctx: click.Context, as_json: bool, verbose: bool, project_dir: Pa
 @command
 def init(ctx: Context, path: Path | None, host: str, domain: str, force: bool) -> None:
     """Detect the Django project and write a commented onebox.toml."""
-    target, found = init_project(path or ctx.project_dir or Path.cwd(), host=host, domain=domain,
-                                 force=force)  # fmt: skip
-    lines = [f"wrote {target}", f"  settings      {found.settings}", f"  wsgi          {found.wsgi}",
-             f"  dependencies  {found.requirements or '(none found)'}"]  # fmt: skip
+    target, found = init_project(
+        path or ctx.project_dir or Path.cwd(), host=host, domain=domain, force=force
+    )
+    lines = [
+        f"wrote {target}",
+        f"  settings      {found.settings}",
+        f"  wsgi          {found.wsgi}",
+        f"  dependencies  {found.requirements or '(none found)'}",
+    ]
     if found.required_env:
-        lines.append(f"  secrets       {', '.join(found.required_env)} (set them with "
-                     "`onebox env set KEY=VALUE`)")  # fmt: skip
+        lines.append(
+            f"  secrets       {', '.join(found.required_env)} (set them with "
+            "`onebox env set KEY=VALUE`)"
+        )
     lines += [f"  note: {note}" for note in found.notes]
     lines.append("next: set [server] host, then `onebox setup` and `onebox deploy`")
-    ctx.done({"config": str(target), **{k: v for k, v in vars(found).items() if k != "root"}},
-             "\n".join(lines))  # fmt: skip
+    ctx.done(
+        {"config": str(target), **{k: v for k, v in vars(found).items() if k != "root"}},
+        "\n".join(lines),
+    )
 
 
 @main.command()
@@ -132,17 +167,24 @@ def deploy(ctx: Context, host: str | None, dry_run: bool) -> None:
     if dry_run:
         ctx.done(result, _dry_run_text(result))
         return
-    ctx.done(result, f"deployed release {result['release']} in {result['seconds']}s\n"
-                     f"live at {result['url']}")  # fmt: skip
+    ctx.done(
+        result,
+        f"deployed release {result['release']} in {result['seconds']}s\nlive at {result['url']}",
+    )
 
 
 def _dry_run_text(result: dict) -> str:
     request = dict(result["request"])
     files = request.pop("files", {})
     if "lock" in request:
-        request["lock"] = f"<{len(request['lock'].splitlines())} lines, hash {request['lock_hash']}>"
-    lines = [f"dry run: nothing was done on {result['host']}", "request to the server agent:",
-             json.dumps(request, indent=2)]  # fmt: skip
+        request["lock"] = (
+            f"<{len(request['lock'].splitlines())} lines, hash {request['lock_hash']}>"
+        )
+    lines = [
+        f"dry run: nothing was done on {result['host']}",
+        "request to the server agent:",
+        json.dumps(request, indent=2),
+    ]
     for name, content in files.items():
         lines += [f"--- file: {name} ---", content.rstrip()]
     return "\n".join(lines)
@@ -155,15 +197,16 @@ def status(ctx: Context, host: str | None) -> None:
     """Show what the server runs: release, slots, health."""
     result = api.status(ctx.project(), host, ctx.reporter)
     release = result.get("release") or {}
+    server = result["server"]
     lines = [
-        f"server   {result['host']} ({result['server']['os_name']}, Python {result['server']['python']})",
+        f"server   {result['host']} ({server['os_name']}, Python {server['python']})",
         f"url      {result['url']}",
         f"release  {release.get('release_id', '(none deployed)')} {release.get('commit', '')}",
         f"slot     {result.get('live_slot') or '-'}  units: "
         + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
         f"caddy    {result['caddy']}",
         f"health   {result.get('health', '-')}",
-    ]  # fmt: skip
+    ]
     ctx.done(result, "\n".join(lines))
 
 
@@ -184,7 +227,9 @@ def logs(ctx: Context, host: str | None, follow: bool, lines: int) -> int:
 def manage(ctx: Context, host: str | None, args: tuple[str, ...]) -> int:
     """Run manage.py on the server: onebox manage -- createsuperuser"""
     if not args:
-        raise ConfigError("no manage.py command given", hint="e.g. onebox manage -- createsuperuser")
+        raise ConfigError(
+            "no manage.py command given", hint="e.g. onebox manage -- createsuperuser"
+        )
     return api.manage(ctx.project(), host, ctx.reporter, list(args))
 
 
@@ -250,14 +295,18 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("create")
 @click.argument("name")
-@click.option("--debian", type=click.Choice(sorted(sandbox.SUITES)), default="12", show_default=True)
+@click.option(
+    "--debian", type=click.Choice(sorted(sandbox.SUITES)), default="12", show_default=True
+)
 @command
 def sandbox_create(ctx: Context, name: str, debian: str) -> None:
     """Boot a practice server; target it with --host sandbox:NAME."""
     box = sandbox.create(name, debian, log=ctx.reporter.log)
-    ctx.done({"name": box.name, "address": box.address, "debian": box.debian, "host": f"sandbox:{name}"},
-             f"practice server {name} is up at {box.address} (Debian {debian})\n"
-             f"use it with --host sandbox:{name}")  # fmt: skip
+    ctx.done(
+        {"name": box.name, "address": box.address, "debian": box.debian, "host": f"sandbox:{name}"},
+        f"practice server {name} is up at {box.address} (Debian {debian})\n"
+        f"use it with --host sandbox:{name}",
+    )
 
 
 @sandbox_group.command("list")
@@ -265,10 +314,15 @@ def sandbox_create(ctx: Context, name: str, debian: str) -> None:
 def sandbox_list(ctx: Context) -> None:
     """List practice servers."""
     boxes = sandbox.list_all()
-    data = [{"name": b.name, "address": b.address, "debian": b.debian, "running": b.running}
-            for b in boxes]  # fmt: skip
-    text = "\n".join(f"{b['name']:<20} {b['address']:<15} debian {b['debian']}  "
-                     f"{'running' if b['running'] else 'stopped'}" for b in data)  # fmt: skip
+    data = [
+        {"name": b.name, "address": b.address, "debian": b.debian, "running": b.running}
+        for b in boxes
+    ]
+    text = "\n".join(
+        f"{b['name']:<20} {b['address']:<15} debian {b['debian']}  "
+        f"{'running' if b['running'] else 'stopped'}"
+        for b in data
+    )
     ctx.done(data, text or "no practice servers")
 
 

@@ -191,7 +191,6 @@ def locate(text: str, loc: tuple[str, ...]) -> int | None:
                 table, best = current, number
             continue
         match = re.match(r'^"?([A-Za-z0-9_-]+)"?\s*=', line)
-        if match and current + (match.group(1),) == loc[: len(current) + 1]:
-            if len(current) + 1 >= len(table):
-                return number
+        if match and (*current, match.group(1)) == loc[: len(current) + 1]:
+            return number
     return best

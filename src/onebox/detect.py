@@ -19,10 +19,20 @@ SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", ".to
 PRODUCTION_NAMES = ("production", "prod", "live", "deploy")
 # Variables onebox itself provides to the app, so they need no `onebox env set`.
 PROVIDED_ENV = {
-    "SECRET_KEY", "DJANGO_SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "DJANGO_ALLOWED_HOSTS",
-    "CSRF_TRUSTED_ORIGINS", "DJANGO_CSRF_TRUSTED_ORIGINS", "DJANGO_SETTINGS_MODULE", "DEBUG",
-    "DJANGO_DEBUG", "STATIC_ROOT", "MEDIA_ROOT", "ONEBOX_RELEASE",
-}  # fmt: skip
+    "SECRET_KEY",
+    "DJANGO_SECRET_KEY",
+    "DATABASE_URL",
+    "ALLOWED_HOSTS",
+    "DJANGO_ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "DJANGO_SETTINGS_MODULE",
+    "DEBUG",
+    "DJANGO_DEBUG",
+    "STATIC_ROOT",
+    "MEDIA_ROOT",
+    "ONEBOX_RELEASE",
+}
 
 
 @dataclass
@@ -164,7 +174,7 @@ def wsgi_application(project_dir: Path, settings: str, assignments: dict[str, st
             return f"{folder}.wsgi:application"
     raise ProjectError(
         "cannot find the WSGI application (no WSGI_APPLICATION setting, no wsgi.py)",
-        hint="set [app] wsgi = \"package.wsgi:application\" in onebox.toml",
+        hint='set [app] wsgi = "package.wsgi:application" in onebox.toml',
     )
 
 
@@ -172,8 +182,13 @@ def find_requirements(root: Path) -> str | None:
     for name in ("uv.lock", "Pipfile.lock", "Pipfile"):
         if (root / name).is_file():
             return name
-    for pattern in ("requirements/production.txt", "requirements/prod.txt", "requirements.txt",
-                    "requirements/base.txt", "requirements-prod.txt"):  # fmt: skip
+    for pattern in (
+        "requirements/production.txt",
+        "requirements/prod.txt",
+        "requirements.txt",
+        "requirements/base.txt",
+        "requirements-prod.txt",
+    ):
         if (root / pattern).is_file():
             return pattern
     pyproject = root / "pyproject.toml"

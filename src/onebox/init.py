@@ -10,7 +10,9 @@ from onebox.errors import ConfigError
 from onebox.templating import render
 
 
-def init_project(root: Path, *, host: str = "", domain: str = "", force: bool = False) -> tuple[Path, Detected]:
+def init_project(
+    root: Path, *, host: str = "", domain: str = "", force: bool = False
+) -> tuple[Path, Detected]:
     detected = detect(root)
     target = detected.root / CONFIG_FILE
     if target.exists() and not force:

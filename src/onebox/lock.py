@@ -60,21 +60,36 @@ def lock(root: Path, source: str | None, python_version: str) -> Lock:
 
 def _lock(root: Path, source: str | None, python_version: str) -> Lock:
     if source is None:
-        raise ConfigError("no dependency file: onebox cannot tell what to install",
-                          hint="add a requirements.txt (or uv.lock/Pipfile.lock), and set "
-                          "[build] requirements in onebox.toml")  # fmt: skip
+        raise ConfigError(
+            "no dependency file: onebox cannot tell what to install",
+            hint="add a requirements.txt (or uv.lock/Pipfile.lock), and set "
+            "[build] requirements in onebox.toml",
+        )
     path = root / source
     if not path.is_file():
-        raise ConfigError(f"[build] requirements: {source} does not exist in {root}",
-                          hint="fix the path in onebox.toml")  # fmt: skip
+        raise ConfigError(
+            f"[build] requirements: {source} does not exist in {root}",
+            hint="fix the path in onebox.toml",
+        )
     if path.name == "uv.lock":
-        text = _uv(["export", "--frozen", "--no-dev", "--no-emit-project", "--format",
-                    "requirements-txt", "--no-header"], root)  # fmt: skip
+        text = _uv(
+            [
+                "export",
+                "--frozen",
+                "--no-dev",
+                "--no-emit-project",
+                "--format",
+                "requirements-txt",
+                "--no-header",
+            ],
+            root,
+        )
     elif path.name == "Pipfile.lock":
         text = from_pipfile_lock(json.loads(path.read_text()))
     elif path.name == "Pipfile":
-        raise ConfigError("Pipfile without Pipfile.lock",
-                          hint="run `pipenv lock` and commit Pipfile.lock")  # fmt: skip
+        raise ConfigError(
+            "Pipfile without Pipfile.lock", hint="run `pipenv lock` and commit Pipfile.lock"
+        )
     elif _fully_hashed(path):
         text = path.read_text()
     else:
@@ -86,9 +101,11 @@ def _lock(root: Path, source: str | None, python_version: str) -> Lock:
 def _uv(args: list[str], root: Path) -> str:
     result = subprocess.run([find_uv_bin(), *args], cwd=root, capture_output=True, text=True)
     if result.returncode != 0:
-        raise ConfigError(f"locking the dependencies failed: uv {args[0]}",
-                          output=result.stderr[-2000:],
-                          hint="fix the dependency declaration named above")  # fmt: skip
+        raise ConfigError(
+            f"locking the dependencies failed: uv {args[0]}",
+            output=result.stderr[-2000:],
+            hint="fix the dependency declaration named above",
+        )
     return result.stdout
 
 
@@ -96,9 +113,24 @@ def _compile(path: Path, root: Path, python_version: str) -> str:
     """requirements.txt / pyproject.toml -> exact pins with hashes for the server's Python."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "requirements.txt"
-        _uv(["pip", "compile", "--quiet", "--generate-hashes", "--emit-index-url", "--no-header",
-             "--python-version", python_version, "--python-platform", "linux", str(path),
-             "-o", str(out)], root)  # fmt: skip
+        _uv(
+            [
+                "pip",
+                "compile",
+                "--quiet",
+                "--generate-hashes",
+                "--emit-index-url",
+                "--no-header",
+                "--python-version",
+                python_version,
+                "--python-platform",
+                "linux",
+                str(path),
+                "-o",
+                str(out),
+            ],
+            root,
+        )
         return out.read_text()
 
 
@@ -118,8 +150,10 @@ def from_pipfile_lock(data: dict) -> str:
         lines.append(f"--index-url {source['url']}")
     for name, spec in sorted(data.get("default", {}).items()):
         if "version" not in spec or not spec.get("hashes"):
-            raise ConfigError(f"Pipfile.lock: {name} has no pinned version with hashes",
-                              hint="run `pipenv lock` again")  # fmt: skip
+            raise ConfigError(
+                f"Pipfile.lock: {name} has no pinned version with hashes",
+                hint="run `pipenv lock` again",
+            )
         marker = f"; {spec['markers']}" if spec.get("markers") else ""
         hashes = " ".join(f"--hash={h}" for h in spec["hashes"])
         lines.append(f"{name}{spec['version']}{marker} {hashes}")

@@ -31,7 +31,9 @@ class HumanReporter:
             mark = "[green]✓[/]" if event["status"] == "changed" else "[dim]·[/]"
             detail = f" [dim]{event['detail']}[/]" if event.get("detail") and self.verbose else ""
             changed = "" if event["status"] == "changed" else " [dim](unchanged)[/]"
-            self.console.print(f" {mark} {event['name']}{changed} [dim]{event['seconds']}s[/]{detail}")
+            self.console.print(
+                f" {mark} {event['name']}{changed} [dim]{event['seconds']}s[/]{detail}"
+            )
         elif kind == "log":
             self._stop()
             self.console.print(f"   {event['text']}", markup=False)

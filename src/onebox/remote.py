@@ -34,8 +34,9 @@ BOOTSTRAP = (
 Event = dict[str, object]
 
 
-def pack(request: dict[str, object], payload: Path | None = None,
-         payload_files: list[Path] | None = None) -> bytes:  # fmt: skip
+def pack(
+    request: dict[str, object], payload: Path | None = None, payload_files: list[Path] | None = None
+) -> bytes:
     """The tar stream: the agent's code, the request, and the release's files."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -44,8 +45,9 @@ def pack(request: dict[str, object], payload: Path | None = None,
         _add_bytes(tar, "request.json", json.dumps(request).encode(), mode=0o600)
         if payload is not None:
             for path in payload_files or []:
-                tar.add(payload / path, arcname=f"payload/{path}", recursive=False,
-                        filter=_normalise)  # fmt: skip
+                tar.add(
+                    payload / path, arcname=f"payload/{path}", recursive=False, filter=_normalise
+                )
     return buffer.getvalue()
 
 
@@ -64,8 +66,9 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
 def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, object]:
     """Send the stream to the agent, hand each event to on_event, return the result."""
     python = ["python3", "-c", BOOTSTRAP]
-    process = ssh.popen(ssh.sudo(python), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE)  # fmt: skip
+    process = ssh.popen(
+        ssh.sudo(python), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     writer = threading.Thread(target=_feed, args=(process, stream), daemon=True)
     writer.start()
     result: dict[str, object] | None = None
@@ -92,9 +95,11 @@ def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str
     if code != 0 or result is None:
         raise RemoteStepFailed(
             f"the onebox agent failed on {ssh.target.name} (exit {code})",
-            host=ssh.target.name, output=stderr.strip()[-2000:], command=shlex.join(python[:2]),
+            host=ssh.target.name,
+            output=stderr.strip()[-2000:],
+            command=shlex.join(python[:2]),
             hint=_stderr_hint(stderr),
-        )  # fmt: skip
+        )
     return result
 
 
@@ -114,9 +119,12 @@ def _agent_error(ssh: SSH, event: Event, code: int) -> Exception:
         ExitCode.LOCKED: LockedError,
     }.get(code, RemoteStepFailed)  # type: ignore[call-overload]
     return kind(
-        str(event.get("message")), host=ssh.target.name, hint=str(event.get("hint") or "") or None,
-        output=str(event.get("output") or "") or None, command=str(event.get("command") or "") or None,
-    )  # fmt: skip
+        str(event.get("message")),
+        host=ssh.target.name,
+        hint=str(event.get("hint") or "") or None,
+        output=str(event.get("output") or "") or None,
+        command=str(event.get("command") or "") or None,
+    )
 
 
 def _stderr_hint(stderr: str) -> str:

@@ -9,6 +9,7 @@ cleaned up by the next create or destroy, because a practice server can die with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -71,8 +72,13 @@ class Sandbox:
         return self.pid > 0 and _alive(self.pid)
 
     def target(self) -> Target:
-        return Target(host=self.address, user="root", identity=self.dir / "id_ed25519",
-                      known_hosts=self.dir / "known_hosts", label=f"sandbox:{self.name}")  # fmt: skip
+        return Target(
+            host=self.address,
+            user="root",
+            identity=self.dir / "id_ed25519",
+            known_hosts=self.dir / "known_hosts",
+            label=f"sandbox:{self.name}",
+        )
 
     def save(self) -> None:
         (self.dir / "state.json").write_text(json.dumps(asdict(self)))
@@ -80,25 +86,34 @@ class Sandbox:
 
 def require_host() -> None:
     if platform.system() != "Linux":
-        raise UnsupportedError("practice servers need Linux (systemd-nspawn)",
-                               hint="rent a small Debian server and use --host instead")  # fmt: skip
+        raise UnsupportedError(
+            "practice servers need Linux (systemd-nspawn)",
+            hint="rent a small Debian server and use --host instead",
+        )
     if os.geteuid() != 0:
-        raise UnsupportedError("practice servers need root (they boot containers)",
-                               hint="run the sandbox command with sudo")  # fmt: skip
-    missing = [t for t in ("systemd-nspawn", "debootstrap", "nft", "ip", "ssh-keygen")
-               if shutil.which(t) is None]  # fmt: skip
+        raise UnsupportedError(
+            "practice servers need root (they boot containers)",
+            hint="run the sandbox command with sudo",
+        )
+    missing = [
+        t
+        for t in ("systemd-nspawn", "debootstrap", "nft", "ip", "ssh-keygen")
+        if shutil.which(t) is None
+    ]
     if missing:
-        raise UnsupportedError(f"missing tools: {', '.join(missing)}",
-                               hint="apt-get install systemd-container debootstrap nftables "
-                               "iproute2 openssh-client")  # fmt: skip
+        raise UnsupportedError(
+            f"missing tools: {', '.join(missing)}",
+            hint="apt-get install systemd-container debootstrap nftables iproute2 openssh-client",
+        )
 
 
 def load(name: str) -> Sandbox:
     state = STATE_DIR / "sandboxes" / name / "state.json"
     if not state.is_file():
-        raise SandboxError(f"no practice server named {name!r}",
-                           hint="`onebox sandbox list` shows them; `onebox sandbox create "
-                           f"{name}` makes it")  # fmt: skip
+        raise SandboxError(
+            f"no practice server named {name!r}",
+            hint=f"`onebox sandbox list` shows them; `onebox sandbox create {name}` makes it",
+        )
     return Sandbox(**json.loads(state.read_text()))
 
 
@@ -127,8 +142,10 @@ def create(name: str, debian: str = "12", log=print) -> Sandbox:
         except SandboxError:
             old = None
         if old is not None and old.running:
-            raise SandboxError(f"practice server {name!r} already runs at {old.address}",
-                               hint=f"use it, or `onebox sandbox destroy {name}` first")  # fmt: skip
+            raise SandboxError(
+                f"practice server {name!r} already runs at {old.address}",
+                hint=f"use it, or `onebox sandbox destroy {name}` first",
+            )
         log(f"cleaning up what a dead practice server {name!r} left behind")
         _cleanup(old, existing)
     image = ensure_image(debian, log)
@@ -144,8 +161,9 @@ def create(name: str, debian: str = "12", log=print) -> Sandbox:
 
 def _check_name(name: str) -> None:
     if not name.replace("-", "").isalnum() or len(name) > 40 or name.startswith("-"):
-        raise SandboxError(f"bad practice server name {name!r}",
-                           hint="use letters, digits and dashes")  # fmt: skip
+        raise SandboxError(
+            f"bad practice server name {name!r}", hint="use letters, digits and dashes"
+        )
 
 
 def ensure_image(debian: str, log=print) -> Path:
@@ -158,12 +176,17 @@ def ensure_image(debian: str, log=print) -> Path:
     shutil.rmtree(image, ignore_errors=True)
     partial.parent.mkdir(parents=True, exist_ok=True)
     log(f"building the Debian {debian} image with debootstrap (once; about a minute)")
-    result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite,
-                             str(partial), MIRROR], capture_output=True, text=True)  # fmt: skip
+    result = subprocess.run(
+        ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(partial), MIRROR],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
-        raise SandboxError(f"debootstrap of Debian {debian} failed",
-                           output=(result.stdout + result.stderr)[-2000:],
-                           hint="check that this machine reaches the Debian mirror")  # fmt: skip
+        raise SandboxError(
+            f"debootstrap of Debian {debian} failed",
+            output=(result.stdout + result.stderr)[-2000:],
+            hint="check that this machine reaches the Debian mirror",
+        )
     _prepare_image(partial, suite)
     (partial / ".onebox-image-complete").touch()
     partial.rename(image)
@@ -203,8 +226,9 @@ def _personalise(box: Sandbox) -> None:
     root = box.rootfs
     (root / "etc/onebox-sandbox.env").write_text(f"ADDRESS={box.address}\nGATEWAY={box.gateway}\n")
     (root / "etc/hostname").write_text(f"{box.name}\n")
-    (root / "etc/hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {box.name}\n"
-                                    "::1 localhost ip6-localhost ip6-loopback\n")  # fmt: skip
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1 localhost\n127.0.1.1 {box.name}\n::1 localhost ip6-localhost ip6-loopback\n"
+    )
     resolv = root / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copy("/etc/resolv.conf", resolv)
@@ -212,12 +236,26 @@ def _personalise(box: Sandbox) -> None:
     local_cas = Path("/usr/local/share/ca-certificates")
     if local_cas.is_dir() and any(local_cas.iterdir()):
         shutil.copytree(local_cas, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
-        subprocess.run(["chroot", str(root), "update-ca-certificates"], capture_output=True,
-                       check=True)  # fmt: skip
+        subprocess.run(
+            ["chroot", str(root), "update-ca-certificates"], capture_output=True, check=True
+        )
     subprocess.run(["ssh-keygen", "-A", "-f", str(root)], capture_output=True, check=True)
     key = box.dir / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"onebox-sandbox-{box.name}",
-                    "-f", str(key)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            f"onebox-sandbox-{box.name}",
+            "-f",
+            str(key),
+        ],
+        check=True,
+    )
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     shutil.copy(key.with_suffix(".pub"), ssh_dir / "authorized_keys")
@@ -232,22 +270,27 @@ def _free_index() -> int:
     for index in range(1, 250):
         if index not in used and f"ve-obx-{index}@" not in links:
             return index
-    raise SandboxError("no free practice server slot (249 in use)",
-                       hint="destroy some with `onebox sandbox destroy`")  # fmt: skip
+    raise SandboxError(
+        "no free practice server slot (249 in use)",
+        hint="destroy some with `onebox sandbox destroy`",
+    )
 
 
 def _network_up() -> None:
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-    ruleset = (
-        f"table ip {NFT_TABLE} {{\n"
-        "  chain postrouting { type nat hook postrouting priority srcnat; policy accept;\n"
-        f"    ip saddr {NETWORK}.0.0/16 ip daddr != {NETWORK}.0.0/16 masquerade\n  }}\n"
-        "  chain forward { type filter hook forward priority filter; policy accept;\n"
-        f"    ip saddr {NETWORK}.0.0/16 accept\n    ip daddr {NETWORK}.0.0/16 ct state established,related accept\n  }}\n"
-        "}\n"
-    )  # fmt: skip
+    # NAT only: practice servers reach the package mirrors through this machine.
+    ruleset = NAT_RULES.format(table=NFT_TABLE, net=f"{NETWORK}.0.0/16")
     subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE], capture_output=True)
     subprocess.run(["nft", "-f", "-"], input=ruleset, text=True, check=True)
+
+
+NAT_RULES = """table ip {table} {{
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr {net} ip daddr != {net} masquerade
+    }}
+}}
+"""
 
 
 def _boot(box: Sandbox, log) -> None:
@@ -258,11 +301,23 @@ def _boot(box: Sandbox, log) -> None:
     log(f"booting practice server {box.name} (Debian {box.debian}) at {box.address}")
     with open(box.dir / "console.log", "wb") as console:
         process = subprocess.Popen(
-            ["systemd-nspawn", "-D", str(box.rootfs), "--boot", "--network-veth",
-             "--register=no", "--keep-unit", "--console=pipe", "--machine", box.machine],
-            stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            [
+                "systemd-nspawn",
+                "-D",
+                str(box.rootfs),
+                "--boot",
+                "--network-veth",
+                "--register=no",
+                "--keep-unit",
+                "--console=pipe",
+                "--machine",
+                box.machine,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     box.pid = process.pid
     box.save()
     _wait(lambda: _veth_exists(box.veth), 30, box, "its network interface did not appear")
@@ -285,8 +340,10 @@ def _wait(ready, seconds: float, box: Sandbox, what: str) -> None:
         if ready():
             return
         time.sleep(0.3)
-    raise SandboxError(f"practice server {box.name}: {what} within {seconds:.0f}s",
-                       output=(box.dir / "console.log").read_text(errors="replace")[-1500:])  # fmt: skip
+    raise SandboxError(
+        f"practice server {box.name}: {what} within {seconds:.0f}s",
+        output=(box.dir / "console.log").read_text(errors="replace")[-1500:],
+    )
 
 
 def _veth_exists(name: str) -> bool:
@@ -305,8 +362,9 @@ def destroy(name: str, log=print) -> None:
     require_host()
     folder = STATE_DIR / "sandboxes" / name
     if not folder.exists():
-        raise SandboxError(f"no practice server named {name!r}",
-                           hint="`onebox sandbox list` shows them")  # fmt: skip
+        raise SandboxError(
+            f"no practice server named {name!r}", hint="`onebox sandbox list` shows them"
+        )
     try:
         box = load(name)
     except SandboxError:
@@ -319,8 +377,19 @@ def _cleanup(box: Sandbox | None, folder: Path) -> None:
     if box is not None:
         _stop(box)
         subprocess.run(["ip", "link", "delete", box.veth], capture_output=True)
-        subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath=/tmp/onebox-ssh-{os.getuid()}/%C",
-                        "-l", "root", box.address], capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                "ssh",
+                "-O",
+                "exit",
+                "-o",
+                f"ControlPath=/tmp/onebox-ssh-{os.getuid()}/%C",
+                "-l",
+                "root",
+                box.address,
+            ],
+            capture_output=True,
+        )
     shutil.rmtree(folder, ignore_errors=True)
     if not any(other.running for other in list_all()):
         subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE], capture_output=True)
@@ -339,10 +408,8 @@ def _stop(box: Sandbox) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

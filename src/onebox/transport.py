@@ -53,14 +53,30 @@ class SSH:
     def options(self) -> list[str]:
         t = self.target
         opts = [
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-            "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}",
-            "-o", "ControlPersist=60",
-        ]  # fmt: skip
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self._control}",
+            "-o",
+            "ControlPersist=60",
+        ]
         if t.known_hosts is not None:
-            opts += ["-o", f"UserKnownHostsFile={t.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                     "-o", "GlobalKnownHostsFile=/dev/null"]  # fmt: skip
+            opts += [
+                "-o",
+                f"UserKnownHostsFile={t.known_hosts}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+            ]
         else:
             opts += ["-o", "StrictHostKeyChecking=accept-new"]
         if os.environ.get("ONEBOX_SSH_CONFIG"):  # like `ssh -F`: CI jobs keep their own
@@ -76,15 +92,25 @@ class SSH:
         return opts
 
     def argv(self, remote: Sequence[str], *, tty: bool = False) -> list[str]:
-        return ["ssh", *(["-t"] if tty else ["-T"]), *self.options(), self.target.host, "--",
-                shlex.join(remote)]  # fmt: skip
+        return [
+            "ssh",
+            *(["-t"] if tty else ["-T"]),
+            *self.options(),
+            self.target.host,
+            "--",
+            shlex.join(remote),
+        ]
 
     # -- facts about the connection ---------------------------------------------------
     def resolved(self) -> dict[str, str]:
         """The effective ssh configuration for the target (`ssh -G`)."""
         if self._resolved is None:
-            out = subprocess.run(["ssh", "-G", *self.options(), self.target.host],
-                                 capture_output=True, text=True, check=False).stdout  # fmt: skip
+            out = subprocess.run(
+                ["ssh", "-G", *self.options(), self.target.host],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
             self._resolved = {}
             for line in out.splitlines():
                 key, _, value = line.partition(" ")
@@ -108,8 +134,9 @@ class SSH:
         self._first_contact()
         return subprocess.Popen(self.argv(remote), **kwargs)  # type: ignore[call-overload]
 
-    def run(self, remote: Sequence[str], *, input: bytes | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    def run(
+        self, remote: Sequence[str], *, input: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
         self._first_contact()
         result = subprocess.run(self.argv(remote), input=input, capture_output=True, check=False)
         if result.returncode == 255:
@@ -117,8 +144,9 @@ class SSH:
         if check and result.returncode != 0:
             raise ConnectionFailed(
                 f"`{shlex.join(remote)}` failed on {self.target.name} (exit {result.returncode})",
-                host=self.target.name, output=result.stderr.decode(errors="replace")[-2000:],
-            )  # fmt: skip
+                host=self.target.name,
+                output=result.stderr.decode(errors="replace")[-2000:],
+            )
         return result
 
     def interactive(self, remote: Sequence[str]) -> int:
@@ -127,8 +155,11 @@ class SSH:
         return subprocess.call(self.argv(remote, tty=sys.stdin.isatty()))
 
     def close(self) -> None:
-        subprocess.run(["ssh", *self.options(), "-O", "exit", self.target.host],
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            ["ssh", *self.options(), "-O", "exit", self.target.host],
+            capture_output=True,
+            check=False,
+        )
 
     # -- host keys ---------------------------------------------------------------------
     def known_hosts_files(self) -> list[str]:
@@ -145,8 +176,9 @@ class SSH:
         name = self._host_key_name()
         for path in self.known_hosts_files():
             if Path(path).is_file():
-                found = subprocess.run(["ssh-keygen", "-F", name, "-f", path],
-                                       capture_output=True, check=False)  # fmt: skip
+                found = subprocess.run(
+                    ["ssh-keygen", "-F", name, "-f", path], capture_output=True, check=False
+                )
                 if found.returncode == 0:
                     return True
         return False
@@ -165,8 +197,12 @@ class SSH:
         for path in self.known_hosts_files():
             if not Path(path).is_file():
                 continue
-            shown = subprocess.run(["ssh-keygen", "-l", "-F", name, "-f", path],
-                                   capture_output=True, text=True, check=False).stdout  # fmt: skip
+            shown = subprocess.run(
+                ["ssh-keygen", "-l", "-F", name, "-f", path],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
             prints = [line.split()[-1] for line in shown.splitlines() if not line.startswith("#")]
             if prints:
                 self.on_notice(
@@ -184,23 +220,34 @@ class SSH:
                 f"the host key of {name} changed since onebox first connected: this may be an "
                 "attack (someone between you and the server), or the server was reinstalled",
                 host=name,
-                hint=(f"if you reinstalled it, verify the new key's fingerprint with your "
-                      f"provider, then run `ssh-keygen -R {self._host_key_name()} -f {files}` "
-                      "and try again"),
-            )  # fmt: skip
+                hint=(
+                    f"if you reinstalled it, verify the new key's fingerprint with your "
+                    f"provider, then run `ssh-keygen -R {self._host_key_name()} -f {files}` "
+                    "and try again"
+                ),
+            )
         if "Host key verification failed" in stderr:
-            return HostKeyError(f"the host key of {name} is not known and cannot be verified",
-                                host=name, hint="connect once with `ssh` to check and record it")  # fmt: skip
-        return ConnectionFailed(f"cannot connect to {name}", host=name, output=stderr.strip()[-1500:],
-                                hint=_connection_hint(stderr, self.login_user))  # fmt: skip
+            return HostKeyError(
+                f"the host key of {name} is not known and cannot be verified",
+                host=name,
+                hint="connect once with `ssh` to check and record it",
+            )
+        return ConnectionFailed(
+            f"cannot connect to {name}",
+            host=name,
+            output=stderr.strip()[-1500:],
+            hint=_connection_hint(stderr, self.login_user),
+        )
 
 
 def _connection_hint(stderr: str, user: str) -> str:
     if "Could not resolve hostname" in stderr:
         return "check the host name in onebox.toml ([server] host) or pass --host"
     if "Permission denied" in stderr:
-        return (f"the server refused your key for user {user!r}: add your public key to its "
-                "~/.ssh/authorized_keys, or set [server] user / your ssh config")  # fmt: skip
+        return (
+            f"the server refused your key for user {user!r}: add your public key to its "
+            "~/.ssh/authorized_keys, or set [server] user / your ssh config"
+        )
     if "Connection refused" in stderr:
         return "nothing listens for SSH there: check the address and port, and that sshd runs"
     if "timed out" in stderr or "No route to host" in stderr:

@@ -34,16 +34,29 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-def onebox(*args: str, cwd: Path | None = None, check: bool = True, input: str | None = None,
-           timeout: float = 900, env: dict[str, str] | None = None,
-           ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def onebox(
+    *args: str,
+    cwd: Path | None = None,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the onebox CLI exactly as a user would."""
-    result = subprocess.run([sys.executable, "-m", "onebox", *args], cwd=cwd, input=input,
-                            capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})})  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "onebox", *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"onebox {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")  # fmt: skip
+        raise AssertionError(
+            f"onebox {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -66,10 +79,21 @@ class Server:
     def ssh(self, command: str, check: bool = True) -> str:
         box = f"/var/lib/onebox/sandboxes/{self.name}"
         result = subprocess.run(
-            ["ssh", "-i", f"{box}/id_ed25519", "-o", f"UserKnownHostsFile={box}/known_hosts",
-             "-o", "BatchMode=yes", f"root@{self.address}", command],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            [
+                "ssh",
+                "-i",
+                f"{box}/id_ed25519",
+                "-o",
+                f"UserKnownHostsFile={box}/known_hosts",
+                "-o",
+                "BatchMode=yes",
+                f"root@{self.address}",
+                command,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"ssh {command!r}: {result.stderr}")
         return result.stdout
@@ -82,10 +106,23 @@ class Response:
     body: str
 
 
-def fetch(url: str, ca: Path, *, resolve: str | None = None, args: tuple[str, ...] = ()) -> Response:
+def fetch(
+    url: str, ca: Path, *, resolve: str | None = None, args: tuple[str, ...] = ()
+) -> Response:
     """GET (or what args say) with curl, trusting the server's private CA."""
-    command = ["curl", "--silent", "--show-error", "--max-time", "20", "--cacert", str(ca),
-               "--dump-header", "-", *args, url]  # fmt: skip
+    command = [
+        "curl",
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "20",
+        "--cacert",
+        str(ca),
+        "--dump-header",
+        "-",
+        *args,
+        url,
+    ]
     if resolve:
         command[1:1] = ["--resolve", resolve]
     out = subprocess.run(command, capture_output=True, timeout=30)  # bytes: keep the \r\n
@@ -123,6 +160,11 @@ def server12(tmp_path_factory) -> Server:
 
 
 def copy_project(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(
-        "__pycache__", "db.sqlite3", "media", "staticfiles", "collected", "uploads"))  # fmt: skip
+    shutil.copytree(
+        source,
+        target,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "db.sqlite3", "media", "staticfiles", "collected", "uploads"
+        ),
+    )
     return target

@@ -39,8 +39,19 @@ def test_page_over_https_through_caddy(server, deployed):
     assert page.status == 200
     assert "<h1>Guestbook</h1>" in page.body
     assert page.headers["strict-transport-security"].startswith("max-age=")
-    plain = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
-                            f"http://{server.address}/"], capture_output=True, text=True)  # fmt: skip
+    plain = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            f"http://{server.address}/",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert plain.stdout == f"308 https://{server.address}/"
 
 
@@ -59,17 +70,33 @@ def test_form_post_is_stored_and_media_served(server, deployed, tmp_path):
     upload.write_text("an attachment served by Caddy\n")
     page = fetch(deployed["url"], server.ca, args=("-c", str(jar))).body
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    posted = fetch(deployed["url"], server.ca, args=(
-        "-b", str(jar), "-e", deployed["url"], "-F", f"csrfmiddlewaretoken={token}",
-        "-F", "name=Ada", "-F", f"message=signed on Debian {server.debian}",
-        "-F", f"attachment=@{upload}"))  # fmt: skip
+    posted = fetch(
+        deployed["url"],
+        server.ca,
+        args=(
+            "-b",
+            str(jar),
+            "-e",
+            deployed["url"],
+            "-F",
+            f"csrfmiddlewaretoken={token}",
+            "-F",
+            "name=Ada",
+            "-F",
+            f"message=signed on Debian {server.debian}",
+            "-F",
+            f"attachment=@{upload}",
+        ),
+    )
     assert posted.status == 302
     page = fetch(deployed["url"], server.ca).body
     assert f"<strong>Ada</strong>: signed on Debian {server.debian}" in page
     media = re.search(r'href="(/media/attachments/[^"]+)"', page).group(1)
     response = fetch(f"https://{server.address}{media}", server.ca)
     assert response.status == 200 and response.body == "an attachment served by Caddy\n"
-    rows = server.ssh("sqlite3 /srv/mvp/shared/db/db.sqlite3 'select name, message from guestbook_entry'")
+    rows = server.ssh(
+        "sqlite3 /srv/mvp/shared/db/db.sqlite3 'select name, message from guestbook_entry'"
+    )
     assert f"Ada|signed on Debian {server.debian}" in rows
 
 
@@ -83,8 +110,17 @@ def test_secrets_file_is_private_and_off_the_process_list(server, deployed):
 
 
 def test_manage_runs_in_the_release(server, project, deployed):
-    check = onebox("manage", "--host", server.host, "--", "check", "--deploy", "--fail-level",
-                   "WARNING", cwd=project)  # fmt: skip
+    check = onebox(
+        "manage",
+        "--host",
+        server.host,
+        "--",
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        cwd=project,
+    )
     assert "no issues" in check.stdout
 
 
@@ -103,8 +139,10 @@ def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deploy
     assert "dry run: nothing was done" in dry.stdout
     assert onebox_json("status", "--host", server.host, cwd=project)["result"]["releases"] == before
     (project / "guestbook" / "templates" / "guestbook" / "index.html").write_text(
-        (project / "guestbook" / "templates" / "guestbook" / "index.html").read_text().replace(
-            "Deployed with onebox.", "Deployed again with onebox."))  # fmt: skip
+        (project / "guestbook" / "templates" / "guestbook" / "index.html")
+        .read_text()
+        .replace("Deployed with onebox.", "Deployed again with onebox.")
+    )
     result = onebox_json("deploy", "--host", server.host, cwd=project)["result"]
     assert result["release"] != deployed["release"]
     page = fetch(result["url"], server.ca).body

@@ -68,7 +68,9 @@ def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
     assert server12.ssh("cat /srv/shop/shared/media/hello.txt") == "hello from media\n"
 
     # a failing build command: clear error, the live release keeps serving
-    edit(config, 'build = ["python assets/build.py"]', 'build = ["python assets/build.py", "exit 3"]')
+    edit(
+        config, 'build = ["python assets/build.py"]', 'build = ["python assets/build.py", "exit 3"]'
+    )
     failed = onebox("deploy", cwd=project, check=False)
     assert failed.returncode == 1 and "build command `exit 3` failed" in failed.stderr
     assert get(server12, "shop.test").status == 200
@@ -92,8 +94,11 @@ def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
     edit(config, 'health_path = "/healthz"', 'helth_path = "/healthz"')
     typo = onebox("setup", cwd=project, check=False)
     assert typo.returncode == 3
-    assert re.search(r"onebox\.toml:\d+: unknown key 'app\.helth_path' \(did you mean "
-                     r"'health_path'\?\)", typo.stderr)  # fmt: skip
+    assert re.search(
+        r"onebox\.toml:\d+: unknown key 'app\.helth_path' \(did you mean "
+        r"'health_path'\?\)",
+        typo.stderr,
+    )
     edit(config, 'helth_path = "/healthz"', 'health_path = "/healthz"')
 
     onebox("setup", cwd=project)
@@ -124,9 +129,11 @@ def test_not_a_django_project(tmp_path):
 def test_non_debian_server_is_refused(server12, tmp_path):
     project = copy_project(FIXTURES / "blog", tmp_path / "blog")
     onebox("init", "--host", server12.host, cwd=project)
-    server12.ssh("cp --remove-destination /usr/lib/os-release /etc/os-release && "
-                 "sed -i 's/^ID=.*/ID=ubuntu/; s/^PRETTY_NAME=.*/PRETTY_NAME=\"Ubuntu 24.04\"/' "
-                 "/etc/os-release")  # fmt: skip
+    server12.ssh(
+        "cp --remove-destination /usr/lib/os-release /etc/os-release && "
+        "sed -i 's/^ID=.*/ID=ubuntu/; s/^PRETTY_NAME=.*/PRETTY_NAME=\"Ubuntu 24.04\"/' "
+        "/etc/os-release"
+    )
     try:
         result = onebox("setup", cwd=project, check=False)
     finally:
@@ -144,7 +151,8 @@ def test_users_own_ssh_config_and_first_contact(server12, tmp_path):
     known = home / ".ssh" / "known_hosts"
     (home / ".ssh" / "config").write_text(
         f"Host office-box\n  HostName {server12.address}\n  User root\n  IdentityFile {key}\n"
-        f"  UserKnownHostsFile {known}\n")
+        f"  UserKnownHostsFile {known}\n"
+    )
     env = {"HOME": str(home), "ONEBOX_SSH_CONFIG": str(home / ".ssh" / "config")}
     project = copy_project(FIXTURES / "blog", tmp_path / "blog")
     onebox("init", "--host", "office-box", cwd=project, env=env)
@@ -165,3 +173,106 @@ def test_users_own_ssh_config_and_first_contact(server12, tmp_path):
     assert changed.returncode == 5
     assert "host key of office-box changed" in changed.stderr
     assert f"ssh-keygen -R {server12.address}" in changed.stderr
+
+
+def pipfile_lock_for(requirements: str, tmp: Path) -> dict:
+    """A Pipfile.lock as pipenv writes it, for the given requirements (via uv's resolver)."""
+    import subprocess
+
+    from uv import find_uv_bin
+
+    source = tmp / "in.txt"
+    source.write_text(requirements)
+    out = subprocess.run(
+        [
+            find_uv_bin(),
+            "pip",
+            "compile",
+            "--quiet",
+            "--generate-hashes",
+            "--no-header",
+            "--python-version",
+            "3.11",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    default = {}
+    for block in out.replace("\\\n", " ").splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==(\S+)((?:\s+--hash=\S+)+)", block.strip())
+        if match:
+            hashes = re.findall(r"--hash=(\S+)", match.group(3))
+            default[match.group(1).lower()] = {"version": f"=={match.group(2)}", "hashes": hashes}
+    return {
+        "_meta": {
+            "sources": [{"name": "pypi", "url": "https://pypi.org/simple", "verify_ssl": True}]
+        },
+        "default": default,
+        "develop": {},
+    }
+
+
+def test_pipenv_project_deployed_by_a_sudo_user(server12, tmp_path):
+    """A Pipfile.lock project, deployed by a non-root user with passwordless sudo."""
+    import json
+    import shutil
+
+    project = copy_project(FIXTURES / "blog", tmp_path / "notes")
+    shutil.rmtree(project / "requirements")
+    (project / "Pipfile").write_text('[packages]\ndjango = ">=5.2,<5.3"\n')
+    lock = pipfile_lock_for("Django>=5.2,<5.3\n", tmp_path)
+    (project / "Pipfile.lock").write_text(json.dumps(lock))
+
+    server12.ssh(
+        "id ada >/dev/null 2>&1 || useradd --create-home --shell /bin/bash ada; "
+        "mkdir -p ~ada/.ssh && cp /root/.ssh/authorized_keys ~ada/.ssh/ && "
+        "chown -R ada: ~ada/.ssh && echo 'ada ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/ada"
+    )
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    box = Path(f"/var/lib/onebox/sandboxes/{server12.name}")
+    (home / ".ssh" / "config").write_text(
+        f"Host notes-server\n  HostName {server12.address}\n  User ada\n"
+        f"  IdentityFile {box}/id_ed25519\n  UserKnownHostsFile {box}/known_hosts\n"
+    )
+    env = {"ONEBOX_SSH_CONFIG": str(home / ".ssh" / "config")}
+    onebox("init", "--host", "notes-server", "--domain", "notes.test", cwd=project, env=env)
+    config = project / "onebox.toml"
+    assert 'requirements = "Pipfile.lock"' in config.read_text()
+    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Notes via Pipenv" }')
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+
+    onebox("setup", cwd=project, env=env)
+    onebox("deploy", cwd=project, env=env)
+    assert server12.ssh("stat -c %U /srv/notes/current/manage.py").strip() == "root"
+    page = get(server12, "notes.test")
+    assert page.status == 200 and "<h1>Notes via Pipenv</h1>" in page.body
+
+    # a key the server does not accept
+    other = tmp_path / "other_key"
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    config_file = home / ".ssh" / "config"
+    config_file.write_text(config_file.read_text().replace(f"{box}/id_ed25519", str(other)))
+    refused = onebox("status", cwd=project, env=env, check=False)
+    assert refused.returncode == 4
+    assert "the server refused your key for user 'ada'" in refused.stderr
+
+
+def test_undeclared_missing_variable_gets_a_hint(server12, tmp_path):
+    """Settings that crash on a variable nobody declared: the step's output and the fix."""
+    project = copy_project(FIXTURES / "shop", tmp_path / "shop2")
+    onebox("init", "--host", server12.host, "--domain", "shop2.test", cwd=project)
+    config = project / "onebox.toml"
+    edit(config, 'secrets = ["SHOP_API_TOKEN"]', "secrets = []")
+    edit(config, "build = []", 'build = ["python assets/build.py"]')
+    onebox("setup", cwd=project)
+    failed = onebox("deploy", cwd=project, check=False)
+    assert failed.returncode == 1
+    assert "collectstatic failed" in failed.stderr
+    assert "KeyError: 'SHOP_API_TOKEN'" in failed.stderr
+    assert "run `onebox env set SHOP_API_TOKEN=...` and deploy again" in failed.stderr
+    assert onebox_json("status", cwd=project)["result"]["releases"] == []

@@ -3,8 +3,8 @@ import json
 import tarfile
 
 from onebox.agent.django import hint_for
-from onebox.agent.release import _url_prefix, release_env
 from onebox.agent.paths import AppPaths
+from onebox.agent.release import _url_prefix, release_env
 from onebox.agent.system import format_env_file, read_env_file
 from onebox.remote import pack
 
@@ -20,14 +20,23 @@ def test_env_file_round_trip(tmp_path):
 def test_hints_for_common_django_failures():
     assert "onebox env set STRIPE_KEY=" in hint_for("KeyError: 'STRIPE_KEY'")
     assert "onebox env set SECRET_KEY=" in hint_for(
-        "ImproperlyConfigured: Set the SECRET_KEY environment variable")
+        "ImproperlyConfigured: Set the SECRET_KEY environment variable"
+    )
     assert "'whitenoise' is not installed" in hint_for(
-        "ModuleNotFoundError: No module named 'whitenoise'")
+        "ModuleNotFoundError: No module named 'whitenoise'"
+    )
 
 
 def test_release_env_holds_no_secrets():
-    text = release_env({"address": "shop.test", "settings": "s", "release_id": "r1",
-                        "env": {"LOG_LEVEL": "debug"}}, AppPaths("shop"))  # fmt: skip
+    text = release_env(
+        {
+            "address": "shop.test",
+            "settings": "s",
+            "release_id": "r1",
+            "env": {"LOG_LEVEL": "debug"},
+        },
+        AppPaths("shop"),
+    )
     assert "ALLOWED_HOSTS=shop.test" in text
     assert "CSRF_TRUSTED_ORIGINS=https://shop.test" in text
     assert "LOG_LEVEL=debug" in text

@@ -35,7 +35,9 @@ def test_unknown_key_names_line_and_suggests(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     message = info.value.message
-    assert f"{tmp_path / 'onebox.toml'}:8: unknown key 'server.hots' (did you mean 'host'?)" in message
+    assert (
+        f"{tmp_path / 'onebox.toml'}:8: unknown key 'server.hots' (did you mean 'host'?)" in message
+    )
 
 
 def test_unknown_section_suggests(tmp_path):
@@ -56,7 +58,7 @@ def test_missing_key_and_bad_value(tmp_path):
 
 
 def test_wrong_type_names_key(tmp_path):
-    text = GOOD + "\n[deploy]\nbuild = \"npm run build\"\n"
+    text = GOOD + '\n[deploy]\nbuild = "npm run build"\n'
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert "onebox.toml:11: 'deploy.build'" in info.value.message

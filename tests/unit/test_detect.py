@@ -23,34 +23,45 @@ def make(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_simple_project(tmp_path):
-    root = make(tmp_path / "My_Site", {
-        "manage.py": MANAGE.format(module="mysite.settings"),
-        "mysite/__init__.py": "",
-        "mysite/settings.py": "WSGI_APPLICATION = 'mysite.wsgi.application'\n"
-                              "STATIC_ROOT = BASE_DIR / 'static'\n",
-        "mysite/wsgi.py": "",
-        "requirements.txt": "django\n",
-    })  # fmt: skip
+    root = make(
+        tmp_path / "My_Site",
+        {
+            "manage.py": MANAGE.format(module="mysite.settings"),
+            "mysite/__init__.py": "",
+            "mysite/settings.py": "WSGI_APPLICATION = 'mysite.wsgi.application'\n"
+            "STATIC_ROOT = BASE_DIR / 'static'\n",
+            "mysite/wsgi.py": "",
+            "requirements.txt": "django\n",
+        },
+    )
     found = detect(root)
-    assert (found.name, found.settings, found.wsgi) == ("my-site", "mysite.settings",
-                                                        "mysite.wsgi:application")
+    assert (found.name, found.settings, found.wsgi) == (
+        "my-site",
+        "mysite.settings",
+        "mysite.wsgi:application",
+    )
     assert found.requirements == "requirements.txt"
     assert found.static_root == "BASE_DIR / 'static'"
 
 
 def test_split_settings_package_prefers_production(tmp_path):
-    root = make(tmp_path / "proj", {
-        "src/manage.py": MANAGE.format(module="config.settings.local"),
-        "src/config/__init__.py": "",
-        "src/config/settings/__init__.py": "",
-        "src/config/settings/base.py": "import os\nWSGI_APPLICATION = 'config.wsgi.application'\n"
-                                       "API = os.environ['PAYMENT_TOKEN']\n",
-        "src/config/settings/local.py": "from .base import *\n",
-        "src/config/settings/production.py": "from .base import *\nimport os\n"
-                                             "SECRET_KEY = os.environ['DJANGO_SECRET_KEY']\n",
-        "src/config/wsgi.py": "",
-        "pyproject.toml": '[project]\nrequires-python = ">=3.12"\ndependencies = ["django"]\n',
-    })  # fmt: skip
+    root = make(
+        tmp_path / "proj",
+        {
+            "src/manage.py": MANAGE.format(module="config.settings.local"),
+            "src/config/__init__.py": "",
+            "src/config/settings/__init__.py": "",
+            "src/config/settings/base.py": (
+                "import os\nWSGI_APPLICATION = 'config.wsgi.application'\n"
+                "API = os.environ['PAYMENT_TOKEN']\n"
+            ),
+            "src/config/settings/local.py": "from .base import *\n",
+            "src/config/settings/production.py": "from .base import *\nimport os\n"
+            "SECRET_KEY = os.environ['DJANGO_SECRET_KEY']\n",
+            "src/config/wsgi.py": "",
+            "pyproject.toml": '[project]\nrequires-python = ">=3.12"\ndependencies = ["django"]\n',
+        },
+    )
     found = detect(root)
     assert found.manage == "src/manage.py"
     assert found.settings == "config.settings.production"
@@ -61,12 +72,15 @@ def test_split_settings_package_prefers_production(tmp_path):
 
 
 def test_settings_that_crash_on_import_are_only_read(tmp_path):
-    root = make(tmp_path / "p", {
-        "manage.py": MANAGE.format(module="p.settings"),
-        "p/__init__.py": "",
-        "p/settings.py": "raise SystemExit('never import me')\n",
-        "p/wsgi.py": "",
-    })  # fmt: skip
+    root = make(
+        tmp_path / "p",
+        {
+            "manage.py": MANAGE.format(module="p.settings"),
+            "p/__init__.py": "",
+            "p/settings.py": "raise SystemExit('never import me')\n",
+            "p/wsgi.py": "",
+        },
+    )
     assert detect(root).wsgi == "p.wsgi:application"
 
 
@@ -92,22 +106,32 @@ def test_syntax_error_names_file_and_line(tmp_path):
 
 
 def test_requirements_preference(tmp_path):
-    root = make(tmp_path, {
-        "manage.py": MANAGE.format(module="x.settings"), "x/settings.py": "", "x/wsgi.py": "",
-        "requirements/base.txt": "django\n", "requirements/production.txt": "-r base.txt\n",
-    })  # fmt: skip
+    root = make(
+        tmp_path,
+        {
+            "manage.py": MANAGE.format(module="x.settings"),
+            "x/settings.py": "",
+            "x/wsgi.py": "",
+            "requirements/base.txt": "django\n",
+            "requirements/production.txt": "-r base.txt\n",
+        },
+    )
     assert detect(root).requirements == "requirements/production.txt"
     (root / "Pipfile.lock").write_text("{}")
     assert detect(root).requirements == "Pipfile.lock"
 
 
 def test_init_writes_a_config_that_loads(tmp_path):
-    root = make(tmp_path / "site", {
-        "manage.py": MANAGE.format(module="site_cfg.settings"),
-        "site_cfg/settings.py": "import os\nTOKEN = os.environ['MAIL_PASSWORD']\n",
-        "site_cfg/wsgi.py": "", "requirements.txt": "django\n",
-    })  # fmt: skip
-    path, found = init_project(root, host="203.0.113.9")
+    root = make(
+        tmp_path / "site",
+        {
+            "manage.py": MANAGE.format(module="site_cfg.settings"),
+            "site_cfg/settings.py": "import os\nTOKEN = os.environ['MAIL_PASSWORD']\n",
+            "site_cfg/wsgi.py": "",
+            "requirements.txt": "django\n",
+        },
+    )
+    path, _found = init_project(root, host="203.0.113.9")
     text = path.read_text()
     assert 'host = "203.0.113.9"' in text
     assert 'secrets = ["MAIL_PASSWORD"]' in text

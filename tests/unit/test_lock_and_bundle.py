@@ -9,11 +9,14 @@ def test_pipfile_lock_to_hashed_requirements():
         "_meta": {"sources": [{"url": "https://pypi.org/simple", "name": "pypi"}]},
         "default": {
             "django": {"version": "==5.2.8", "hashes": ["sha256:aa", "sha256:bb"]},
-            "tzdata": {"version": "==2025.2", "hashes": ["sha256:cc"],
-                       "markers": "sys_platform == 'win32'"},
+            "tzdata": {
+                "version": "==2025.2",
+                "hashes": ["sha256:cc"],
+                "markers": "sys_platform == 'win32'",
+            },
         },
         "develop": {"pytest": {"version": "==8.0", "hashes": ["sha256:dd"]}},
-    }  # fmt: skip
+    }
     text = from_pipfile_lock(data)
     assert text.splitlines() == [
         "--index-url https://pypi.org/simple",
@@ -32,13 +35,24 @@ def test_fully_hashed_detection(tmp_path):
 
 def test_build_packages_for_compiled_drivers():
     assert build_packages("Django==5.2\nmysqlclient==2.2.4 --hash=sha256:x\n") == [
-        "build-essential", "pkg-config", "default-libmysqlclient-dev"]  # fmt: skip
+        "build-essential",
+        "pkg-config",
+        "default-libmysqlclient-dev",
+    ]
     assert build_packages("Django==5.2\n") == []
 
 
 def test_bundle_excludes_secrets_and_junk(tmp_path: Path):
-    for name in ("manage.py", "app/views.py", ".env", "db.sqlite3", "node_modules/x/y.js",
-                 "app/__pycache__/v.pyc", "media/u.png", "onebox.toml"):  # fmt: skip
+    for name in (
+        "manage.py",
+        "app/views.py",
+        ".env",
+        "db.sqlite3",
+        "node_modules/x/y.js",
+        "app/__pycache__/v.pyc",
+        "media/u.png",
+        "onebox.toml",
+    ):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")

@@ -5,11 +5,18 @@ from onebox.config import Config, Project
 
 
 def project(tmp_path: Path, **server) -> Project:
-    config = Config.model_validate({
-        "app": {"name": "shop", "settings": "config.settings", "wsgi": "config.wsgi:application",
-                "manage": "src/manage.py", "workers": 3},
-        "server": {"host": "203.0.113.7", **server},
-    })  # fmt: skip
+    config = Config.model_validate(
+        {
+            "app": {
+                "name": "shop",
+                "settings": "config.settings",
+                "wsgi": "config.wsgi:application",
+                "manage": "src/manage.py",
+                "workers": 3,
+            },
+            "server": {"host": "203.0.113.7", **server},
+        }
+    )
     return Project(root=tmp_path, source=tmp_path / "onebox.toml", config=config)
 
 

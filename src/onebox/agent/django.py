@@ -39,23 +39,37 @@ class Release:
         return (self.path / self.manage).parent
 
     def shell(self, command: str, what: str) -> str:
-        env = {**self.env, "PATH": f"{self.path / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-               "VIRTUAL_ENV": str(self.path / ".venv")}  # fmt: skip
-        result = run(["/bin/sh", "-c", command], env=env, cwd=self.path, user=self.app,
-                     check=False, timeout=1800)  # fmt: skip
+        env = {
+            **self.env,
+            "PATH": f"{self.path / '.venv' / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "VIRTUAL_ENV": str(self.path / ".venv"),
+        }
+        result = run(
+            ["/bin/sh", "-c", command],
+            env=env,
+            cwd=self.path,
+            user=self.app,
+            check=False,
+            timeout=1800,
+        )
         self._check(result, what, command)
         return result.stdout
 
     def manage_py(self, *args: str, what: str) -> str:
         argv = [self.python, str(self.path / self.manage), *args]
-        result = run(argv, env=self.env, cwd=self.workdir, user=self.app, check=False,
-                     timeout=1800)  # fmt: skip
+        result = run(argv, env=self.env, cwd=self.workdir, user=self.app, check=False, timeout=1800)
         self._check(result, what, " ".join(["manage.py", *args]))
         return result.stdout
 
     def settings(self) -> dict[str, object]:
-        result = run([self.python, "-c", SETTINGS_PROBE], env=self.env, cwd=self.workdir,
-                     user=self.app, check=False, timeout=300)  # fmt: skip
+        result = run(
+            [self.python, "-c", SETTINGS_PROBE],
+            env=self.env,
+            cwd=self.workdir,
+            user=self.app,
+            check=False,
+            timeout=300,
+        )
         self._check(result, "loading the Django settings", "django.setup()")
         for line in result.stdout.splitlines():
             if line.startswith("ONEBOX-SETTINGS "):
@@ -66,8 +80,12 @@ class Release:
         if result.returncode == 0:
             return
         output = tail(result.stdout + "\n" + result.stderr, 30)
-        raise AgentError(f"{what} failed (exit {result.returncode})", output=output,
-                         command=command, hint=hint_for(output))  # fmt: skip
+        raise AgentError(
+            f"{what} failed (exit {result.returncode})",
+            output=output,
+            command=command,
+            hint=hint_for(output),
+        )
 
 
 def hint_for(output: str) -> str:
@@ -77,12 +95,16 @@ def hint_for(output: str) -> str:
     )
     if missing:
         name = missing.group(1)
-        return (f"the settings need the environment variable {name}: "
-                f"run `onebox env set {name}=...` and deploy again")  # fmt: skip
+        return (
+            f"the settings need the environment variable {name}: "
+            f"run `onebox env set {name}=...` and deploy again"
+        )
     module = re.search(r"ModuleNotFoundError: No module named '([^']+)'", output)
     if module:
-        return (f"the module {module.group(1)!r} is not installed: add its package to your "
-                "dependencies (and lock them), or fix the import")  # fmt: skip
+        return (
+            f"the module {module.group(1)!r} is not installed: add its package to your "
+            "dependencies (and lock them), or fix the import"
+        )
     if "ImproperlyConfigured" in output:
         return "the settings are incomplete for production; the message above says what"
     return "the output above is the command's own; fix the cause and deploy again"

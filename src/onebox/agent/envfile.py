@@ -7,6 +7,7 @@ from .protocol import EXIT_CONFIG, AgentError
 from .provision import SECRETS_HEADER
 from .system import ensure_dir, format_env_file, read_env_file, write_file
 
+
 def _paths(request: dict) -> AppPaths:
     paths = AppPaths(request["app"])
     ensure_dir(paths.secrets.parent, mode=0o700)
@@ -27,8 +28,11 @@ def unset_values(request: dict) -> dict[str, object]:
     values = read_env_file(paths.secrets)
     unknown = [key for key in request["keys"] if key not in values]
     if unknown:
-        raise AgentError(f"not set: {', '.join(unknown)}", hint="`onebox env list` shows what is",
-                         code=EXIT_CONFIG)  # fmt: skip
+        raise AgentError(
+            f"not set: {', '.join(unknown)}",
+            hint="`onebox env list` shows what is",
+            code=EXIT_CONFIG,
+        )
     for key in request["keys"]:
         del values[key]
     write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)
@@ -37,7 +41,9 @@ def unset_values(request: dict) -> dict[str, object]:
 
 def list_values(request: dict) -> dict[str, object]:
     values = read_env_file(AppPaths(request["app"]).secrets)
-    shown = {key: (value if request.get("reveal") else _mask(value)) for key, value in values.items()}
+    shown = {
+        key: (value if request.get("reveal") else _mask(value)) for key, value in values.items()
+    }
     return {"values": shown}
 
 

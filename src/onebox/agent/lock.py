@@ -22,13 +22,23 @@ def deploy_lock(path: Path, holder: str, action: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise AgentError(f"another operation holds the deploy lock: {_describe(fd)}",
-                             hint="wait for it to finish, then try again",
-                             code=EXIT_LOCKED) from None  # fmt: skip
+            raise AgentError(
+                f"another operation holds the deploy lock: {_describe(fd)}",
+                hint="wait for it to finish, then try again",
+                code=EXIT_LOCKED,
+            ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"holder": holder, "action": action, "pid": os.getpid(),
-                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-                                 }).encode())  # fmt: skip
+        os.write(
+            fd,
+            json.dumps(
+                {
+                    "holder": holder,
+                    "action": action,
+                    "pid": os.getpid(),
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            ).encode(),
+        )
         yield
     finally:
         os.close(fd)

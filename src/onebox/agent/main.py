@@ -36,9 +36,12 @@ def main(workdir: str) -> int:
         emit("error", message=exc.message, hint=exc.hint, output=exc.output, command=exc.command)
         return exc.code
     except Exception as exc:  # a bug in onebox: still a report, with where it happened
-        emit("error", message=f"internal error in the onebox agent: {exc!r}",
-             output="".join(traceback.format_exc(limit=-4)),
-             hint="please report it; the server was left as the last step reported")  # fmt: skip
+        emit(
+            "error",
+            message=f"internal error in the onebox agent: {exc!r}",
+            output="".join(traceback.format_exc(limit=-4)),
+            hint="please report it; the server was left as the last step reported",
+        )
         return EXIT_FAILED
     emit("result", data=result)
     return 0

@@ -16,12 +16,23 @@ EXIT_LOCKED = 7
 
 
 class AgentError(Exception):
-    def __init__(self, message: str, *, hint: str = "", output: str = "", code: int = EXIT_FAILED,
-                 command: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str = "",
+        output: str = "",
+        code: int = EXIT_FAILED,
+        command: str = "",
+    ) -> None:
         super().__init__(message)
         self.message, self.hint, self.output, self.code, self.command = (
-            message, hint, output, code, command,
-        )  # fmt: skip
+            message,
+            hint,
+            output,
+            code,
+            command,
+        )
 
 
 def emit(event: str, **fields: object) -> None:
@@ -37,5 +48,10 @@ def step(name: str) -> Iterator[dict[str, object]]:
     emit("step", name=name, status="start")
     yield state
     status = "unchanged" if state["changed"] is False else "changed"
-    emit("step", name=name, status=status, seconds=round(time.monotonic() - started, 2),
-         detail=state.get("detail", ""))  # fmt: skip
+    emit(
+        "step",
+        name=name,
+        status=status,
+        seconds=round(time.monotonic() - started, 2),
+        detail=state.get("detail", ""),
+    )

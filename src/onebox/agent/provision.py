@@ -12,9 +12,16 @@ from pathlib import Path
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_UNSUPPORTED, AgentError, step
 from .system import (
-    apt_install, ensure_dir, format_env_file, group_members, read_env_file, run, tail,
-    user_exists, write_file,
-)  # fmt: skip
+    apt_install,
+    ensure_dir,
+    format_env_file,
+    group_members,
+    read_env_file,
+    run,
+    tail,
+    user_exists,
+    write_file,
+)
 
 BASE_PACKAGES = ["caddy", "python3-venv", "python3-dev", "sqlite3", "ca-certificates", "curl"]
 SUPPORTED_DEBIAN = ("12", "13")
@@ -81,16 +88,31 @@ def ensure_uv(version: str) -> bool:
         if len(current) >= 2 and current[1] == version:
             return False
     run([sys.executable, "-m", "venv", "--clear", str(TOOLS / "uv")], what="creating uv's venv")
-    run([str(TOOLS / "uv" / "bin" / "pip"), "install", "--quiet", f"uv=={version}"],
-        what=f"installing uv {version}", timeout=600)  # fmt: skip
+    run(
+        [str(TOOLS / "uv" / "bin" / "pip"), "install", "--quiet", f"uv=={version}"],
+        what=f"installing uv {version}",
+        timeout=600,
+    )
     return True
 
 
 def ensure_app_user(app: str) -> bool:
     changed = False
     if not user_exists(app):
-        run(["useradd", "--system", "--user-group", "--home-dir", f"/srv/{app}",
-             "--no-create-home", "--shell", "/usr/sbin/nologin", app], what="creating the app user")  # fmt: skip
+        run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--home-dir",
+                f"/srv/{app}",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                app,
+            ],
+            what="creating the app user",
+        )
         changed = True
     # Caddy serves static and media files: it reads the app's group-readable folders.
     if "caddy" not in group_members(app):
@@ -120,8 +142,6 @@ def ensure_units(paths: AppPaths, files: dict[str, str]) -> bool:
     unit_changed = write_file(paths.unit_template, files["unit"])
     tmpfiles_changed = write_file(paths.tmpfiles, files["tmpfiles"])
     if unit_changed:
-        run(["systemd-analyze", "verify", str(paths.unit_template).replace("@", "@blue")],
-            check=False)  # advisory: verify needs an instance name; errors show in status
         run(["systemctl", "daemon-reload"])
     if tmpfiles_changed or not paths.run.is_dir():
         run(["systemd-tmpfiles", "--create", str(paths.tmpfiles)])
@@ -158,9 +178,11 @@ def install_caddy_config(path: Path, content: str) -> bool:
             path.unlink()
         else:
             write_file(path, old)
-        raise AgentError(f"Caddy rejected the new {path}; the previous configuration is kept",
-                         output=tail(check.stdout + check.stderr),
-                         hint="if you override onebox's Caddy template, fix it")  # fmt: skip
+        raise AgentError(
+            f"Caddy rejected the new {path}; the previous configuration is kept",
+            output=tail(check.stdout + check.stderr),
+            hint="if you override onebox's Caddy template, fix it",
+        )
     run(["systemctl", "reload-or-restart", "caddy"], what="reloading Caddy")
     return True
 
@@ -169,9 +191,11 @@ def caddy_validate() -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="onebox-caddy-") as home:
         # validate provisions modules (the internal CA among them): keep that out of
         # root's home and Caddy's own data.
-        return run(["caddy", "validate", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
-                   env={"HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home},
-                   check=False)  # fmt: skip
+        return run(
+            ["caddy", "validate", "--adapter", "caddyfile", "--config", str(CADDYFILE)],
+            env={"HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home},
+            check=False,
+        )
 
 
 def ensure_secrets(paths: AppPaths) -> bool:

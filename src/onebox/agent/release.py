@@ -19,7 +19,7 @@ from .django import Release
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
-from .provision import check_supported, ensure_secrets, install_caddy_config
+from .provision import check_supported, ensure_secrets, ensure_units, install_caddy_config
 from .switch import idle_slot, live_slot, retire, route_to, start_slot, wait_healthy
 from .system import apt_install, ensure_symlink, read_env_file, run, write_file
 
@@ -30,8 +30,11 @@ def deploy(request: dict, payload: Path) -> dict[str, object]:
     paths = AppPaths(request["app"])
     check_supported()
     if not paths.root.is_dir() or not paths.unit_template.is_file():
-        raise AgentError(f"{paths.app} is not set up on this server",
-                         hint="run `onebox setup` first", code=EXIT_CONFIG)  # fmt: skip
+        raise AgentError(
+            f"{paths.app} is not set up on this server",
+            hint="run `onebox setup` first",
+            code=EXIT_CONFIG,
+        )
     with deploy_lock(paths.lock, request["deployer"], "deploy"):
         return _deploy(request, payload, paths)
 
@@ -49,30 +52,41 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
         discard(paths, release_dir)
         raise
     pruned = prune(paths, request.get("keep", 5))
-    return {"release": request["release_id"], "slot": live_slot(paths), "pruned": pruned,
-            "seconds": round(time.monotonic() - started, 2), "static_url": release.env.get(
-                "ONEBOX_STATIC_URL", "")}  # fmt: skip
+    return {
+        "release": request["release_id"],
+        "slot": live_slot(paths),
+        "pruned": pruned,
+        "seconds": round(time.monotonic() - started, 2),
+        "static_url": release.env.get("ONEBOX_STATIC_URL", ""),
+    }
 
 
 def check_required(required: list[str], available: dict[str, str]) -> None:
     missing = [name for name in required if name not in available]
     if missing:
         sets = " ".join(f"{name}=..." for name in missing)
-        raise AgentError(f"the app needs {', '.join(missing)}, not set on the server",
-                         hint=f"run `onebox env set {sets}`, then deploy again",
-                         code=EXIT_CONFIG)  # fmt: skip
+        raise AgentError(
+            f"the app needs {', '.join(missing)}, not set on the server",
+            hint=f"run `onebox env set {sets}`, then deploy again",
+            code=EXIT_CONFIG,
+        )
 
 
-def build(request: dict, payload: Path, paths: AppPaths, release_dir: Path,
-          secrets: dict[str, str]) -> Release:  # fmt: skip
+def build(
+    request: dict, payload: Path, paths: AppPaths, release_dir: Path, secrets: dict[str, str]
+) -> Release:
     app = paths.app
     with step("unpack release"):
         if release_dir.exists():
             shutil.rmtree(release_dir)
         shutil.copytree(payload, release_dir, symlinks=True)
         write_file(release_dir / ".onebox" / "requirements.txt", request["lock"])
-        write_file(release_dir / ".onebox" / "release.env", release_env(request, paths),
-                   mode=0o640, group=app)  # fmt: skip
+        write_file(
+            release_dir / ".onebox" / "release.env",
+            release_env(request, paths),
+            mode=0o640,
+            group=app,
+        )
         run(["chown", "-R", f"{app}:{app}", str(release_dir)])  # build commands write here
     with step("build packages") as state:
         state["changed"] = bool(apt_install(request.get("packages", [])))
@@ -98,6 +112,8 @@ def build(request: dict, payload: Path, paths: AppPaths, release_dir: Path,
             release.shell(command, f"release command `{command}`")
     with step("freeze release"):
         freeze(release_dir, app, request)
+    with step("systemd units") as state:  # [app] workers or wsgi may have changed
+        state["changed"] = ensure_units(paths, request["files"])
     with step("caddy site") as state:
         state["changed"] = install_caddy_config(paths.caddy_site, site_config(request, settings))
     return release
@@ -108,12 +124,15 @@ def release_env(request: dict, paths: AppPaths) -> str:
     address = request["address"]
     values = {
         "DJANGO_SETTINGS_MODULE": request["settings"],
-        "ALLOWED_HOSTS": address, "DJANGO_ALLOWED_HOSTS": address,
+        "ALLOWED_HOSTS": address,
+        "DJANGO_ALLOWED_HOSTS": address,
         "CSRF_TRUSTED_ORIGINS": f"https://{address}",
         "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{address}",
-        "MEDIA_ROOT": str(paths.media), "ONEBOX_RELEASE": request["release_id"],
-        "PYTHONDONTWRITEBYTECODE": "1", **request.get("env", {}),
-    }  # fmt: skip
+        "MEDIA_ROOT": str(paths.media),
+        "ONEBOX_RELEASE": request["release_id"],
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **request.get("env", {}),
+    }
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
@@ -125,13 +144,34 @@ def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
     if venv.exists():
         shutil.rmtree(venv)
     uv = str(TOOLS / "uv" / "bin" / "uv")
-    env = {"UV_CACHE_DIR": str(CACHE / "uv"), "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
-           "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}  # fmt: skip
+    env = {
+        "UV_CACHE_DIR": str(CACHE / "uv"),
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+    }
     lock = paths.releases / request["release_id"] / ".onebox" / "requirements.txt"
-    run([uv, "venv", "--quiet", "--python", "/usr/bin/python3", str(venv)], env=env,
-        what="creating the virtualenv")  # fmt: skip
-    run([uv, "pip", "install", "--quiet", "--require-hashes", "--python", str(venv / "bin" / "python"),
-         "-r", str(lock)], env=env, what="installing the dependencies", timeout=1800)  # fmt: skip
+    run(
+        [uv, "venv", "--quiet", "--python", "/usr/bin/python3", str(venv)],
+        env=env,
+        what="creating the virtualenv",
+    )
+    run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "--python",
+            str(venv / "bin" / "python"),
+            "-r",
+            str(lock),
+        ],
+        env=env,
+        what="installing the dependencies",
+        timeout=1800,
+    )
     run(["chmod", "-R", "go-w", str(venv)])
     (venv / ".onebox-complete").touch()
     return venv, True
@@ -175,8 +215,12 @@ def freeze(release_dir: Path, app: str, request: dict) -> None:
     run(["chmod", "-R", "u+rwX,g+rX,g-w,o-rwx", str(release_dir)])
     manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_file(release_dir / ".onebox" / "manifest.json", json.dumps(manifest, indent=2),
-               mode=0o640, group=app)  # fmt: skip
+    write_file(
+        release_dir / ".onebox" / "manifest.json",
+        json.dumps(manifest, indent=2),
+        mode=0o640,
+        group=app,
+    )
     write_file(release_dir / COMPLETE, "", mode=0o640, group=app)
 
 
@@ -219,7 +263,9 @@ def prune(paths: AppPaths, keep: int) -> list[str]:
         if path not in complete or path not in complete[-keep:]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
-    used = {os.readlink(p / ".venv") for p in paths.releases.iterdir() if (p / ".venv").is_symlink()}
+    used = {
+        os.readlink(p / ".venv") for p in paths.releases.iterdir() if (p / ".venv").is_symlink()
+    }
     for venv in paths.venvs.iterdir():
         if str(venv) not in used:
             shutil.rmtree(venv, ignore_errors=True)

@@ -21,13 +21,16 @@ def status(request: dict) -> dict[str, object]:
     result["units"] = {
         name: run(["systemctl", "is-active", paths.unit(name)], check=False).stdout.strip()
         for name in SLOTS
-    }  # fmt: skip
+    }
     result["caddy"] = run(["systemctl", "is-active", "caddy"], check=False).stdout.strip()
     if slot and paths.live_socket.exists():
         try:
-            result["health"] = http_status(paths.live_socket, request["address"],
-                                           request["health_path"])  # fmt: skip
+            result["health"] = http_status(
+                paths.live_socket, request["address"], request["health_path"]
+            )
         except OSError as exc:
             result["health"] = str(exc)
-    result["releases"] = sorted(p.name for p in paths.releases.iterdir()) if paths.releases.is_dir() else []
+    result["releases"] = (
+        sorted(p.name for p in paths.releases.iterdir()) if paths.releases.is_dir() else []
+    )
     return result

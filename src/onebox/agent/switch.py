@@ -36,8 +36,10 @@ def start_slot(paths: AppPaths, slot: str, release: Path) -> None:
     ensure_symlink(paths.slot_link(slot), release)
     result = run(["systemctl", "start", unit], check=False, timeout=120)
     if result.returncode != 0:
-        raise AgentError("the new release did not start; the live release keeps serving",
-                         output=journal(paths, slot))  # fmt: skip
+        raise AgentError(
+            "the new release did not start; the live release keeps serving",
+            output=journal(paths, slot),
+        )
 
 
 def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: float = 60) -> None:
@@ -47,8 +49,10 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
     while time.monotonic() < deadline:
         state = run(["systemctl", "is-active", paths.unit(slot)], check=False).stdout.strip()
         if state in ("failed", "inactive"):
-            raise AgentError("the new release crashed while starting; the live release keeps "
-                             "serving", output=journal(paths, slot))  # fmt: skip
+            raise AgentError(
+                "the new release crashed while starting; the live release keeps serving",
+                output=journal(paths, slot),
+            )
         try:
             status = http_status(paths.socket(slot), host, path)
         except OSError as exc:
@@ -58,17 +62,23 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
                 return
             last = f"HTTP {status}"
         time.sleep(0.2)
-    raise AgentError(f"the new release failed its health check on {path} ({last}); the live "
-                     "release keeps serving", output=journal(paths, slot),
-                     hint="check the app's log above; set [app] health_path to a page that "
-                     "answers 200 without logging in")  # fmt: skip
+    raise AgentError(
+        f"the new release failed its health check on {path} ({last}); the live "
+        "release keeps serving",
+        output=journal(paths, slot),
+        hint="check the app's log above; set [app] health_path to a page that "
+        "answers 200 without logging in",
+    )
 
 
 def http_status(sock_path: Path, host: str, path: str) -> int:
     connection = _UnixHTTPConnection(str(sock_path))
     try:
-        connection.request("GET", path, headers={"Host": host, "X-Forwarded-Proto": "https",
-                                                 "User-Agent": "onebox-health"})  # fmt: skip
+        connection.request(
+            "GET",
+            path,
+            headers={"Host": host, "X-Forwarded-Proto": "https", "User-Agent": "onebox-health"},
+        )
         return connection.getresponse().status
     finally:
         connection.close()
@@ -104,6 +114,8 @@ def retire(paths: AppPaths, old: str | None, new: str) -> None:
 
 
 def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:
-    result = run(["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u",
-                  paths.unit(slot)], check=False)  # fmt: skip
+    result = run(
+        ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", paths.unit(slot)],
+        check=False,
+    )
     return tail(result.stdout, lines)

@@ -24,12 +24,22 @@ def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-        user: str | None = None, check: bool = True, timeout: float | None = None,
-        what: str = "") -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    what: str = "",
+) -> subprocess.CompletedProcess[str]:
     """Run argv (never through a shell), capturing output; raise AgentError on failure."""
-    full_env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "LANG": "C.UTF-8", **(env or {})}  # fmt: skip
+    full_env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG": "C.UTF-8",
+        **(env or {}),
+    }
     kwargs: dict[str, object] = {}
     if user:
         entry = pwd.getpwnam(user)
@@ -37,14 +47,21 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path 
         full_env.setdefault("HOME", entry.pw_dir)
     try:
         result = subprocess.run(
-            list(argv), env=full_env, cwd=cwd, capture_output=True, text=True,
-            timeout=timeout, check=False, **kwargs,  # type: ignore[arg-type]
-        )  # fmt: skip
+            list(argv),
+            env=full_env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            **kwargs,  # type: ignore[arg-type]
+        )
     except FileNotFoundError:
         raise AgentError(f"{argv[0]} is not installed on the server") from None
     except subprocess.TimeoutExpired as exc:
-        raise AgentError(f"{what or argv[0]} took longer than {timeout:.0f}s",
-                         command=shlex.join(argv)) from exc  # fmt: skip
+        raise AgentError(
+            f"{what or argv[0]} took longer than {timeout:.0f}s", command=shlex.join(argv)
+        ) from exc
     if check and result.returncode != 0:
         raise AgentError(
             f"{what or shlex.join(argv)} failed (exit {result.returncode})",
@@ -54,8 +71,9 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path 
     return result
 
 
-def write_file(path: Path, content: str | bytes, *, mode: int = 0o644, owner: str = "root",
-               group: str = "root") -> bool:  # fmt: skip
+def write_file(
+    path: Path, content: str | bytes, *, mode: int = 0o644, owner: str = "root", group: str = "root"
+) -> bool:
     """Write atomically (temp file + rename); return False when nothing differed."""
     data = content.encode() if isinstance(content, str) else content
     uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
@@ -133,8 +151,12 @@ def apt_install(packages: Sequence[str]) -> list[str]:
     missing = missing_packages(packages)
     if missing:
         run(["apt-get", "update", "-qq"], env=APT_ENV, what="apt-get update", timeout=600)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-            env=APT_ENV, what=f"installing {' '.join(missing)}", timeout=1200)  # fmt: skip
+        run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            env=APT_ENV,
+            what=f"installing {' '.join(missing)}",
+            timeout=1200,
+        )
     return missing
 
 

@@ -76,6 +76,16 @@ class EnvConfig(_Section):
     vars: dict[str, str] = {}
     secrets: list[str] = []
 
+    @field_validator("vars")
+    @classmethod
+    def _values(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if "\n" in text or "\0" in text:
+                raise ValueError(f"the value of {name} must be a single line")
+        return value
+
     @field_validator("secrets")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:

@@ -46,8 +46,8 @@ CACHE = Path.home() / ".cache" / "onebox" / "locks"
 def lock(root: Path, source: str | None, python_version: str) -> Lock:
     """The lock for the server's Python, cached by the declaration's content."""
     key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}".encode())
-    if source and (root / source).is_file():
-        key.update((root / source).read_bytes())
+    for path in _declaration_files(root, source):
+        key.update(path.as_posix().encode() + b"\0" + path.read_bytes())
     cached = CACHE / f"{key.hexdigest()[:24]}.txt"
     if cached.is_file():
         text = cached.read_text()
@@ -56,6 +56,20 @@ def lock(root: Path, source: str | None, python_version: str) -> Lock:
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(result.text)
     return result
+
+
+def _declaration_files(root: Path, source: str | None) -> list[Path]:
+    """Every file the lock depends on: requirements files include others (-r, -c)."""
+    if not source or not (root / source).is_file():
+        return []
+    found = {root / source}
+    if source.endswith(".txt"):
+        found.update(root.glob("requirements*.txt"))
+        found.update(root.glob("requirements/**/*.txt"))
+        found.update((root / source).parent.glob("*.txt"))
+    if source in ("uv.lock", "pyproject.toml"):
+        found.update(p for p in (root / "pyproject.toml", root / "uv.lock") if p.is_file())
+    return sorted(p for p in found if p.is_file())
 
 
 def _lock(root: Path, source: str | None, python_version: str) -> Lock:

@@ -377,19 +377,7 @@ def _cleanup(box: Sandbox | None, folder: Path) -> None:
     if box is not None:
         _stop(box)
         subprocess.run(["ip", "link", "delete", box.veth], capture_output=True)
-        subprocess.run(
-            [
-                "ssh",
-                "-O",
-                "exit",
-                "-o",
-                f"ControlPath=/tmp/onebox-ssh-{os.getuid()}/%C",
-                "-l",
-                "root",
-                box.address,
-            ],
-            capture_output=True,
-        )
+        SSH(box.target()).close()
     shutil.rmtree(folder, ignore_errors=True)
     if not any(other.running for other in list_all()):
         subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE], capture_output=True)

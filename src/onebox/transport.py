@@ -8,6 +8,7 @@ a refusal with instructions when a host key changed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import subprocess
@@ -45,7 +46,10 @@ class SSH:
         self.on_notice = on_notice or (lambda message: None)
         control_dir = Path(tempfile.gettempdir()) / f"onebox-ssh-{os.getuid()}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
-        self._control = str(control_dir / "%C")
+        # The master connection is shared only by the same target, keys and known_hosts:
+        # a new practice server reusing an old one's address never rides an old master.
+        salt = hashlib.sha256(repr(target).encode()).hexdigest()[:10]
+        self._control = str(control_dir / f"{salt}-%C")
         self._checked_first_contact = False
         self._resolved: dict[str, str] | None = None
 

@@ -37,16 +37,16 @@ def test_release_env_holds_no_secrets():
         },
         AppPaths("shop"),
     )
-    assert "ALLOWED_HOSTS=shop.test" in text
-    assert "CSRF_TRUSTED_ORIGINS=https://shop.test" in text
-    assert "LOG_LEVEL=debug" in text
+    assert 'ALLOWED_HOSTS="shop.test"' in text
+    assert 'CSRF_TRUSTED_ORIGINS="https://shop.test"' in text
+    assert 'LOG_LEVEL="debug"' in text
     assert "SECRET" not in text
 
 
 def test_url_prefix():
     assert _url_prefix("static/") == "/static/"
     assert _url_prefix("/assets") == "/assets/"
-    assert _url_prefix("https://cdn.example.com/s/") == ""
+    assert _url_prefix("https://cdn.example.com/s/") == "/.onebox-not-served-here/"
 
 
 def test_pack_carries_agent_and_request(tmp_path):

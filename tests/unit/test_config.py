@@ -90,3 +90,10 @@ def test_locate_nested_keys():
     assert locate(text, ("app", "name")) == 2
     assert locate(text, ("env",)) == 4
     assert locate(text, ("env", "more", "key")) == 7
+
+
+def test_env_values_must_be_single_lines(tmp_path):
+    text = GOOD + '\n[env]\nvars = { TITLE = """two\nlines""" }\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "'env.vars' the value of TITLE must be a single line" in info.value.message

@@ -63,3 +63,13 @@ def test_bundle_excludes_secrets_and_junk(tmp_path: Path):
 def test_release_ids_sort_in_time():
     first = release_id()
     assert len(first) == len("20261126-032045-034")
+
+
+def test_lock_cache_key_follows_included_requirements(tmp_path):
+    from onebox.lock import _declaration_files
+
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "base.txt").write_text("django\n")
+    (tmp_path / "requirements" / "production.txt").write_text("-r base.txt\n")
+    files = _declaration_files(tmp_path, "requirements/production.txt")
+    assert tmp_path / "requirements" / "base.txt" in files

@@ -21,7 +21,7 @@ from .paths import CACHE, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
 from .provision import check_supported, ensure_secrets, ensure_units, install_caddy_config
 from .switch import idle_slot, live_slot, retire, route_to, start_slot, wait_healthy
-from .system import apt_install, ensure_symlink, read_env_file, run, write_file
+from .system import apt_install, ensure_symlink, format_env_file, read_env_file, run, write_file
 
 COMPLETE = ".onebox/complete"
 
@@ -133,7 +133,7 @@ def release_env(request: dict, paths: AppPaths) -> str:
         "PYTHONDONTWRITEBYTECODE": "1",
         **request.get("env", {}),
     }
-    return "".join(f"{key}={value}\n" for key, value in values.items())
+    return format_env_file(values, "Non-secret settings of this release, written by onebox.")
 
 
 def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
@@ -205,7 +205,8 @@ def site_config(request: dict, settings: dict) -> str:
 def _url_prefix(url: object) -> str:
     text = str(url or "")
     if not text or "://" in text:
-        return ""  # served elsewhere (a CDN): nothing for Caddy to do
+        # served elsewhere (a CDN): a prefix no request uses keeps Caddy's block inert
+        return "/.onebox-not-served-here/"
     return "/" + text.strip("/") + "/"
 
 

@@ -131,6 +131,8 @@ def test_status_and_env(server, project, deployed):
     status = onebox_json("status", "--host", server.host, cwd=project)["result"]
     assert status["release"]["release_id"] == deployed["release"]
     assert status["health"] == 200 and status["caddy"] == "active"
+    logs = onebox("logs", "--host", server.host, "-n", "200", cwd=project)
+    assert "Booting worker" in logs.stdout and '"GET /health/ HTTP/1.1" 200' in logs.stdout
 
 
 def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deployed):

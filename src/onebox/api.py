@@ -161,6 +161,8 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
         check_python(project, found)
         python = ".".join(str(found["python"]).split(".")[:2])
         locked = lock(project.root, cfg.build.requirements, python)
+        if locked.note:
+            reporter.notice(locked.note)
         request = {
             "action": "deploy",
             "app": cfg.app.name,

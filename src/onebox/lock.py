@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -34,6 +35,7 @@ BUILD_PACKAGES = {
 class Lock:
     text: str
     packages: list[str]  # Debian build packages the lock needs
+    note: str = ""  # what the user should know about how it was made
 
     @property
     def hash(self) -> str:
@@ -44,18 +46,43 @@ CACHE = Path.home() / ".cache" / "onebox" / "locks"
 
 
 def lock(root: Path, source: str | None, python_version: str) -> Lock:
-    """The lock for the server's Python, cached by the declaration's content."""
-    key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}".encode())
+    """The lock for the server's Python, cached by everything it depends on."""
+    tested = tested_versions(root)
+    key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}|{tested}".encode())
     for path in _declaration_files(root, source):
         key.update(path.as_posix().encode() + b"\0" + path.read_bytes())
     cached = CACHE / f"{key.hexdigest()[:24]}.txt"
     if cached.is_file():
         text = cached.read_text()
         return Lock(text=text, packages=build_packages(text))
-    result = _lock(root, source, python_version)
+    result = _lock(root, source, python_version, tested)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(result.text)
     return result
+
+
+def local_environment(root: Path) -> Path | None:
+    """The project's own virtualenv, where the developer ran and tested the code."""
+    candidates = [root / ".venv", root / "venv", root / "env"]
+    active = os.environ.get("VIRTUAL_ENV")
+    if active and Path(active).resolve().is_relative_to(root.resolve()):
+        candidates.insert(0, Path(active))
+    return next((c for c in candidates if (c / "bin" / "python").exists()), None)
+
+
+def tested_versions(root: Path) -> str:
+    """`name==version` lines of the project's virtualenv ("" when it has none)."""
+    venv = local_environment(root)
+    if venv is None:
+        return ""
+    result = subprocess.run(
+        [find_uv_bin(), "pip", "freeze", "--python", str(venv / "bin" / "python")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    pins = [line for line in result.stdout.splitlines() if re.match(r"^[A-Za-z0-9_.-]+==", line)]
+    return "\n".join(sorted(pins))
 
 
 def _declaration_files(root: Path, source: str | None) -> list[Path]:
@@ -72,7 +99,7 @@ def _declaration_files(root: Path, source: str | None) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
-def _lock(root: Path, source: str | None, python_version: str) -> Lock:
+def _lock(root: Path, source: str | None, python_version: str, tested: str = "") -> Lock:
     if source is None:
         raise ConfigError(
             "no dependency file: onebox cannot tell what to install",
@@ -107,9 +134,33 @@ def _lock(root: Path, source: str | None, python_version: str) -> Lock:
     elif _fully_hashed(path):
         text = path.read_text()
     else:
-        text = _compile(path, root, python_version)
+        return _lock_loose(path, root, python_version, tested)
     text = with_gunicorn(text, python_version, root)
     return Lock(text=text, packages=build_packages(text))
+
+
+def _lock_loose(path: Path, root: Path, python_version: str, tested: str) -> Lock:
+    """Ranges, not pins: take the versions of the project's virtualenv when it has one,
+    so the server runs what the developer tested; else the newest that match."""
+    note = ""
+    if tested:
+        try:
+            text = _compile(path, root, python_version, constraints=tested)
+            note = f"locked to the versions in {local_environment(root)} (what you tested)"
+        except ConfigError:
+            text = _compile(path, root, python_version)
+            note = (
+                f"your virtualenv {local_environment(root)} does not satisfy {path.name}: "
+                "locked the newest matching versions instead; update it to test them"
+            )
+    else:
+        text = _compile(path, root, python_version)
+        note = (
+            f"{path.name} has ranges and the project has no virtualenv: locked the newest "
+            "matching versions (commit a uv.lock or hashed requirements to pin them)"
+        )
+    text = with_gunicorn(text, python_version, root)
+    return Lock(text=text, packages=build_packages(text), note=note)
 
 
 def _uv(args: list[str], root: Path) -> str:
@@ -123,10 +174,14 @@ def _uv(args: list[str], root: Path) -> str:
     return result.stdout
 
 
-def _compile(path: Path, root: Path, python_version: str) -> str:
+def _compile(path: Path, root: Path, python_version: str, constraints: str = "") -> str:
     """requirements.txt / pyproject.toml -> exact pins with hashes for the server's Python."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "requirements.txt"
+        extra = []
+        if constraints:
+            (Path(tmp) / "constraints.txt").write_text(constraints + "\n")
+            extra = ["--constraint", str(Path(tmp) / "constraints.txt")]
         _uv(
             [
                 "pip",
@@ -140,6 +195,7 @@ def _compile(path: Path, root: Path, python_version: str) -> str:
                 "--python-platform",
                 "linux",
                 str(path),
+                *extra,
                 "-o",
                 str(out),
             ],

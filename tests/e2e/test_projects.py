@@ -276,3 +276,39 @@ def test_undeclared_missing_variable_gets_a_hint(server12, tmp_path):
     assert "KeyError: 'SHOP_API_TOKEN'" in failed.stderr
     assert "run `onebox env set SHOP_API_TOKEN=...` and deploy again" in failed.stderr
     assert onebox_json("status", cwd=project)["result"]["releases"] == []
+
+
+def test_loose_requirements_take_the_versions_the_developer_tested(server12, tmp_path):
+    """requirements.txt says Django>=5.2,<5.3; the project's .venv has 5.2.1: the server
+    must run 5.2.1, not the newest 5.2.x."""
+    import subprocess
+
+    from uv import find_uv_bin
+
+    project = copy_project(FIXTURES / "blog", tmp_path / "tested")
+    uv = find_uv_bin()
+    subprocess.run([uv, "venv", "--quiet", str(project / ".venv")], check=True)
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(project / ".venv" / "bin" / "python"),
+            "Django==5.2.1",
+        ],
+        check=True,
+    )
+    onebox("init", "--host", server12.host, "--domain", "tested.test", cwd=project)
+    config = project / "onebox.toml"
+    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Tested" }')
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    onebox("setup", cwd=project)
+    deployed = onebox("deploy", cwd=project)
+    assert "locked to the versions in" in deployed.stderr
+    version = server12.ssh(
+        "/srv/tested/current/.venv/bin/python -c 'import django; print(django.__version__)'"
+    )
+    assert version.strip() == "5.2.1"
+    assert get(server12, "tested.test").status == 200

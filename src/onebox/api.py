@@ -22,7 +22,7 @@ from uv import find_uv_bin
 
 from onebox import bundle, remote, sandbox
 from onebox.config import Project
-from onebox.errors import ConfigError, UnsupportedError
+from onebox.errors import ConfigError, RemoteStepFailed, UnsupportedError
 from onebox.lock import lock
 from onebox.templating import render
 from onebox.transport import SSH, Target
@@ -266,4 +266,12 @@ def caddy_root_ca(project: Project, host: str | None, reporter: Reporter) -> str
     """The root certificate of Caddy's internal CA, for clients to trust the site."""
     path = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
     with connect(project, host, reporter) as server:
-        return server.ssh.run(server.ssh.sudo(["cat", path])).stdout.decode()
+        result = server.ssh.run(server.ssh.sudo(["cat", path]), check=False)
+        if result.returncode != 0:
+            raise RemoteStepFailed(
+                f"{server.ssh.target.name} has no internal CA yet",
+                host=server.ssh.target.name,
+                hint="Caddy creates it when it first serves a site by IP address or LAN name: "
+                "run `onebox setup` and `onebox deploy` first (a public domain needs no CA)",
+            )
+        return result.stdout.decode()

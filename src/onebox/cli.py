@@ -127,6 +127,8 @@ def init(ctx: Context, path: Path | None, host: str, domain: str, force: bool) -
         f"  settings      {found.settings}",
         f"  wsgi          {found.wsgi}",
         f"  dependencies  {found.requirements or '(none found)'}",
+        f"  static root   {found.static_root or '(not set: collectstatic needs STATIC_ROOT)'}",
+        f"  media root    {found.media_root or '(not set)'}",
     ]
     if found.required_env:
         lines.append(

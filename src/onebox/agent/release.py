@@ -46,7 +46,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     check_required(request["secrets"], {**request.get("env", {}), **secrets})
     release_dir = paths.releases / request["release_id"]
     try:
-        release = build(request, payload, paths, release_dir, secrets)
+        build(request, payload, paths, release_dir, secrets)
         switch(request, paths, release_dir)
     except BaseException:
         discard(paths, release_dir)
@@ -57,7 +57,6 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
         "slot": live_slot(paths),
         "pruned": pruned,
         "seconds": round(time.monotonic() - started, 2),
-        "static_url": release.env.get("ONEBOX_STATIC_URL", ""),
     }
 
 
@@ -74,7 +73,7 @@ def check_required(required: list[str], available: dict[str, str]) -> None:
 
 def build(
     request: dict, payload: Path, paths: AppPaths, release_dir: Path, secrets: dict[str, str]
-) -> Release:
+) -> None:
     app = paths.app
     with step("unpack release"):
         if release_dir.exists():
@@ -103,7 +102,6 @@ def build(
     with step("settings") as state:
         settings = release.settings()
         state["detail"] = link_public_dirs(paths, release_dir, settings)
-        release.env["ONEBOX_STATIC_URL"] = str(settings["STATIC_URL"])
     with step("migrate") as state:
         output = release.manage_py("migrate", "--noinput", what="migrate")
         state["changed"] = "Applying " in output
@@ -116,7 +114,6 @@ def build(
         state["changed"] = ensure_units(paths, request["files"])
     with step("caddy site") as state:
         state["changed"] = install_caddy_config(paths.caddy_site, site_config(request, settings))
-    return release
 
 
 def release_env(request: dict, paths: AppPaths) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onebox.errors import ConnectionFailed, HostKeyError
+from onebox.errors import ConnectionFailed, HostKeyError, RemoteStepFailed
 
 CHANGED_KEY = "REMOTE HOST IDENTIFICATION HAS CHANGED"
 
@@ -145,8 +145,8 @@ class SSH:
         result = subprocess.run(self.argv(remote), input=input, capture_output=True, check=False)
         if result.returncode == 255:
             raise self.connection_error(result.stderr.decode(errors="replace"))
-        if check and result.returncode != 0:
-            raise ConnectionFailed(
+        if check and result.returncode != 0:  # connected fine; the command itself failed
+            raise RemoteStepFailed(
                 f"`{shlex.join(remote)}` failed on {self.target.name} (exit {result.returncode})",
                 host=self.target.name,
                 output=result.stderr.decode(errors="replace")[-2000:],

@@ -28,6 +28,11 @@ def deployed(server: Server, project: Path) -> dict:
 
 
 def test_setup_twice_changes_nothing(server, project, deployed):
+    unit = server.ssh("cat /etc/systemd/system/onebox-mvp@.service")
+    dry = onebox("setup", "--dry-run", "--host", server.host, cwd=project)
+    assert "dry run: nothing was done on" in dry.stdout
+    assert "--- file: unit ---" in dry.stdout and "gunicorn mvp.wsgi:application" in dry.stdout
+    assert server.ssh("cat /etc/systemd/system/onebox-mvp@.service") == unit
     again = onebox("setup", "--host", server.host, cwd=project)
     assert "already set up, nothing changed" in again.stdout
     assert onebox_json("setup", "--host", server.host, cwd=project)["result"]["changed"] == []
@@ -128,6 +133,13 @@ def test_status_and_env(server, project, deployed):
     onebox("env", "set", "--host", server.host, "FEATURE_FLAG=on", cwd=project)
     values = onebox_json("env", "list", "--host", server.host, cwd=project)["result"]["values"]
     assert values["FEATURE_FLAG"] == "********" and "SECRET_KEY" in values
+    revealed = onebox_json("env", "list", "--reveal", "--host", server.host, cwd=project)
+    assert revealed["result"]["values"]["FEATURE_FLAG"] == "on"
+    onebox("env", "unset", "--host", server.host, "FEATURE_FLAG", cwd=project)
+    values = onebox_json("env", "list", "--host", server.host, cwd=project)["result"]["values"]
+    assert "FEATURE_FLAG" not in values and "SECRET_KEY" in values
+    unknown = onebox("env", "unset", "--host", server.host, "NOPE", cwd=project, check=False)
+    assert unknown.returncode == 3 and "not set: NOPE" in unknown.stderr
     status = onebox_json("status", "--host", server.host, cwd=project)["result"]
     assert status["release"]["release_id"] == deployed["release"]
     assert status["health"] == 200 and status["caddy"] == "active"

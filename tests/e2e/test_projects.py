@@ -110,6 +110,18 @@ def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
     response = get(server12, "blog.test", css)
     assert response.status == 200 and "immutable" in response.headers["cache-control"]
 
+    # A release that moves its static URL, then fails its health check: nothing the live
+    # release uses changes, the Caddy site included.
+    site = server12.ssh("cat /etc/caddy/sites/blog.caddy")
+    edit(project / "blogsite" / "settings.py", 'STATIC_URL = "/assets/"', 'STATIC_URL = "/s2/"')
+    edit(config, 'health_path = "/healthz"', 'health_path = "/no-such-page"')
+    failed = onebox("deploy", cwd=project, check=False)
+    assert failed.returncode == 1
+    assert "failed its health check on /no-such-page (HTTP 404)" in failed.stderr
+    assert server12.ssh("cat /etc/caddy/sites/blog.caddy") == site
+    assert get(server12, "blog.test", css).status == 200
+    assert get(server12, "blog.test").status == 200
+
 
 def test_unreachable_host_is_a_clear_error(tmp_path):
     project = copy_project(FIXTURES / "blog", tmp_path / "blog")

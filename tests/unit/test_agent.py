@@ -28,14 +28,16 @@ def test_hints_for_common_django_failures():
 
 
 def test_release_env_holds_no_secrets():
-    text = release_env(
-        {
-            "address": "shop.test",
-            "settings": "s",
-            "release_id": "r1",
-            "env": {"LOG_LEVEL": "debug"},
-        },
-        AppPaths("shop"),
+    text = format_env_file(
+        release_env(
+            {
+                "address": "shop.test",
+                "settings": "s",
+                "release_id": "r1",
+                "env": {"LOG_LEVEL": "debug"},
+            },
+            AppPaths("shop"),
+        )
     )
     assert 'ALLOWED_HOSTS="shop.test"' in text
     assert 'CSRF_TRUSTED_ORIGINS="https://shop.test"' in text

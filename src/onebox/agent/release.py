@@ -1,8 +1,8 @@
 """`onebox deploy` on the server: build a release beside the live one, then switch to it.
 
 Pipeline: lock -> unpack -> virtualenv -> build commands -> collectstatic -> migrate ->
-release commands -> freeze -> start in the idle slot -> health check -> switch -> retire
-the old slot -> prune. Until the switch nothing the live release uses is touched; a
+release commands -> freeze -> start in the idle slot -> health check -> Caddy site ->
+switch -> retire the old slot -> prune. Until the switch nothing the live release uses is touched; a
 failure before it removes the half-built release and leaves the site as it was.
 """
 
@@ -46,8 +46,13 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     check_required(request["secrets"], {**request.get("env", {}), **secrets})
     release_dir = paths.releases / request["release_id"]
     try:
-        build(request, payload, paths, release_dir, secrets)
-        switch(request, paths, release_dir)
+        release = unpack(request, payload, paths, release_dir, secrets)
+        settings = run_django_steps(request, release)
+        with step("freeze release"):
+            freeze(release_dir, paths.app, request)
+        with step("systemd units") as state:  # [app] workers or wsgi may have changed
+            state["changed"] = ensure_units(paths, request["files"])
+        switch(request, paths, release_dir, site_config(request, settings))
     except BaseException:
         discard(paths, release_dir)
         raise
@@ -71,10 +76,12 @@ def check_required(required: list[str], available: dict[str, str]) -> None:
         )
 
 
-def build(
+def unpack(
     request: dict, payload: Path, paths: AppPaths, release_dir: Path, secrets: dict[str, str]
-) -> None:
+) -> Release:
+    """The release's files, its environment and its virtualenv, owned by the app for the build."""
     app = paths.app
+    values = release_env(request, paths)
     with step("unpack release"):
         if release_dir.exists():
             shutil.rmtree(release_dir)
@@ -82,7 +89,7 @@ def build(
         write_file(release_dir / ".onebox" / "requirements.txt", request["lock"])
         write_file(
             release_dir / ".onebox" / "release.env",
-            release_env(request, paths),
+            format_env_file(values, "Non-secret settings of this release, written by onebox."),
             mode=0o640,
             group=app,
         )
@@ -92,8 +99,11 @@ def build(
     with step("virtualenv") as state:
         venv, state["changed"] = ensure_venv(paths, request)
         os.symlink(venv, release_dir / ".venv")
-    env = {**read_env_file(release_dir / ".onebox" / "release.env"), **secrets}
-    release = Release(app, release_dir, env, request["manage"])
+    return Release(app, release_dir, {**values, **secrets}, request["manage"])
+
+
+def run_django_steps(request: dict, release: Release) -> dict[str, object]:
+    """Build commands, collectstatic, migrate, release commands; return the real settings."""
     for command in request.get("build", []):
         with step(f"build: {command}"):
             release.shell(command, f"build command `{command}`")
@@ -101,22 +111,17 @@ def build(
         release.manage_py("collectstatic", "--noinput", what="collectstatic")
     with step("settings") as state:
         settings = release.settings()
-        state["detail"] = link_public_dirs(paths, release_dir, settings)
+        state["detail"] = link_public_dirs(AppPaths(release.app), release.path, settings)
     with step("migrate") as state:
         output = release.manage_py("migrate", "--noinput", what="migrate")
         state["changed"] = "Applying " in output
     for command in request.get("release", []):
         with step(f"release: {command}"):
             release.shell(command, f"release command `{command}`")
-    with step("freeze release"):
-        freeze(release_dir, app, request)
-    with step("systemd units") as state:  # [app] workers or wsgi may have changed
-        state["changed"] = ensure_units(paths, request["files"])
-    with step("caddy site") as state:
-        state["changed"] = install_caddy_config(paths.caddy_site, site_config(request, settings))
+    return settings
 
 
-def release_env(request: dict, paths: AppPaths) -> str:
+def release_env(request: dict, paths: AppPaths) -> dict[str, str]:
     """Non-secret settings of this release; the secrets file is read after it and wins."""
     address = request["address"]
     values = {
@@ -130,7 +135,7 @@ def release_env(request: dict, paths: AppPaths) -> str:
         "PYTHONDONTWRITEBYTECODE": "1",
         **request.get("env", {}),
     }
-    return format_env_file(values, "Non-secret settings of this release, written by onebox.")
+    return values
 
 
 def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
@@ -222,7 +227,9 @@ def freeze(release_dir: Path, app: str, request: dict) -> None:
     write_file(release_dir / COMPLETE, "", mode=0o640, group=app)
 
 
-def switch(request: dict, paths: AppPaths, release_dir: Path) -> None:
+def switch(request: dict, paths: AppPaths, release_dir: Path, site: str) -> None:
+    """Start the release beside the live one; only once it is healthy does anything the
+    live release uses change: the Caddy site (if the settings' URLs moved), then traffic."""
     old = live_slot(paths)
     new = idle_slot(paths)
     try:
@@ -230,6 +237,8 @@ def switch(request: dict, paths: AppPaths, release_dir: Path) -> None:
             start_slot(paths, new, release_dir)
         with step("health check"):
             wait_healthy(paths, new, request["address"], request["health_path"])
+        with step("caddy site") as state:
+            state["changed"] = install_caddy_config(paths.caddy_site, site)
     except BaseException:
         run(["systemctl", "stop", paths.unit(new)], check=False)
         raise

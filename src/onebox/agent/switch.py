@@ -42,10 +42,14 @@ def start_slot(paths: AppPaths, slot: str, release: Path) -> None:
         )
 
 
+CLIENT_ERROR_GRACE = 5.0  # seconds of steady 4xx answers before the health check gives up
+
+
 def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: float = 60) -> None:
     """Poll the slot's own socket until the health path answers 2xx/3xx."""
     deadline = time.monotonic() + timeout
     last = "no answer"
+    client_errors_since: float | None = None
     while time.monotonic() < deadline:
         state = run(["systemctl", "is-active", paths.unit(slot)], check=False).stdout.strip()
         if state in ("failed", "inactive"):
@@ -61,6 +65,13 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
             if 200 <= status < 400:
                 return
             last = f"HTTP {status}"
+            # The app answers, and says no (404, 403, 400): waiting longer will not help.
+            if 400 <= status < 500 and status != 429:
+                client_errors_since = client_errors_since or time.monotonic()
+                if time.monotonic() - client_errors_since > CLIENT_ERROR_GRACE:
+                    break
+            else:
+                client_errors_since = None
         time.sleep(0.2)
     raise AgentError(
         f"the new release failed its health check on {path} ({last}); the live "

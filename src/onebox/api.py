@@ -106,7 +106,21 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
         "caddyfile": "Caddyfile.j2",
         "site": "site.caddy.j2",
     }
-    return {key: render(name, project.root, **context) for key, name in names.items()}
+    files = {key: render(name, project.root, **context) for key, name in names.items()}
+    backup = cfg.backup
+    for job, calendar in (("backup", backup.schedule), ("verify", backup.verify)):
+        job_context = {**context, "job": job, "calendar": calendar}
+        files[f"{job}_service"] = render("job.service.j2", project.root, **job_context)
+        files[f"{job}_timer"] = render("job.timer.j2", project.root, **job_context)
+    return files
+
+
+def data_settings(project: Project) -> dict[str, dict]:
+    """What the server keeps of [database] and [backup] (for its scheduled jobs)."""
+    return {
+        "database": project.config.database.model_dump(),
+        "backup": project.config.backup.model_dump(),
+    }
 
 
 def facts(server: Server, reporter: Reporter) -> dict[str, object]:
@@ -139,6 +153,7 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
             "app": project.config.app.name,
             "uv_version": uv_version(),
             "files": rendered_files(project, server.address),
+            **data_settings(project),
         }
         if dry_run:
             return {
@@ -160,7 +175,7 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
         found = facts(server, reporter)
         check_python(project, found)
         python = ".".join(str(found["python"]).split(".")[:2])
-        locked = lock(project.root, cfg.build.requirements, python)
+        locked = lock(project.root, cfg.build.requirements, python, cfg.database.engine)
         if locked.note:
             reporter.notice(locked.note)
         request = {
@@ -181,6 +196,7 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
             "lock_hash": locked.hash,
             "packages": locked.packages,
             "files": rendered_files(project, server.address),
+            "engine": cfg.database.engine,
         }
         if dry_run:
             return {
@@ -275,3 +291,100 @@ def caddy_root_ca(project: Project, host: str | None, reporter: Reporter) -> str
                 "run `onebox setup` and `onebox deploy` first (a public domain needs no CA)",
             )
         return result.stdout.decode()
+
+
+def backup(project: Project, host: str | None, reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "backup", "deployer": bundle.deployer()})
+
+
+def backups(project: Project, host: str | None, reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "backups"})
+
+
+def restore(project: Project, host: str | None, backup_id: str | None, reporter: Reporter) -> dict:
+    request = {"action": "restore", "id": backup_id, "deployer": bundle.deployer()}
+    return _simple(project, host, reporter, request)
+
+
+def verify(project: Project, host: str | None, backup_id: str | None, reporter: Reporter) -> dict:
+    request = {"action": "verify", "id": backup_id, "deployer": bundle.deployer()}
+    return _simple(project, host, reporter, request)
+
+
+def backup_key(project: Project, host: str | None, reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "backup-key"})
+
+
+def maintenance(project: Project, host: str | None, on: bool, reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "maintenance", "on": on})
+
+
+def db_shell(project: Project, host: str | None, reporter: Reporter) -> int:
+    """The database's own shell on the server (sqlite3, mariadb, psql), as its admin."""
+    database = project.config.database
+    app = project.config.app.name
+    name = app.replace("-", "_")
+    if database.url:
+        raise UnsupportedError(
+            "the database is on an external server: use its own client or console",
+            hint=f"its address is in [database] url ({database.url})",
+        )
+    argv = {
+        "sqlite": ["runuser", "-u", app, "--", "sqlite3", f"/srv/{app}/shared/db/db.sqlite3"],
+        "mysql": ["mariadb", "--protocol=socket", "--user=root", name],
+        "postgresql": ["runuser", "-u", "postgres", "--", "psql", "--dbname", name],
+    }[database.engine]
+    with connect(project, host, reporter) as server:
+        return server.ssh.interactive(server.ssh.sudo(argv))
+
+
+def db_pull(
+    project: Project, host: str | None, backup_id: str | None, target: Path, reporter: Reporter
+) -> dict:
+    """Download a backup's database dump (the latest by default) for local debugging."""
+    with connect(project, host, reporter) as server:
+        request = {"action": "backups", "app": project.config.app.name}
+        found = remote.call(server.ssh, remote.pack(request), reporter.event)
+        complete = [b for b in found["backups"] if "server" in b["where"]]  # type: ignore[union-attr]
+        if backup_id:
+            complete = [b for b in complete if b["id"] == backup_id]
+        if not complete:
+            raise ConfigError(
+                f"no backup {backup_id!r} on the server" if backup_id else "there is no backup yet",
+                hint="`onebox backups` lists them; `onebox backup` makes one",
+            )
+        chosen = complete[-1]
+        app = project.config.app.name
+        dump_file = {"sqlite": "db.sqlite3", "mysql": "db.sql", "postgresql": "db.pgdump"}[
+            str(chosen["engine"])
+        ]
+        argv = [
+            "env",
+            f"RESTIC_REPOSITORY=/srv/{app}/backups/repository",
+            f"RESTIC_PASSWORD_FILE=/etc/onebox/{app}.backup-key",
+            "RESTIC_CACHE_DIR=/var/cache/onebox/restic",
+            "restic",
+            "dump",
+            "--quiet",
+            "--no-lock",
+            str(chosen["parts"]["db"]),
+            f"/{app}/{dump_file}",
+        ]
+        partial = target.with_name(target.name + ".partial")
+        with partial.open("wb") as handle:  # streamed: a dump can be larger than memory
+            process = server.ssh.popen(server.ssh.sudo(argv), stdout=handle, stderr=subprocess.PIPE)
+            _, error = process.communicate()
+        if process.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise RemoteStepFailed(
+                f"downloading backup {chosen['id']} failed",
+                host=server.ssh.target.name,
+                output=error.decode(errors="replace")[-2000:],
+            )
+        partial.replace(target)
+        return {
+            "id": chosen["id"],
+            "engine": chosen["engine"],
+            "file": str(target),
+            "bytes": target.stat().st_size,
+        }

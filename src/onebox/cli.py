@@ -156,6 +156,8 @@ def setup(ctx: Context, host: str | None, dry_run: bool) -> None:
         text = f"{result['host']}: set up ({', '.join(result['changed'])} changed)"
     else:
         text = f"{result['host']}: already set up, nothing changed"
+    for note in result.get("notes", []) if not dry_run else []:
+        ctx.reporter.notice(note)
     ctx.done(result, text)
 
 
@@ -208,8 +210,29 @@ def status(ctx: Context, host: str | None) -> None:
         + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
         f"caddy    {result['caddy']}",
         f"health   {result.get('health', '-')}",
+        *_backup_lines(result.get("backups") or {}),
     ]
     ctx.done(result, "\n".join(lines))
+
+
+def _backup_lines(state: dict) -> list[str]:
+    lines = []
+    for job, label in (("backup", "backup"), ("verify", "verified")):
+        last = state.get(job)
+        if not last:
+            text = "never"
+        elif last.get("ok"):
+            text = f"{last.get('id', '')} at {last['time']}, ok"
+        else:
+            good = state.get(f"last_good_{job}", {}).get("time", "never")
+            text = f"FAILED at {last['time']}: {last.get('error')} (last good: {good})"
+        if state.get(f"{job}_unit_failed"):
+            text += f"  [scheduled {job} failed: see `onebox logs` / journalctl]"
+        timer = state.get(f"{job}_timer") or {}
+        if timer.get("next"):
+            text += f"  next: {timer['next']}"
+        lines.append(f"{label:<8} {text}")
+    return lines
 
 
 @main.command()
@@ -288,6 +311,157 @@ def env_list(ctx: Context, host: str | None, reveal: bool) -> None:
     """List the variables set on the server."""
     result = api.env_list(ctx.project(), host, ctx.reporter, reveal=reveal)
     ctx.done(result, "\n".join(f"{k}={v}" for k, v in sorted(result["values"].items())))
+
+
+@main.group(invoke_without_command=True)
+@host_option
+@click.pass_context
+def backup(click_ctx: click.Context, host: str | None) -> None:
+    """Back up the database and media now (subcommands: verify, key)."""
+    if click_ctx.invoked_subcommand is None:
+        click_ctx.invoke(backup_now, host=host)
+
+
+@command
+def backup_now(ctx: Context, host: str | None) -> None:
+    result = api.backup(ctx.project(), host, ctx.reporter)
+    db = result["manifest"]["db"]
+    text = (
+        f"backup {result['id']} done in {result['seconds']}s: "
+        f"{len(db['tables'])} tables ({_size(db['bytes'])} dump), "
+        f"{result['manifest']['media']['files']} media files"
+    )
+    if result.get("offsite"):
+        text += f"\ncopied off-site to {result['offsite']}"
+    ctx.done(result, text)
+
+
+@backup.command("verify")
+@host_option
+@click.argument("backup_id", required=False)
+@command
+def backup_verify(ctx: Context, host: str | None, backup_id: str | None) -> None:
+    """Restore a backup (the latest by default) into a scratch database and compare."""
+    result = api.verify(ctx.project(), host, backup_id, ctx.reporter)
+    ctx.done(
+        result,
+        f"backup {result['id']} verified: {result['tables']} tables restored identical; "
+        f"repositories checked: {', '.join(result['checked'])}",
+    )
+
+
+@backup.command("key")
+@host_option
+@command
+def backup_key(ctx: Context, host: str | None) -> None:
+    """Show the backup encryption key, to keep a copy away from the server."""
+    result = api.backup_key(ctx.project(), host, ctx.reporter)
+    lines = [
+        f"backup key: {result['key']}",
+        "",
+        "Keep a copy in your password manager, away from this server: backups cannot be",
+        "read without it, and a lost server takes its copy with it. To read a repository",
+        "by hand: RESTIC_REPOSITORY=<repo> restic snapshots (restic asks for this key).",
+        f"repositories: {', '.join(result['repositories'])}",
+    ]
+    if result["ssh_public_key"]:
+        lines += [
+            "",
+            "The off-site SFTP host must accept this key (add it to authorized_keys):",
+            result["ssh_public_key"],
+        ]
+    ctx.done(result, "\n".join(lines))
+
+
+@main.command()
+@host_option
+@command
+def backups(ctx: Context, host: str | None) -> None:
+    """List the backups: id, time, size, contents, where they are kept."""
+    result = api.backups(ctx.project(), host, ctx.reporter)
+    for warning in result["warnings"]:
+        ctx.reporter.notice(warning)
+    rows = [f"{'ID':<16} {'TIME':<21} {'REASON':<9} {'DATABASE':>10} {'MEDIA':>16}  WHERE"]
+    for entry in result["backups"]:
+        media = f"{entry.get('media_files', 0)} files {_size(entry.get('media_bytes', 0))}"
+        rows.append(
+            f"{entry['id']:<16} {entry['time'][:19]:<21} {entry.get('reason', ''):<9} "
+            f"{_size(entry.get('db_bytes', 0)):>10} {media:>16}  "
+            f"{', '.join(entry['where']) or 'incomplete'}"
+        )
+    if not result["backups"]:
+        rows = ["no backups yet: `onebox backup` makes one"]
+    ctx.done(result, "\n".join(rows))
+
+
+@main.command()
+@host_option
+@click.argument("backup_id", required=False)
+@click.option(
+    "--to-local",
+    "to_local",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Download the backup's database dump to this file instead (changes nothing).",
+)
+@command
+def restore(ctx: Context, host: str | None, backup_id: str | None, to_local: Path | None) -> None:
+    """Restore the database and media from a backup (the latest by default).
+
+    A safety backup is taken first, and the site shows a maintenance page meanwhile."""
+    if to_local:
+        result = api.db_pull(ctx.project(), host, backup_id, to_local, ctx.reporter)
+        ctx.done(
+            result, f"backup {result['id']}: {result['engine']} dump saved to {result['file']}"
+        )
+        return
+    result = api.restore(ctx.project(), host, backup_id, ctx.reporter)
+    ctx.done(
+        result,
+        f"restored backup {result['restored']} (from the {result['from']} repository)\n"
+        f"the data as it was before is in backup {result['safety_backup']}",
+    )
+
+
+@main.command()
+@host_option
+@click.argument("state", type=click.Choice(["on", "off"]))
+@command
+def maintenance(ctx: Context, host: str | None, state: str) -> None:
+    """Serve a 503 maintenance page (.onebox/maintenance.html if the release has one)."""
+    result = api.maintenance(ctx.project(), host, state == "on", ctx.reporter)
+    ctx.done(result, f"maintenance mode {state}")
+
+
+@main.group()
+def db() -> None:
+    """The app's database: a shell, or a dump to download."""
+
+
+@db.command("shell")
+@host_option
+@command
+def db_shell(ctx: Context, host: str | None) -> int:
+    """Open the database's own shell on the server (sqlite3, mariadb or psql)."""
+    return api.db_shell(ctx.project(), host, ctx.reporter)
+
+
+@db.command("pull")
+@host_option
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--backup", "backup_id", help="Which backup (default: the latest).")
+@command
+def db_pull(ctx: Context, host: str | None, file: Path, backup_id: str | None) -> None:
+    """Download the latest backup's database dump to FILE, for local debugging."""
+    result = api.db_pull(ctx.project(), host, backup_id, file, ctx.reporter)
+    ctx.done(result, f"backup {result['id']}: {result['engine']} dump saved to {result['file']}")
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GB"
 
 
 @main.group("sandbox")

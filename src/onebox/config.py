@@ -13,8 +13,16 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from onebox.errors import ConfigError
 
@@ -95,8 +103,68 @@ class EnvConfig(_Section):
         return value
 
 
+URL_SCHEMES = {
+    "mysql": ("mysql", "mariadb", "mysql2"),
+    "postgresql": ("postgres", "postgresql", "pgsql"),
+}
+
+
 class DatabaseConfig(_Section):
-    engine: Literal["sqlite"] = "sqlite"
+    engine: Literal["sqlite", "mysql", "postgresql"] = "sqlite"
+    # An external server (a managed database or a separate host) instead of one on the
+    # box: engine://user@host[:port]/name. Its password is a secret, set on the server
+    # with `onebox env set DATABASE_PASSWORD=...`, never written here.
+    url: str = ""
+
+    @model_validator(mode="after")
+    def _url(self) -> DatabaseConfig:
+        if not self.url:
+            return self
+        if self.engine == "sqlite":
+            raise ValueError('an external url needs engine = "mysql" or "postgresql"')
+        parsed = urlsplit(self.url)
+        if parsed.scheme not in URL_SCHEMES[self.engine]:
+            raise ValueError(
+                f"url must start with {URL_SCHEMES[self.engine][0]}:// for engine "
+                f"{self.engine!r}, not {parsed.scheme or 'nothing'}://"
+            )
+        if parsed.password:
+            raise ValueError(
+                "url holds a password: remove it from the file (it would be committed) and "
+                "run `onebox env set DATABASE_PASSWORD=...` instead"
+            )
+        if not parsed.hostname or not parsed.username or parsed.path.strip("/") == "":
+            raise ValueError(f"url must look like {self.engine}://user@host/name")
+        return self
+
+
+class BackupConfig(_Section):
+    # When the daily backup runs (a systemd OnCalendar expression), or "off".
+    schedule: str = "*-*-* 03:15:00"
+    # When the latest backup is restored into a scratch database and compared, or "off".
+    verify: str = "Sun *-*-* 04:15:00"
+    keep_daily: Annotated[int, Field(ge=0, le=1000)] = 7
+    keep_weekly: Annotated[int, Field(ge=0, le=1000)] = 4
+    keep_monthly: Annotated[int, Field(ge=0, le=1000)] = 12
+    # A second, off-site restic repository: /a/local/path, sftp:user@host:/path or
+    # s3:https://host/bucket/path. Backups are always kept on the server too.
+    offsite: str = ""
+
+    @field_validator("offsite")
+    @classmethod
+    def _offsite(cls, value: str) -> str:
+        if value and not (value.startswith(("/", "sftp:", "s3:"))):
+            raise ValueError(
+                "must be an absolute path, sftp:user@host:/path or s3:https://host/bucket/path"
+            )
+        return value
+
+    @field_validator("schedule", "verify")
+    @classmethod
+    def _calendar(cls, value: str) -> str:
+        if not value.strip() or "\n" in value:
+            raise ValueError('must be a systemd OnCalendar expression (like "daily") or "off"')
+        return value.strip()
 
 
 class Config(_Section):
@@ -106,6 +174,7 @@ class Config(_Section):
     deploy: DeployConfig = DeployConfig()
     env: EnvConfig = EnvConfig()
     database: DatabaseConfig = DatabaseConfig()
+    backup: BackupConfig = BackupConfig()
 
 
 class Project(BaseModel):

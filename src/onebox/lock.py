@@ -22,6 +22,14 @@ from uv import find_uv_bin
 from onebox.errors import ConfigError
 
 GUNICORN = "gunicorn==23.0.0"
+# The driver Django needs for each engine, added when the project lists none of the others.
+DRIVERS = {
+    "mysql": ("mysqlclient>=2.2,<3", {"mysqlclient", "pymysql", "mysql-connector-python"}),
+    "postgresql": (
+        "psycopg[binary]>=3.1.8,<4",
+        {"psycopg", "psycopg-binary", "psycopg2", "psycopg2-binary"},
+    ),
+}
 # Packages that compile on install, and the Debian packages their build needs.
 BUILD_PACKAGES = {
     "mysqlclient": ["build-essential", "pkg-config", "default-libmysqlclient-dev"],
@@ -45,10 +53,10 @@ class Lock:
 CACHE = Path.home() / ".cache" / "onebox" / "locks"
 
 
-def lock(root: Path, source: str | None, python_version: str) -> Lock:
+def lock(root: Path, source: str | None, python_version: str, engine: str = "sqlite") -> Lock:
     """The lock for the server's Python, cached by everything it depends on."""
     tested = tested_versions(root)
-    key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}|{tested}".encode())
+    key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}|{tested}|{engine}".encode())
     for path in _declaration_files(root, source):
         key.update(path.as_posix().encode() + b"\0" + path.read_bytes())
     cached = CACHE / f"{key.hexdigest()[:24]}.txt"
@@ -56,9 +64,29 @@ def lock(root: Path, source: str | None, python_version: str) -> Lock:
         text = cached.read_text()
         return Lock(text=text, packages=build_packages(text))
     result = _lock(root, source, python_version, tested)
+    result = with_driver(result, engine, python_version, root)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(result.text)
     return result
+
+
+def with_driver(locked: Lock, engine: str, python_version: str, root: Path) -> Lock:
+    """A MySQL or PostgreSQL app whose dependencies name no driver gets Django's usual one."""
+    if engine not in DRIVERS:
+        return locked
+    requirement, alternatives = DRIVERS[engine]
+    if alternatives & pinned_names(locked.text):
+        return locked
+    text = with_requirement(locked.text, requirement, python_version, root)
+    name = requirement.split(">")[0]
+    note = f"added {name} ([database] engine = {engine!r}; your dependencies name no driver)"
+    return Lock(
+        text=text, packages=build_packages(text), note="; ".join(filter(None, [locked.note, note]))
+    )
+
+
+def pinned_names(text: str) -> set[str]:
+    return {m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
 
 
 def local_environment(root: Path) -> Path | None:
@@ -234,9 +262,14 @@ def with_gunicorn(text: str, python_version: str, root: Path) -> str:
     """The project may not list gunicorn (it only uses runserver locally): add it, hashed."""
     if re.search(r"^gunicorn==", text, re.M | re.I):
         return text
+    return with_requirement(text, GUNICORN, python_version, root)
+
+
+def with_requirement(text: str, requirement: str, python_version: str, root: Path) -> str:
+    """Lock one more requirement (with hashes) and append what the lock does not pin yet."""
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "in.txt"
-        source.write_text(GUNICORN + "\n")
+        source.write_text(requirement + "\n")
         extra = _compile(source, root, python_version)
     kept = [line for line in extra.splitlines() if not line.startswith("--index-url")]
     existing = {m.lower() for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
@@ -251,7 +284,7 @@ def with_gunicorn(text: str, python_version: str, root: Path) -> str:
 
 
 def build_packages(text: str) -> list[str]:
-    names = {m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)}
+    names = pinned_names(text)
     needed: list[str] = []
     for name, packages in BUILD_PACKAGES.items():
         if name in names:

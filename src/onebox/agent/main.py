@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import envfile, provision, release, status
+from . import backup, envfile, provision, release, status
 from .protocol import EXIT_FAILED, AgentError, emit
 
 ACTIONS = {
@@ -19,6 +19,12 @@ ACTIONS = {
     "env-unset": lambda request, payload: envfile.unset_values(request),
     "env-list": lambda request, payload: envfile.list_values(request),
     "status": lambda request, payload: status.status(request),
+    "backup": lambda request, payload: backup.backup(request),
+    "backups": lambda request, payload: backup.list_backups(request),
+    "restore": lambda request, payload: backup.restore(request),
+    "verify": lambda request, payload: backup.verify(request),
+    "backup-key": lambda request, payload: backup.show_key(request),
+    "maintenance": lambda request, payload: backup.maintenance_mode(request),
 }
 
 
@@ -31,6 +37,8 @@ def main(workdir: str) -> int:
         emit("error", message="the onebox agent must run as root", hint="use a sudo-capable user")
         return EXIT_FAILED
     try:
+        if request["action"] != "facts" and provision.AGENT_HOME.is_dir():
+            provision.install_agent()  # the timers' copy stays the version last used
         result = ACTIONS[request["action"]](request, root / "payload")
     except AgentError as exc:
         emit("error", message=exc.message, hint=exc.hint, output=exc.output, command=exc.command)

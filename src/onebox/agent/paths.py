@@ -60,6 +60,47 @@ class AppPaths:
         return ETC / f"{self.app}.env"
 
     @property
+    def settings(self) -> Path:
+        """What setup knows of the app that scheduled jobs need (engine, backup policy)."""
+        return ETC / f"{self.app}.json"
+
+    @property
+    def backups(self) -> Path:
+        """Root-only: the on-server restic repository and the backups' working space."""
+        return self.root / "backups"
+
+    @property
+    def backup_repo(self) -> Path:
+        return self.backups / "repository"
+
+    @property
+    def backup_tmp(self) -> Path:
+        return self.backups / "tmp"
+
+    @property
+    def backup_state(self) -> Path:
+        return self.backups / "state.json"
+
+    @property
+    def backup_key(self) -> Path:
+        """The backups' encryption key. Not in the secrets file: the app never needs it."""
+        return ETC / f"{self.app}.backup-key"
+
+    @property
+    def backup_env(self) -> Path:
+        """Credentials of the off-site repository (S3 keys), root-only."""
+        return ETC / f"{self.app}.backup.env"
+
+    @property
+    def backup_ssh_key(self) -> Path:
+        return ETC / f"{self.app}.backup-ssh"
+
+    @property
+    def maintenance(self) -> Path:
+        """When `on.html` exists here, Caddy answers every request with it and a 503."""
+        return Path("/var/lib/onebox/maintenance") / self.app
+
+    @property
     def run(self) -> Path:
         return Path("/run") / f"onebox-{self.app}"
 

@@ -35,7 +35,17 @@ class AgentError(Exception):
         )
 
 
+PLAIN = False  # scheduled jobs write plain lines for the journal, not JSON events
+
+
 def emit(event: str, **fields: object) -> None:
+    if PLAIN:
+        if event == "step" and fields.get("status") != "start":
+            detail = f" ({fields['detail']})" if fields.get("detail") else ""
+            print(f"{fields['name']}: {fields['status']}, {fields['seconds']}s{detail}", flush=True)
+        elif event == "log":
+            print(fields.get("text"), flush=True)
+        return
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import secrets
 import subprocess
@@ -9,8 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .database import Engine, engine_for
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_UNSUPPORTED, AgentError, step
+from .restic import Repository
 from .system import (
     apt_install,
     ensure_dir,
@@ -23,7 +26,8 @@ from .system import (
     write_file,
 )
 
-BASE_PACKAGES = ["caddy", "python3-venv", "python3-dev", "sqlite3", "ca-certificates", "curl"]
+BASE_PACKAGES = ["caddy", "python3-venv", "python3-dev", "ca-certificates", "curl", "restic"]
+AGENT_HOME = TOOLS / "agent"
 SUPPORTED_DEBIAN = ("12", "13")
 CADDYFILE = Path("/etc/caddy/Caddyfile")
 CADDY_MARK = "# Managed by onebox"
@@ -64,21 +68,116 @@ def check_supported() -> dict[str, object]:
 def setup(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
     check_supported()
+    settings = {"database": request["database"], "backup": request["backup"]}
+    db = engine_for(paths.app, request["database"], read_env_file(paths.secrets))
+    packages = BASE_PACKAGES + db.packages + request.get("packages", [])
     changed: list[str] = []
+    notes: list[str] = []
     for name, action in (
-        ("packages", lambda: bool(apt_install(BASE_PACKAGES + request.get("packages", [])))),
+        ("packages", lambda: bool(apt_install(packages))),
         ("uv", lambda: ensure_uv(request["uv_version"])),
         ("app user", lambda: ensure_app_user(paths.app)),
         ("directories", lambda: ensure_layout(paths)),
         ("systemd units", lambda: ensure_units(paths, request["files"])),
         ("caddy", lambda: ensure_caddy(request["files"]["caddyfile"])),
         ("secrets file", lambda: ensure_secrets(paths)),
+        (f"database ({db.name})", lambda: ensure_database(paths, db)),
+        ("onebox agent", lambda: install_agent()),
+        ("backups", lambda: ensure_backups(paths, settings, notes)),
+        ("backup timers", lambda: ensure_timers(paths, request["files"], request["backup"])),
     ):
         with step(name) as state:
             state["changed"] = action()
         if state["changed"]:
             changed.append(name)
-    return {"changed": changed}
+    return {"changed": changed, "notes": notes}
+
+
+def ensure_database(paths: AppPaths, db: Engine) -> bool:
+    """The database, its user and the app's DATABASE_* secrets."""
+    values = read_env_file(paths.secrets)
+    if db.name == "sqlite" and values.get("DATABASE_URL", "").startswith(("mysql", "postgres")):
+        values.pop("DATABASE_URL")  # moved back to SQLite: the old URL would win
+    changed = db.ensure(values)
+    if changed:
+        write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)
+    return changed
+
+
+def install_agent() -> bool:
+    """A copy of this agent for the scheduled jobs (backups run without a client)."""
+    source = Path(__file__).parent
+    target = AGENT_HOME / "onebox_agent"
+    changed = False
+    for path in sorted(source.glob("*.py")):
+        changed |= write_file(target / path.name, path.read_bytes())
+    for stale in target.glob("*.py"):
+        if not (source / stale.name).exists():
+            stale.unlink()
+            changed = True
+    return changed
+
+
+def ensure_backups(paths: AppPaths, settings: dict, notes: list[str]) -> bool:
+    """The backup key (made once, here), the on-server repository, the off-site one."""
+    changed = ensure_dir(paths.backups, mode=0o700)
+    changed |= ensure_dir(paths.backup_tmp, mode=0o700)
+    if not paths.backup_key.is_file():
+        write_file(paths.backup_key, secrets.token_urlsafe(32) + "\n", mode=0o600)
+        notes.append(
+            "a backup key was made: backups cannot be read without it. Run `onebox backup key` "
+            "and keep it in your password manager, away from this server"
+        )
+        changed = True
+    changed |= write_file(paths.settings, json.dumps(settings, indent=2) + "\n", mode=0o600)
+    local = Repository(str(paths.backup_repo), paths, "server")
+    changed |= local.ensure()
+    offsite = settings["backup"].get("offsite", "")
+    if offsite.startswith("sftp:") and not paths.backup_ssh_key.is_file():
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"onebox-backup-{paths.app}",
+                "-f",
+                str(paths.backup_ssh_key),
+            ]
+        )
+        changed = True
+    if offsite:
+        remote = Repository(offsite, paths, "off-site")
+        try:
+            changed |= remote.ensure(copy_from=local)
+        except AgentError as exc:
+            notes.append(f"off-site repository not ready: {exc.message}. {exc.hint}".strip())
+    return changed
+
+
+def ensure_timers(paths: AppPaths, files: dict[str, str], backup: dict) -> bool:
+    changed = False
+    for job in ("backup", "verify"):
+        name = f"onebox-{paths.app}-{job}"
+        changed |= write_file(Path(f"/etc/systemd/system/{name}.service"), files[f"{job}_service"])
+        changed |= write_file(Path(f"/etc/systemd/system/{name}.timer"), files[f"{job}_timer"])
+    if changed:
+        run(["systemctl", "daemon-reload"])
+    for job, calendar in (("backup", backup["schedule"]), ("verify", backup["verify"])):
+        timer = f"onebox-{paths.app}-{job}.timer"
+        enabled = run(["systemctl", "is-enabled", timer], check=False).stdout.strip() == "enabled"
+        wanted = calendar != "off"
+        if wanted and (changed or not enabled):
+            run(["systemctl", "enable", "--now", timer], what=f"enabling {timer}")
+            run(["systemctl", "restart", timer])
+            changed = True
+        elif not wanted and enabled:
+            run(["systemctl", "disable", "--now", timer])
+            changed = True
+    return changed
 
 
 def ensure_uv(version: str) -> bool:
@@ -207,10 +306,6 @@ def ensure_secrets(paths: AppPaths) -> bool:
         changed = True
     if values.get("DJANGO_SECRET_KEY") is None:  # the other name settings files often read
         values["DJANGO_SECRET_KEY"] = values["SECRET_KEY"]
-        changed = True
-    database_url = f"sqlite:///{paths.db}/db.sqlite3"
-    if values.get("DATABASE_URL") is None:
-        values["DATABASE_URL"] = database_url
         changed = True
     if changed:
         write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)

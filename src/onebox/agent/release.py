@@ -39,8 +39,21 @@ def deploy(request: dict, payload: Path) -> dict[str, object]:
         return _deploy(request, payload, paths)
 
 
+def check_engine_set_up(paths: AppPaths, engine: str) -> None:
+    settings = json.loads(paths.settings.read_text()) if paths.settings.is_file() else {}
+    found = settings.get("database", {}).get("engine")
+    if found != engine:
+        raise AgentError(
+            f"onebox.toml says [database] engine = {engine!r}, but the server was set up for "
+            f"{found or 'an older onebox'}",
+            hint="run `onebox setup` first (it installs and connects the database)",
+            code=EXIT_CONFIG,
+        )
+
+
 def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     started = time.monotonic()
+    check_engine_set_up(paths, request.get("engine", "sqlite"))
     ensure_secrets(paths)
     secrets = read_env_file(paths.secrets)
     check_required(request["secrets"], {**request.get("env", {}), **secrets})

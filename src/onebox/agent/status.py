@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
 from .switch import http_status, live_slot
@@ -30,7 +31,32 @@ def status(request: dict) -> dict[str, object]:
             )
         except OSError as exc:
             result["health"] = str(exc)
+    result["backups"] = backup_status(paths)
     result["releases"] = (
         sorted(p.name for p in paths.releases.iterdir()) if paths.releases.is_dir() else []
     )
     return result
+
+
+def backup_status(paths: AppPaths) -> dict[str, object]:
+    """The last backup and verification (failed ones too), and when the timers fire next."""
+    state = read_state(paths)
+    for job in ("backup", "verify"):
+        show = run(
+            [
+                "systemctl",
+                "show",
+                f"onebox-{paths.app}-{job}.timer",
+                "--property=NextElapseUSecRealtime,ActiveState",
+            ],
+            check=False,
+        ).stdout
+        values = dict(line.partition("=")[::2] for line in show.splitlines())
+        state[f"{job}_timer"] = {
+            "active": values.get("ActiveState") == "active",
+            "next": values.get("NextElapseUSecRealtime", ""),
+        }
+        unit = f"onebox-{paths.app}-{job}.service"
+        failed = run(["systemctl", "is-failed", unit], check=False).stdout.strip() == "failed"
+        state[f"{job}_unit_failed"] = failed
+    return state

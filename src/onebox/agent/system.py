@@ -33,18 +33,13 @@ def run(
     check: bool = True,
     timeout: float | None = None,
     what: str = "",
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv (never through a shell), capturing output; raise AgentError on failure."""
-    full_env = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG": "C.UTF-8",
-        **(env or {}),
-    }
-    kwargs: dict[str, object] = {}
-    if user:
-        entry = pwd.getpwnam(user)
-        kwargs = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-        full_env.setdefault("HOME", entry.pw_dir)
+    """Run argv (never through a shell), capturing output; raise AgentError on failure.
+
+    `input` goes to the command's stdin: the way to pass SQL that holds a password."""
+    full_env = {**BASE_ENV, **(env or {})}
+    kwargs = as_user(user, full_env)
     try:
         result = subprocess.run(
             list(argv),
@@ -54,6 +49,8 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
             **kwargs,  # type: ignore[arg-type]
         )
     except FileNotFoundError:
@@ -69,6 +66,21 @@ def run(
             output=tail(result.stdout + "\n" + result.stderr),
         )
     return result
+
+
+def as_user(user: str | None, env: dict[str, str]) -> dict[str, object]:
+    """subprocess arguments that drop to `user` (and its HOME in env); {} for root."""
+    if not user:
+        return {}
+    entry = pwd.getpwnam(user)
+    env.setdefault("HOME", entry.pw_dir)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+BASE_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
 
 
 def write_file(

@@ -1,0 +1,560 @@
+"""`onebox backup`, `backups`, `restore`, `backup verify`: the app's data, kept and proven.
+
+A backup is two restic snapshots tagged with one backup id: the database dump (streamed
+from the dump tool into restic, never a copy of a live file) and the media folder with a
+manifest beside it. The manifest records the dump's size and SHA-256 and, per table, the
+row count and a checksum read in the dump's own snapshot. A restore fetches the dump,
+checks it against the manifest before touching anything, takes a safety backup, and
+compares the restored tables with the manifest; `verify` does the same in a scratch
+database. Every repository is encrypted with the app's backup key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .database import Engine, check_engine, engine_for
+from .lock import deploy_lock
+from .paths import AppPaths
+from .protocol import EXIT_CONFIG, AgentError, emit, step
+from .restic import Repository, snapshot_id, tags_of
+from .system import ensure_dir, read_env_file, run, tail, write_file
+
+MANIFEST = "manifest.json"
+ALWAYS_KEEP = 3  # the newest backups survive any policy (a safety backup is one of them)
+MAINTENANCE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Down for maintenance</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}
+</style></head><body><h1>Down for maintenance</h1>
+<p>The site is being updated and will be back in a minute.</p></body></html>
+"""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def load_settings(paths: AppPaths) -> dict:
+    if not paths.settings.is_file():
+        raise AgentError(
+            f"{paths.app} is not set up on this server", hint="run `onebox setup` first", code=3
+        )
+    return json.loads(paths.settings.read_text())
+
+
+def repositories(paths: AppPaths, settings: dict) -> list[Repository]:
+    repos = [Repository(str(paths.backup_repo), paths, "server")]
+    if settings["backup"].get("offsite"):
+        repos.append(Repository(settings["backup"]["offsite"], paths, "off-site"))
+    return repos
+
+
+def engine(paths: AppPaths, settings: dict) -> Engine:
+    return engine_for(paths.app, settings["database"], read_env_file(paths.secrets))
+
+
+# --------------------------------------------------------------------------- backup
+
+
+def backup(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    settings = load_settings(paths)
+    with deploy_lock(paths.backups / ".lock", request.get("deployer", "onebox"), "backup"):
+        return take(paths, settings, request.get("reason", "manual"))
+
+
+def take(paths: AppPaths, settings: dict, reason: str) -> dict[str, object]:
+    """One backup into the server's repository, then retention, then the off-site copy."""
+    started = time.monotonic()
+    local, *offsite = repositories(paths, settings)
+    db = engine(paths, settings)
+    try:
+        with step("disk space"):
+            check_space(paths, db.size() + folder_size(paths.media), "back up")
+        backup_id = new_id(paths)
+        tags = ["onebox", f"app={paths.app}", f"id={backup_id}", f"reason={reason}"]
+        with step("database dump") as state:
+            dumped = dump_database(local, db, tags, paths.app)
+            state["detail"] = f"{human(dumped['bytes'])}, {len(dumped['tables'])} tables"
+        with step("media files") as state:
+            media = {"files": count_files(paths.media), "bytes": folder_size(paths.media)}
+            manifest = {
+                "id": backup_id,
+                "app": paths.app,
+                "engine": db.name,
+                "reason": reason,
+                "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "release": paths.current.resolve().name if paths.current.is_symlink() else None,
+                "db": dumped,
+                "media": media,
+            }
+            write_file(paths.backups / MANIFEST, json.dumps(manifest, indent=2), mode=0o600)
+            sizes = [f"engine={db.name}", f"db_bytes={dumped['bytes']}"]
+            sizes += [f"media_bytes={media['bytes']}", f"media_files={media['files']}"]
+            files = [paths.backups / MANIFEST, paths.media]
+            local.backup_paths(files, [*tags, "part=files", *sizes])
+            state["detail"] = f"{media['files']} files, {human(media['bytes'])}"
+        with step("retention") as state:
+            prune = reason == "scheduled"  # pruning rewrites packs: nightly, not on demand
+            state["detail"] = apply_retention(local, settings["backup"], prune)
+    except AgentError as exc:
+        record(paths, "backup", ok=False, error=exc.message, reason=reason)
+        raise
+    result: dict[str, object] = {"id": backup_id, "manifest": manifest}
+    record(paths, "backup", ok=True, id=backup_id, reason=reason)
+    for repo in offsite:
+        with step(f"copy off-site ({repo.location})"):
+            copy_offsite(local, repo, backup_id, settings["backup"], reason == "scheduled")
+        result["offsite"] = repo.location
+    result["seconds"] = round(time.monotonic() - started, 2)
+    return result
+
+
+def dump_database(repo: Repository, db: Engine, tags: list[str], app: str) -> dict[str, object]:
+    """Stream the engine's dump into restic, hashing it on the way; no snapshot on failure."""
+    process = repo.backup_stdin(f"/{app}/{db.dump_file}", [*tags, "part=db"])
+    digest, size = hashlib.sha256(), 0
+    assert process.stdin and process.stdout and process.stderr
+
+    def sink(chunk: bytes) -> None:
+        nonlocal size
+        digest.update(chunk)
+        size += len(chunk)
+        process.stdin.write(chunk)  # type: ignore[union-attr]
+
+    try:
+        tables = db.dump(sink)
+    except BaseException:
+        process.send_signal(signal.SIGTERM)  # restic saves no snapshot when interrupted
+        process.wait()
+        raise
+    process.stdin.close()
+    output = process.stdout.read().decode()
+    error = process.stderr.read().decode(errors="replace")
+    if process.wait() != 0:
+        raise AgentError("restic could not store the dump", output=tail(error))
+    return {
+        "file": db.dump_file,
+        "bytes": size,
+        "sha256": digest.hexdigest(),
+        "snapshot": snapshot_id(output),
+        "tables": tables,
+    }
+
+
+def copy_offsite(
+    local: Repository, remote: Repository, backup_id: str, policy: dict, prune: bool
+) -> None:
+    remote.ensure(copy_from=local)
+    ids = [s["id"] for s in local.snapshots() if tags_of(s).get("id") == backup_id]
+    env_from = {"RESTIC_FROM_PASSWORD_FILE": str(local.paths.backup_key)}
+    result = run(
+        remote.argv("copy", "--from-repo", local.location, *ids),
+        env={**remote.env, **env_from},
+        check=False,
+        timeout=7200,
+    )
+    if result.returncode != 0:
+        raise AgentError(
+            f"backup {backup_id} is on the server, but copying it off-site failed",
+            output=tail(result.stderr),
+            hint=remote.hint(result.stderr) or "check [backup] offsite and the network",
+        )
+    apply_retention(remote, policy, prune)
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def group(snapshots: list[dict]) -> dict[str, dict]:
+    """Snapshots -> backups, by their id tag; a backup is complete with both parts."""
+    backups: dict[str, dict] = {}
+    for snap in snapshots:
+        tags = tags_of(snap)
+        if "id" not in tags:
+            continue
+        entry = backups.setdefault(tags["id"], {"id": tags["id"], "parts": {}})
+        entry["parts"][tags.get("part", "?")] = snap["short_id"]
+        entry["time"] = min(entry.get("time", snap["time"]), snap["time"])
+        for key in ("reason", "engine", "db_bytes", "media_bytes", "media_files"):
+            if key in tags:
+                entry[key] = tags[key] if key in ("reason", "engine") else int(tags[key])
+    for entry in backups.values():
+        entry["complete"] = set(entry["parts"]) == {"db", "files"}
+    return dict(sorted(backups.items()))
+
+
+def list_backups(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    settings = load_settings(paths)
+    places: dict[str, dict] = {}
+    warnings = []
+    for repo in repositories(paths, settings):
+        try:
+            found = group(repo.snapshots()) if repo.exists() else {}
+        except AgentError as exc:
+            warnings.append(f"{repo.label} repository: {exc.message}")
+            continue
+        for backup_id, entry in found.items():
+            merged = places.setdefault(backup_id, {**entry, "where": []})
+            if entry["complete"]:
+                merged["where"].append(repo.label)
+    state = read_state(paths)
+    return {"backups": list(places.values()), "warnings": warnings, "state": state}
+
+
+def find(paths: AppPaths, settings: dict, backup_id: str | None) -> tuple[Repository, dict]:
+    """The backup to restore: the latest complete one, or the named one (server first)."""
+    seen: list[str] = []
+    for repo in repositories(paths, settings):
+        if not repo.exists():
+            continue
+        complete = {k: v for k, v in group(repo.snapshots()).items() if v["complete"]}
+        seen += list(complete)
+        if backup_id is None and complete:
+            return repo, complete[max(complete)]
+        if backup_id in complete:
+            return repo, complete[backup_id]
+    if backup_id is None:
+        raise AgentError("there is no backup yet", hint="run `onebox backup`", code=EXIT_CONFIG)
+    latest = ", ".join(sorted(set(seen))[-5:]) or "none"
+    raise AgentError(
+        f"no backup {backup_id!r}",
+        hint=f"`onebox backups` lists them; the latest: {latest}",
+        code=EXIT_CONFIG,
+    )
+
+
+def read_manifest(repo: Repository, entry: dict, paths: AppPaths) -> dict:
+    target = paths.backup_tmp / MANIFEST
+    repo.dump(entry["parts"]["files"], str(paths.backups / MANIFEST), target)
+    try:
+        return json.loads(target.read_text())
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def fetch_dump(repo: Repository, entry: dict, manifest: dict, db: Engine) -> Path:
+    """The dump, checked against the manifest: a truncated or altered one is never loaded."""
+    target = db.staging() / manifest["db"]["file"]
+    repo.dump(entry["parts"]["db"], f"/{manifest['app']}/{manifest['db']['file']}", target)
+    digest = hashlib.sha256()
+    with target.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != manifest["db"]["sha256"]:
+        target.unlink()
+        raise AgentError(
+            f"backup {manifest['id']} is damaged: its dump does not match the checksum taken "
+            "when it was made; nothing was restored",
+            hint="pick an older backup (`onebox backups`)",
+        )
+    return target
+
+
+def compare(expected: dict, found: dict) -> list[str]:
+    problems = []
+    for table in sorted(set(expected) | set(found)):
+        if table not in found:
+            problems.append(f"{table}: missing")
+        elif table not in expected:
+            problems.append(f"{table}: not in the backup")
+        elif expected[table][0] != found[table][0]:
+            problems.append(f"{table}: {found[table][0]} rows, {expected[table][0]} expected")
+        elif expected[table][1] != found[table][1]:
+            problems.append(f"{table}: same row count, different content")
+    return problems
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def restore(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    settings = load_settings(paths)
+    holder = request.get("deployer", "onebox")
+    with (
+        deploy_lock(paths.lock, holder, "restore"),
+        deploy_lock(paths.backups / ".lock", holder, "restore"),
+    ):
+        return _restore(paths, settings, request.get("id"))
+
+
+def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
+    db = engine(paths, settings)
+    repo, entry = find(paths, settings, backup_id)
+    clean_tmp(paths)
+    with step(f"read backup {entry['id']}"):
+        manifest = read_manifest(repo, entry, paths)
+        check_engine(manifest["engine"], db.name, manifest["id"])
+    with step("disk space"):
+        check_space(paths, 2 * manifest["db"]["bytes"] + manifest["media"]["bytes"], "restore")
+    with step("fetch and check the dump"):
+        dump = fetch_dump(repo, entry, manifest, db)
+    with step("fetch media files"):
+        media = fetch_media(repo, entry, paths)
+    with step("safety backup") as state:
+        safety = take(paths, settings, "safety")
+        state["detail"] = f"backup {safety['id']}: the data as it was before this restore"
+    with maintenance(paths):
+        try:
+            with step("restore database") as state:
+                db.load(dump)
+                problems = compare(manifest["db"]["tables"], db.checksums())
+                if problems:
+                    raise AgentError(
+                        "the restored database differs from the backup",
+                        output="\n".join(problems),
+                    )
+                state["detail"] = f"{len(manifest['db']['tables'])} tables, identical to the backup"
+            with step("restore media files"):
+                swap_media(paths, media)
+        except AgentError as exc:
+            with step(f"put back the data of safety backup {safety['id']}"):
+                safety_repo, safety_entry = find(paths, settings, str(safety["id"]))
+                db.load(fetch_dump(safety_repo, safety_entry, safety["manifest"], db))
+            exc.message += f"; the database was put back as it was (safety backup {safety['id']})"
+            raise
+        finally:
+            discard_dump(paths, dump)
+    clean_tmp(paths)
+    return {"restored": manifest["id"], "from": repo.label, "safety_backup": safety["id"]}
+
+
+def fetch_media(repo: Repository, entry: dict, paths: AppPaths) -> Path:
+    target = paths.backup_tmp / "media"
+    repo.run(
+        "restore",
+        "--no-lock",
+        entry["parts"]["files"],
+        "--target",
+        str(target),
+        "--include",
+        str(paths.media),
+        what="fetching the media files",
+    )
+    restored = target / str(paths.media).lstrip("/")
+    restored.mkdir(parents=True, exist_ok=True)
+    return restored
+
+
+def swap_media(paths: AppPaths, restored: Path) -> None:
+    """Replace the media folder's contents in two renames; owner and modes come from restic."""
+    old = paths.backup_tmp / "media-before"
+    shutil.rmtree(old, ignore_errors=True)
+    info = paths.media.stat() if paths.media.exists() else None
+    if paths.media.exists():
+        os.rename(paths.media, old)
+    os.rename(restored, paths.media)
+    if info:
+        os.chown(paths.media, info.st_uid, info.st_gid)
+        os.chmod(paths.media, info.st_mode & 0o7777)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class maintenance:  # a with-statement helper, named like contextlib's
+    """Caddy answers 503 with a maintenance page while this is open (no reload needed)."""
+
+    def __init__(self, paths: AppPaths) -> None:
+        self.page = paths.maintenance / "on.html"
+        self.custom = paths.current / ".onebox" / "maintenance.html"
+
+    def __enter__(self) -> None:
+        set_maintenance(self.page, True, self.custom)
+
+    def __exit__(self, *exc: object) -> None:
+        set_maintenance(self.page, False, self.custom)
+
+
+def set_maintenance(page: Path, on: bool, custom: Path | None = None) -> bool:
+    ensure_dir(page.parent, mode=0o755)
+    if not on:
+        existed = page.exists()
+        page.unlink(missing_ok=True)
+        return existed
+    html = custom.read_text() if custom and custom.is_file() else MAINTENANCE_PAGE
+    return write_file(page, html, mode=0o644)
+
+
+def maintenance_mode(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    custom = paths.current / ".onebox" / "maintenance.html"
+    changed = set_maintenance(paths.maintenance / "on.html", request["on"], custom)
+    return {"maintenance": request["on"], "changed": changed}
+
+
+def show_key(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    settings = load_settings(paths)
+    if not paths.backup_key.is_file():
+        raise AgentError("this app has no backup key yet", hint="run `onebox setup`", code=3)
+    public = Path(f"{paths.backup_ssh_key}.pub")
+    return {
+        "key": paths.backup_key.read_text().strip(),
+        "key_file": str(paths.backup_key),
+        "repositories": [repo.location for repo in repositories(paths, settings)],
+        "ssh_public_key": public.read_text().strip() if public.is_file() else "",
+    }
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def verify(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    settings = load_settings(paths)
+    with deploy_lock(paths.backups / ".lock", request.get("deployer", "onebox"), "verify"):
+        try:
+            result = _verify(paths, settings, request.get("id"))
+        except AgentError as exc:
+            record(paths, "verify", ok=False, error=exc.message)
+            raise
+    record(paths, "verify", ok=True, id=result["id"])
+    return result
+
+
+def _verify(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
+    db = engine(paths, settings)
+    repo, entry = find(paths, settings, backup_id)
+    clean_tmp(paths)
+    with step(f"read backup {entry['id']}"):
+        manifest = read_manifest(repo, entry, paths)
+        check_engine(manifest["engine"], db.name, manifest["id"])
+    with step("fetch and check the dump"):
+        dump = fetch_dump(repo, entry, manifest, db)
+    try:
+        with step("restore into a scratch database") as state:
+            db.load(dump, scratch=True)
+            problems = compare(manifest["db"]["tables"], db.checksums(scratch=True))
+            if problems:
+                raise AgentError(
+                    f"backup {manifest['id']} does not restore to what was backed up",
+                    output="\n".join(problems),
+                )
+            rows = sum(count for count, _ in manifest["db"]["tables"].values())
+            state["detail"] = f"{len(manifest['db']['tables'])} tables, {rows} rows identical"
+    finally:
+        db.drop_scratch()
+        discard_dump(paths, dump)
+        clean_tmp(paths)
+    checked = []
+    for repository in repositories(paths, settings):
+        with step(f"check the {repository.label} repository"):
+            repository.run("check", "--read-data-subset", "10%", what="restic check")
+            checked.append(repository.label)
+    return {"id": manifest["id"], "tables": len(manifest["db"]["tables"]), "checked": checked}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def new_id(paths: AppPaths) -> str:
+    backup_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    state = read_state(paths)
+    if state.get("backup", {}).get("id", "") >= backup_id:  # two within one second
+        time.sleep(1.1)
+        return new_id(paths)
+    return backup_id
+
+
+def read_state(paths: AppPaths) -> dict:
+    try:
+        return json.loads(paths.backup_state.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record(paths: AppPaths, kind: str, **fields: object) -> None:
+    """What status shows: the last backup and verification, failed or not."""
+    state = read_state(paths)
+    entry = {"time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **fields}
+    state[kind] = {**state.get(kind, {}), **entry} if fields.get("ok") is False else entry
+    if fields.get("ok"):
+        state[f"last_good_{kind}"] = entry
+    write_file(paths.backup_state, json.dumps(state, indent=2), mode=0o600)
+    emit("log", text=f"{kind}: {'ok' if fields.get('ok') else 'FAILED'}")
+
+
+def check_space(paths: AppPaths, needed: int, what: str) -> None:
+    ensure_dir(paths.backup_tmp, mode=0o700)
+    free = shutil.disk_usage(paths.backups).free
+    wanted = int(needed * 1.2) + (64 << 20)
+    if free < wanted:
+        raise AgentError(
+            f"not enough disk space to {what}: about {human(wanted)} needed, {human(free)} free "
+            f"on {paths.backups}",
+            hint="free some space (old releases, logs, `apt-get clean`) or grow the disk; "
+            "nothing was changed",
+        )
+
+
+def discard_dump(paths: AppPaths, dump: Path) -> None:
+    if dump.parent == paths.backup_tmp:
+        dump.unlink(missing_ok=True)
+    else:  # a folder of the engine's own (SQLite's, beside the database)
+        shutil.rmtree(dump.parent, ignore_errors=True)
+
+
+def clean_tmp(paths: AppPaths) -> None:
+    shutil.rmtree(paths.backup_tmp, ignore_errors=True)
+    ensure_dir(paths.backup_tmp, mode=0o700)
+
+
+def folder_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def count_files(path: Path) -> int:
+    return sum(1 for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def kept(ids: list[str], daily: int, weekly: int, monthly: int) -> set[str]:
+    """The backup ids (YYYYmmdd-HHMMSS, UTC) a 7/4/12-style policy keeps: the newest of
+    each of the last `daily` days, `weekly` ISO weeks and `monthly` months that have a
+    backup, and always the newest ALWAYS_KEEP."""
+    newest_first = sorted(ids, reverse=True)
+    keep = set(newest_first[:ALWAYS_KEEP])
+    buckets = (
+        (daily, lambda d: d.strftime("%Y%m%d")),
+        (weekly, lambda d: "{}-{:02d}".format(*d.isocalendar()[:2])),
+        (monthly, lambda d: d.strftime("%Y%m")),
+    )
+    for count, bucket in buckets:
+        seen: list[str] = []
+        for backup_id in newest_first:
+            key = bucket(datetime.strptime(backup_id[:15], "%Y%m%d-%H%M%S"))
+            if key not in seen:
+                if len(seen) == count:
+                    break
+                seen.append(key)
+                keep.add(backup_id)
+    return keep
+
+
+def apply_retention(repo: Repository, policy: dict, prune: bool) -> str:
+    snapshots = repo.snapshots()
+    backups = group(snapshots)
+    keep = kept(list(backups), policy["keep_daily"], policy["keep_weekly"], policy["keep_monthly"])
+    drop = [s["id"] for s in snapshots if tags_of(s).get("id") not in keep]
+    if drop:
+        repo.run("forget", *drop, what="forgetting old backups")
+    if prune and drop:
+        repo.run("prune", what="pruning the repository")
+    return f"{len(keep)} kept, {len(backups) - len(keep)} removed"

@@ -77,6 +77,7 @@ def take(paths: AppPaths, settings: dict, reason: str) -> dict[str, object]:
     try:
         with step("disk space"):
             check_space(paths, db.size() + folder_size(paths.media), "back up")
+        local.ensure()  # gone (deleted by hand, a lost disk): start a new one
         backup_id = new_id(paths)
         tags = ["onebox", f"app={paths.app}", f"id={backup_id}", f"reason={reason}"]
         with step("database dump") as state:

@@ -368,7 +368,7 @@ def db_pull(
             "--quiet",
             "--no-lock",
             str(chosen["parts"]["db"]),
-            f"/{app}/{dump_file}",
+            f"/{dump_file}",
         ]
         partial = target.with_name(target.name + ".partial")
         with partial.open("wb") as handle:  # streamed: a dump can be larger than memory

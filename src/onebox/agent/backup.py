@@ -17,6 +17,9 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from .database import Engine, check_engine, engine_for
 from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
+from .protocol import step as report_step
 from .restic import Repository, snapshot_id, tags_of
 from .system import ensure_dir, read_env_file, run, tail, write_file
 
@@ -69,8 +73,11 @@ def backup(request: dict) -> dict[str, object]:
         return take(paths, settings, request.get("reason", "manual"))
 
 
-def take(paths: AppPaths, settings: dict, reason: str) -> dict[str, object]:
-    """One backup into the server's repository, then retention, then the off-site copy."""
+def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> dict[str, object]:
+    """One backup into the server's repository, then retention, then the off-site copy.
+
+    `quiet`: no step events (when it runs beside other steps, as a restore's safety net)."""
+    step = quiet_step if quiet else report_step
     started = time.monotonic()
     local, *offsite = repositories(paths, settings)
     db = engine(paths, settings)
@@ -81,7 +88,7 @@ def take(paths: AppPaths, settings: dict, reason: str) -> dict[str, object]:
         backup_id = new_id(paths)
         tags = ["onebox", f"app={paths.app}", f"id={backup_id}", f"reason={reason}"]
         with step("database dump") as state:
-            dumped = dump_database(local, db, tags, paths.app)
+            dumped = dump_database(local, db, tags)
             state["detail"] = f"{human(dumped['bytes'])}, {len(dumped['tables'])} tables"
         with step("media files") as state:
             media = {"files": count_files(paths.media), "bytes": folder_size(paths.media)}
@@ -101,25 +108,30 @@ def take(paths: AppPaths, settings: dict, reason: str) -> dict[str, object]:
             files = [paths.backups / MANIFEST, paths.media]
             local.backup_paths(files, [*tags, "part=files", *sizes])
             state["detail"] = f"{media['files']} files, {human(media['bytes'])}"
-        with step("retention") as state:
-            prune = reason == "scheduled"  # pruning rewrites packs: nightly, not on demand
-            state["detail"] = apply_retention(local, settings["backup"], prune)
+        if reason == "scheduled":  # the policy is for the daily backups; pruning is slow
+            with step("retention") as state:
+                state["detail"] = apply_retention(local, settings["backup"], prune=True)
     except AgentError as exc:
         record(paths, "backup", ok=False, error=exc.message, reason=reason)
         raise
     result: dict[str, object] = {"id": backup_id, "manifest": manifest}
     record(paths, "backup", ok=True, id=backup_id, reason=reason)
-    for repo in offsite:
+    for repo in offsite if reason != "safety" else []:  # a restore's net stays on the server
         with step(f"copy off-site ({repo.location})"):
-            copy_offsite(local, repo, backup_id, settings["backup"], reason == "scheduled")
+            copy_offsite(local, repo, backup_id, settings["backup"], reason)
         result["offsite"] = repo.location
     result["seconds"] = round(time.monotonic() - started, 2)
     return result
 
 
-def dump_database(repo: Repository, db: Engine, tags: list[str], app: str) -> dict[str, object]:
+@contextmanager
+def quiet_step(name: str) -> Iterator[dict[str, object]]:
+    yield {}
+
+
+def dump_database(repo: Repository, db: Engine, tags: list[str]) -> dict[str, object]:
     """Stream the engine's dump into restic, hashing it on the way; no snapshot on failure."""
-    process = repo.backup_stdin(f"/{app}/{db.dump_file}", [*tags, "part=db"])
+    process = repo.backup_stdin(db.dump_file, [*tags, "part=db"])
     digest, size = hashlib.sha256(), 0
     assert process.stdin and process.stdout and process.stderr
 
@@ -150,7 +162,7 @@ def dump_database(repo: Repository, db: Engine, tags: list[str], app: str) -> di
 
 
 def copy_offsite(
-    local: Repository, remote: Repository, backup_id: str, policy: dict, prune: bool
+    local: Repository, remote: Repository, backup_id: str, policy: dict, reason: str
 ) -> None:
     remote.ensure(copy_from=local)
     ids = [s["id"] for s in local.snapshots() if tags_of(s).get("id") == backup_id]
@@ -167,7 +179,8 @@ def copy_offsite(
             output=tail(result.stderr),
             hint=remote.hint(result.stderr) or "check [backup] offsite and the network",
         )
-    apply_retention(remote, policy, prune)
+    if reason == "scheduled":
+        apply_retention(remote, policy, prune=True)
 
 
 # --------------------------------------------------------------------------- listing
@@ -244,7 +257,7 @@ def read_manifest(repo: Repository, entry: dict, paths: AppPaths) -> dict:
 def fetch_dump(repo: Repository, entry: dict, manifest: dict, db: Engine) -> Path:
     """The dump, checked against the manifest: a truncated or altered one is never loaded."""
     target = db.staging() / manifest["db"]["file"]
-    repo.dump(entry["parts"]["db"], f"/{manifest['app']}/{manifest['db']['file']}", target)
+    repo.dump(entry["parts"]["db"], f"/{manifest['db']['file']}", target)
     digest = hashlib.sha256()
     with target.open("rb") as handle:
         while chunk := handle.read(1 << 20):
@@ -296,13 +309,16 @@ def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str
         check_engine(manifest["engine"], db.name, manifest["id"])
     with step("disk space"):
         check_space(paths, 2 * manifest["db"]["bytes"] + manifest["media"]["bytes"], "restore")
-    with step("fetch and check the dump"):
-        dump = fetch_dump(repo, entry, manifest, db)
-    with step("fetch media files"):
-        media = fetch_media(repo, entry, paths)
-    with step("safety backup") as state:
-        safety = take(paths, settings, "safety")
-        state["detail"] = f"backup {safety['id']}: the data as it was before this restore"
+    # The safety backup and the fetch are independent: run them side by side.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        safety_job = pool.submit(take, paths, settings, "safety", quiet=True)
+        with step("fetch and check the dump"):
+            dump = fetch_dump(repo, entry, manifest, db)
+        with step("fetch media files"):
+            media = fetch_media(repo, entry, paths)
+        with step("safety backup") as state:
+            safety = safety_job.result()
+            state["detail"] = f"backup {safety['id']}: the data as it was before this restore"
     with maintenance(paths):
         try:
             with step("restore database") as state:
@@ -479,7 +495,8 @@ def record(paths: AppPaths, kind: str, **fields: object) -> None:
     if fields.get("ok"):
         state[f"last_good_{kind}"] = entry
     write_file(paths.backup_state, json.dumps(state, indent=2), mode=0o600)
-    emit("log", text=f"{kind}: {'ok' if fields.get('ok') else 'FAILED'}")
+    if fields.get("reason") != "safety":
+        emit("log", text=f"{kind}: {'ok' if fields.get('ok') else 'FAILED'}")
 
 
 def check_space(paths: AppPaths, needed: int, what: str) -> None:

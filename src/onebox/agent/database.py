@@ -511,11 +511,12 @@ class MariaDB(Engine):
             columns.setdefault(table, []).append(f"`{column}`")
         out: Checksums = {}
         for table, cols in sorted(columns.items()):
+            # CRC32 per row, summed: order-free, and a third of MD5's cost on a big table.
+            # (Tampering is restic's to catch, with its MACs; this catches lost or changed rows.)
             nulls = ", ".join(f"ISNULL({c})" for c in cols)
             row = f"CONCAT_WS(0x1f, {', '.join(cols)}, CONCAT({nulls}))"
             [[count, total]] = session.query(
-                "SELECT COUNT(*), COALESCE(SUM("
-                f"CAST(CONV(LEFT(MD5({row}), 15), 16, 10) AS UNSIGNED)), 0) FROM `{table}`"
+                f"SELECT COUNT(*), COALESCE(SUM(CRC32({row})), 0) FROM `{table}`"
             )
             out[table] = [int(count), int(total)]
         return out
@@ -681,9 +682,11 @@ class PostgreSQL(Engine):
         )
         for schema, table in tables:
             name = table if schema == "public" else f"{schema}.{table}"
+            # hashtext (PostgreSQL's own hash of the row's text) per row, summed: order-free
+            # and half md5's cost; compared only ever on the same server.
             [[count, total]] = session.query(
-                "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)"
-                f'::bigint), 0) FROM "{schema}"."{table}" t'
+                "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) "
+                f'FROM "{schema}"."{table}" t'
             )
             out[name] = [int(count), int(total)]
         return out

@@ -78,6 +78,8 @@ class Repository:
         return ""
 
     def exists(self) -> bool:
+        if self.location.startswith("/"):  # a local repository: no need to start restic
+            return (Path(self.location) / "config").is_file()
         result = run(self.argv("cat", "config"), env=self.env, check=False, timeout=120)
         return result.returncode == 0
 

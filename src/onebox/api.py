@@ -217,16 +217,32 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
         }
 
 
-def env_set(project: Project, host: str | None, values: dict[str, str], reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "env-set", "values": values})
+def env_set(
+    project: Project,
+    host: str | None,
+    values: dict[str, str],
+    reporter: Reporter,
+    backup: bool = False,
+) -> dict:
+    request = {"action": "env-set", "values": values, "backup": backup}
+    return _simple(project, host, reporter, request)
 
 
-def env_unset(project: Project, host: str | None, keys: list[str], reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "env-unset", "keys": keys})
+def env_unset(
+    project: Project, host: str | None, keys: list[str], reporter: Reporter, backup: bool = False
+) -> dict:
+    return _simple(project, host, reporter, {"action": "env-unset", "keys": keys, "backup": backup})
 
 
-def env_list(project: Project, host: str | None, reporter: Reporter, reveal: bool = False) -> dict:
-    return _simple(project, host, reporter, {"action": "env-list", "reveal": reveal})
+def env_list(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    reveal: bool = False,
+    backup: bool = False,
+) -> dict:
+    request = {"action": "env-list", "reveal": reveal, "backup": backup}
+    return _simple(project, host, reporter, request)
 
 
 def status(project: Project, host: str | None, reporter: Reporter) -> dict:

@@ -272,11 +272,19 @@ def env() -> None:
     """The app's secrets on the server (a 0600 file, read by systemd)."""
 
 
+backup_env_option = click.option(
+    "--backup",
+    is_flag=True,
+    help="The off-site backup credentials (e.g. AWS_ACCESS_KEY_ID), not the app's secrets.",
+)
+
+
 @env.command("set")
 @host_option
+@backup_env_option
 @click.argument("pairs", nargs=-1, required=True)
 @command
-def env_set(ctx: Context, host: str | None, pairs: tuple[str, ...]) -> None:
+def env_set(ctx: Context, host: str | None, backup: bool, pairs: tuple[str, ...]) -> None:
     """Set KEY=VALUE pairs (use KEY=- to read the value from standard input)."""
     values = {}
     for pair in pairs:
@@ -288,28 +296,33 @@ def env_set(ctx: Context, host: str | None, pairs: tuple[str, ...]) -> None:
         if "\n" in value or "\0" in value:
             raise ConfigError(f"the value of {key} holds a newline", hint="use one line")
         values[key] = value
-    result = api.env_set(ctx.project(), host, values, ctx.reporter)
+    result = api.env_set(ctx.project(), host, values, ctx.reporter, backup=backup)
     changed = ", ".join(result["changed"]) or "nothing"
-    ctx.done(result, f"set {changed}; deploy (or restart) for the app to see it")
+    if backup:
+        ctx.done(result, f"set {changed} for the backups")
+    else:
+        ctx.done(result, f"set {changed}; deploy (or restart) for the app to see it")
 
 
 @env.command("unset")
 @host_option
+@backup_env_option
 @click.argument("keys", nargs=-1, required=True)
 @command
-def env_unset(ctx: Context, host: str | None, keys: tuple[str, ...]) -> None:
+def env_unset(ctx: Context, host: str | None, backup: bool, keys: tuple[str, ...]) -> None:
     """Remove variables."""
-    result = api.env_unset(ctx.project(), host, list(keys), ctx.reporter)
+    result = api.env_unset(ctx.project(), host, list(keys), ctx.reporter, backup=backup)
     ctx.done(result, f"removed {', '.join(result['removed'])}")
 
 
 @env.command("list")
 @host_option
 @click.option("--reveal", is_flag=True, help="Show the values (they are masked by default).")
+@backup_env_option
 @command
-def env_list(ctx: Context, host: str | None, reveal: bool) -> None:
+def env_list(ctx: Context, host: str | None, reveal: bool, backup: bool) -> None:
     """List the variables set on the server."""
-    result = api.env_list(ctx.project(), host, ctx.reporter, reveal=reveal)
+    result = api.env_list(ctx.project(), host, ctx.reporter, reveal=reveal, backup=backup)
     ctx.done(result, "\n".join(f"{k}={v}" for k, v in sorted(result["values"].items())))
 
 

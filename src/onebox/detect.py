@@ -32,6 +32,16 @@ PROVIDED_ENV = {
     "STATIC_ROOT",
     "MEDIA_ROOT",
     "ONEBOX_RELEASE",
+    "DATABASE_NAME",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+}
+# What in a settings file or a dependency list tells which database the project uses.
+ENGINE_MARKS = {
+    "mysql": ("django.db.backends.mysql", "mysqlclient", "pymysql", "mysql-connector"),
+    "postgresql": ("django.db.backends.postgresql", "postgis", "psycopg"),
 }
 
 
@@ -48,6 +58,7 @@ class Detected:
     media_root: str | None = None
     required_env: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    engine: str = "sqlite"
 
 
 def detect(root: Path) -> Detected:
@@ -71,6 +82,7 @@ def detect(root: Path) -> Detected:
         static_root=assignments.get("STATIC_ROOT"),
         media_root=assignments.get("MEDIA_ROOT"),
         required_env=required_env(settings_files),
+        engine=database_engine(root, find_requirements(root), settings_files),
     )
     if detected.requirements is None:
         detected.notes.append(
@@ -195,6 +207,18 @@ def find_requirements(root: Path) -> str | None:
     if pyproject.is_file() and "dependencies" in pyproject.read_text(errors="replace"):
         return "pyproject.toml"
     return None
+
+
+def database_engine(root: Path, requirements: str | None, settings: list[Path]) -> str:
+    """mysql or postgresql when the settings or the dependencies name one; else sqlite."""
+    texts = [path.read_text(errors="replace") for path in settings if path.is_file()]
+    if requirements and (root / requirements).is_file():
+        texts.append((root / requirements).read_text(errors="replace").lower())
+    for text in texts:
+        for engine, marks in ENGINE_MARKS.items():
+            if any(mark in text for mark in marks):
+                return engine
+    return "sqlite"
 
 
 def python_requirement(root: Path) -> str | None:

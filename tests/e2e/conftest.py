@@ -159,6 +159,14 @@ def server12(tmp_path_factory) -> Server:
     onebox("sandbox", "destroy", name, check=False)
 
 
+@pytest.fixture(scope="session")
+def server13(tmp_path_factory) -> Server:
+    name = f"apps13-{os.getpid()}"
+    box = _create(name, "13", tmp_path_factory.mktemp("ca"))
+    yield box
+    onebox("sandbox", "destroy", name, check=False)
+
+
 def copy_project(source: Path, target: Path) -> Path:
     shutil.copytree(
         source,

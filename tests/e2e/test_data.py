@@ -237,16 +237,37 @@ def test_backup_destroy_restore_is_identical(app: App, tmp_path):
     assert safety["reason"] == "safety" and safety["media_files"] == 0
 
 
+def test_db_pull_and_db_shell(app: App, tmp_path):
+    target = tmp_path / "dump"
+    pulled = app.json("db", "pull", str(target))
+    assert pulled["bytes"] == target.stat().st_size > 0
+    data = target.read_bytes()
+    if app.engine == "sqlite":
+        assert data.startswith(b"SQLite format 3")
+    elif app.engine == "mysql":
+        assert b"INSERT INTO `guestbook_entry`" in data and MARKER.encode() in data
+    else:
+        assert data.startswith(b"PGDMP")
+    counted = app.cli("db", "shell", input="SELECT COUNT(*) FROM guestbook_entry;\n")
+    assert "2" in counted.stdout.split()
+
+
 def test_scheduled_backup_runs_from_its_timer(app: App):
     timers = app.server.ssh(f"systemctl list-timers --all --no-pager onebox-{app.name}-*")
     assert f"onebox-{app.name}-backup.timer" in timers
     assert f"onebox-{app.name}-verify.timer" in timers
+    app.json("backup")
+    app.json("backup")
     before = {b["id"] for b in app.json("backups")["backups"]}
+    assert len(before) >= 4
     app.server.ssh(f"systemctl start onebox-{app.name}-backup.service")  # what the timer starts
     after = app.json("backups")["backups"]
     new = [b for b in after if b["id"] not in before]
     assert len(new) == 1 and new[0]["reason"] == "scheduled"
     assert new[0]["where"] == ["server", "off-site"]
+    # retention (7 daily, 4 weekly, 12 monthly, and always the newest 3): all of today's
+    # backups but the newest 3 are gone, on the server and off-site
+    assert [b["id"] for b in after] == sorted(before | {new[0]["id"]})[-3:]
     status = app.json("status")["backups"]
     assert status["backup"]["ok"] and status["backup"]["id"] == new[0]["id"]
     assert status["backup_timer"]["active"] and not status["backup_unit_failed"]
@@ -397,3 +418,19 @@ def test_external_database_with_wrong_then_right_credentials(server12: Server, t
     made = onebox_json("backup", cwd=project)["result"]
     verified = onebox_json("backup", "verify", cwd=project)["result"]
     assert verified["id"] == made["id"] and verified["tables"] >= 10
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgresql"])
+def test_debian13_round_trip(engine: str, server13: Server, tmp_path):
+    """Debian 13 ships MariaDB 11.8, PostgreSQL 17 and restic 0.18: the same round trip."""
+    app = make_app(engine, server13, None, tmp_path, name=f"d13-{engine[:5]}")
+    app.json("setup")
+    app.cli("deploy")
+    server13.ca.write_text(app.cli("ca").stdout)
+    write_data(app, tmp_path)
+    rows, media = app.rows(), app.media()
+    made = app.json("backup")
+    app.destroy()
+    assert app.json("restore")["restored"] == made["id"]
+    assert app.rows() == rows and app.media() == media
+    assert app.json("backup", "verify", made["id"])["id"] == made["id"]

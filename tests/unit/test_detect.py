@@ -137,3 +137,29 @@ def test_init_writes_a_config_that_loads(tmp_path):
     assert 'secrets = ["MAIL_PASSWORD"]' in text
     with pytest.raises(Exception, match="already exists"):
         init_project(root)
+
+
+@pytest.mark.parametrize(
+    ("settings", "requirements", "engine"),
+    [
+        ("", "django\n", "sqlite"),
+        ("DATABASES = {'default': {'ENGINE': 'django.db.backends.mysql'}}\n", "django\n", "mysql"),
+        ("", "Django\nmysqlclient>=2\n", "mysql"),
+        ("", "django\npsycopg[binary]\n", "postgresql"),
+        ("import dj_database_url\n", "django\nPyMySQL\n", "mysql"),
+    ],
+)
+def test_database_engine_is_detected_and_written(tmp_path, settings, requirements, engine):
+    root = make(
+        tmp_path / "site",
+        {
+            "manage.py": MANAGE.format(module="site_.settings"),
+            "site_/__init__.py": "",
+            "site_/settings.py": settings,
+            "site_/wsgi.py": "",
+            "requirements.txt": requirements,
+        },
+    )
+    assert detect(root).engine == engine
+    config, _ = init_project(root)
+    assert f'engine = "{engine}"' in config.read_text()

@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError
 from .provision import SECRETS_HEADER
 from .system import ensure_dir, format_env_file, read_env_file, write_file
 
+BACKUP_HEADER = """Credentials of the off-site backup repository (e.g. AWS_ACCESS_KEY_ID), read by
+restic only, never by the app. Mode 0600, owner root. Change with `onebox env set --backup`."""
 
-def _paths(request: dict) -> AppPaths:
+
+def _file(request: dict) -> tuple[Path, str]:
+    """The app's secrets file, or (--backup) the backups' credentials file."""
     paths = AppPaths(request["app"])
     ensure_dir(paths.secrets.parent, mode=0o700)
-    return paths
+    if request.get("backup"):
+        return paths.backup_env, BACKUP_HEADER
+    return paths.secrets, SECRETS_HEADER
 
 
 def set_values(request: dict) -> dict[str, object]:
-    paths = _paths(request)
-    values = read_env_file(paths.secrets)
+    path, header = _file(request)
+    values = read_env_file(path)
     changed = [key for key, value in request["values"].items() if values.get(key) != value]
     values.update(request["values"])
-    write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)
-    return {"changed": changed, "restart_needed": bool(changed)}
+    write_file(path, format_env_file(values, header), mode=0o600)
+    return {"changed": changed, "restart_needed": bool(changed) and not request.get("backup")}
 
 
 def unset_values(request: dict) -> dict[str, object]:
-    paths = _paths(request)
-    values = read_env_file(paths.secrets)
+    path, header = _file(request)
+    values = read_env_file(path)
     unknown = [key for key in request["keys"] if key not in values]
     if unknown:
         raise AgentError(
@@ -35,12 +43,12 @@ def unset_values(request: dict) -> dict[str, object]:
         )
     for key in request["keys"]:
         del values[key]
-    write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)
+    write_file(path, format_env_file(values, header), mode=0o600)
     return {"removed": request["keys"]}
 
 
 def list_values(request: dict) -> dict[str, object]:
-    values = read_env_file(AppPaths(request["app"]).secrets)
+    values = read_env_file(_file(request)[0])
     shown = {
         key: (value if request.get("reveal") else _mask(value)) for key, value in values.items()
     }

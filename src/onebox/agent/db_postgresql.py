@@ -1,0 +1,180 @@
+"""PostgreSQL: provisioning, pg_dump sharing onebox's snapshot, pg_restore, checksums."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from .database import (
+    Checksums,
+    Engine,
+    Session,
+    Sink,
+    db_name,
+    finish,
+    in_thread,
+    pump,
+    run_reading,
+)
+from .protocol import AgentError
+from .system import BASE_ENV, as_user, run, tail
+
+
+class PostgreSQL(Engine):
+    name = "postgresql"
+    dump_file = "db.pgdump"
+
+    @property
+    def packages(self) -> list[str]:  # type: ignore[override]
+        return ["postgresql-client"] if self.external else ["postgresql", "postgresql-client"]
+
+    @property
+    def database(self) -> str:
+        return self.conn["name"] if self.external else db_name(self.app)
+
+    @property
+    def role(self) -> str:
+        return self.conn["user"] if self.external else db_name(self.app)
+
+    def scratch_name(self) -> str:
+        return f"onebox_verify_{self.database}"[:63]
+
+    def _access(self, database: str) -> tuple[list[str], dict[str, str], str | None]:
+        """argv tail, environment and OS user for a client: postgres over the socket locally."""
+        if not self.external:
+            return ["--dbname", database], {}, "postgres"
+        conn = self.conn
+        args = ["--host", conn["host"], "--username", conn["user"], "--dbname", database]
+        if conn["port"]:
+            args += ["--port", conn["port"]]
+        return args, {"PGPASSWORD": conn["password"], "PGCONNECT_TIMEOUT": "10"}, None
+
+    def _psql(self, database: str) -> tuple[list[str], dict[str, str], str | None]:
+        args, env, user = self._access(database)
+        argv = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", *args]
+        return argv, env, user
+
+    def sql(self, text: str, database: str = "", what: str = "a database query") -> list[list[str]]:
+        default = self.database if self.external else "postgres"
+        argv, env, user = self._psql(database or default)
+        result = run(argv, env=env, user=user, input=text, check=False, cwd=Path("/"), timeout=3600)
+        if result.returncode != 0:
+            raise AgentError(
+                f"{what} failed", output=tail(result.stderr), hint=self._hint(result.stderr)
+            )
+        return [line.split("\t") for line in result.stdout.splitlines() if line]
+
+    def _hint(self, error: str) -> str:
+        if "password authentication failed" in error:
+            return (
+                "the database refused the credentials: check [database] url and run "
+                "`onebox env set DATABASE_PASSWORD=...`"
+            )
+        if "could not connect" in error or "Connection refused" in error or "timeout" in error:
+            return (
+                "the database server is not reachable: is it running, and is [database] url right?"
+                if self.external
+                else "PostgreSQL is not running: `systemctl status postgresql` on the server"
+            )
+        return ""
+
+    def ensure(self, values: dict[str, str]) -> bool:
+        changed = self._connection_values(values, "postgresql", 5432)
+        self.secrets = values
+        if self.external:
+            self.sql("SELECT 1", self.database, what="connecting to the external database")
+            return changed
+        run(["systemctl", "start", "postgresql"], check=False)
+        role, password = self.role, values["DATABASE_PASSWORD"]
+        exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+        verb = "ALTER" if exists else "CREATE"
+        self.sql(f"{verb} ROLE \"{role}\" LOGIN PASSWORD '{password}'", what="creating the role")
+        if not self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"):
+            self.sql(
+                f'CREATE DATABASE "{self.database}" OWNER "{role}" '
+                "ENCODING 'UTF8' TEMPLATE template0",
+                what="creating the database",
+            )
+            changed = True
+        return changed or not exists
+
+    def size(self) -> int:
+        return int(self.sql(f"SELECT pg_database_size('{self.database}')")[0][0])
+
+    def dump(self, sink: Sink) -> Checksums:
+        """pg_dump in custom format, sharing the snapshot of our own transaction, in which
+        the checksums are read: both see exactly the same data, with no lock at all."""
+        argv, env, user = self._psql(self.database)
+        session = Session(argv, env, user)
+        try:
+            session.query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            [[snapshot]] = session.query("SELECT pg_export_snapshot()")
+            args, env, user = self._access(self.database)
+            full_env = {**BASE_ENV, **env}
+            process = subprocess.Popen(
+                ["pg_dump", "--format=custom", "--compress=0", f"--snapshot={snapshot}", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd="/",
+                **as_user(user, full_env),  # type: ignore[arg-type]
+            )
+            sums = in_thread(lambda: self._checksums(session))
+            pump(process, sink, None)
+            finish(process, "pg_dump")
+            return sums()
+        finally:
+            session.close()
+
+    def _checksums(self, session: Session) -> Checksums:
+        out: Checksums = {}
+        tables = session.query(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        )
+        for schema, table in tables:
+            name = table if schema == "public" else f"{schema}.{table}"
+            # hashtext (PostgreSQL's own hash of the row's text) per row, summed: order-free
+            # and half md5's cost; compared only ever on the same server.
+            [[count, total]] = session.query(
+                "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) "
+                f'FROM "{schema}"."{table}" t'
+            )
+            out[name] = [int(count), int(total)]
+        return out
+
+    def load(self, path: Path, scratch: bool = False) -> None:
+        database = self.scratch_name() if scratch else self.database
+        if scratch:
+            self.drop_scratch()
+            self.sql(f'CREATE DATABASE "{database}" OWNER "{self.role}" TEMPLATE template0')
+        self.sql(
+            "DROP SCHEMA IF EXISTS public CASCADE; "
+            f'CREATE SCHEMA public AUTHORIZATION "{self.role}"',
+            database,
+            what="emptying the database",
+        )
+        args, env, user = self._access(database)
+        argv = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error"]
+        argv += ["--single-transaction", *args]
+        if not self.external:
+            argv.append(f"--role={self.role}")  # objects belong to the app, not to postgres
+        # Through stdin: the dump stays in root's folder, unreadable to the postgres user.
+        run_reading(argv, path, env, user, "pg_restore")
+
+    def checksums(self, scratch: bool = False) -> Checksums:
+        database = self.scratch_name() if scratch else self.database
+        session = Session(*self._psql(database))
+        try:
+            return self._checksums(session)
+        finally:
+            session.close()
+
+    def drop_scratch(self) -> None:
+        self.sql(f'DROP DATABASE IF EXISTS "{self.scratch_name()}"')
+
+    def shell(self) -> list[str]:
+        if self.external:
+            return []
+        return ["runuser", "-u", "postgres", "--", "psql", "--dbname", self.database]

@@ -239,7 +239,9 @@ def test_backup_destroy_restore_is_identical(app: App, tmp_path):
 
 def test_db_pull_and_db_shell(app: App, tmp_path):
     target = tmp_path / "dump"
+    made = app.json("backup")  # the latest was the safety backup of the restore: destroyed data
     pulled = app.json("db", "pull", str(target))
+    assert pulled["id"] == made["id"]
     assert pulled["bytes"] == target.stat().st_size > 0
     data = target.read_bytes()
     if app.engine == "sqlite":

@@ -267,6 +267,7 @@ def logs(project: Project, host: str | None, reporter: Reporter, follow: bool, l
     app = project.config.app.name
     with connect(project, host, reporter) as server:
         argv = ["journalctl", "--no-pager", "-n", str(lines), "-u", f"onebox-{app}@*"]
+        argv += ["-u", f"onebox-{app}-backup", "-u", f"onebox-{app}-verify"]  # the timers' runs
         return server.ssh.interactive(server.ssh.sudo([*argv, *(["-f"] if follow else [])]))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from onebox import __version__, api, sandbox
+from onebox.agent.backup import human
 from onebox.config import load_project
 from onebox.errors import ConfigError, ExitCode, OneboxError
 from onebox.init import init_project
@@ -227,7 +228,7 @@ def _backup_lines(state: dict) -> list[str]:
             good = state.get(f"last_good_{job}", {}).get("time", "never")
             text = f"FAILED at {last['time']}: {last.get('error')} (last good: {good})"
         if state.get(f"{job}_unit_failed"):
-            text += f"  [scheduled {job} failed: see `onebox logs` / journalctl]"
+            text += f"  [the scheduled {job} failed: `onebox logs` shows why]"
         timer = state.get(f"{job}_timer") or {}
         if timer.get("next"):
             text += f"  next: {timer['next']}"
@@ -341,7 +342,7 @@ def backup_now(ctx: Context, host: str | None) -> None:
     db = result["manifest"]["db"]
     text = (
         f"backup {result['id']} done in {result['seconds']}s: "
-        f"{len(db['tables'])} tables ({_size(db['bytes'])} dump), "
+        f"{len(db['tables'])} tables ({human(db['bytes'])} dump), "
         f"{result['manifest']['media']['files']} media files"
     )
     if result.get("offsite"):
@@ -396,10 +397,10 @@ def backups(ctx: Context, host: str | None) -> None:
         ctx.reporter.notice(warning)
     rows = [f"{'ID':<16} {'TIME':<21} {'REASON':<9} {'DATABASE':>10} {'MEDIA':>16}  WHERE"]
     for entry in result["backups"]:
-        media = f"{entry.get('media_files', 0)} files {_size(entry.get('media_bytes', 0))}"
+        media = f"{entry.get('media_files', 0)} files {human(entry.get('media_bytes', 0))}"
         rows.append(
             f"{entry['id']:<16} {entry['time'][:19]:<21} {entry.get('reason', ''):<9} "
-            f"{_size(entry.get('db_bytes', 0)):>10} {media:>16}  "
+            f"{human(entry.get('db_bytes', 0)):>10} {media:>16}  "
             f"{', '.join(entry['where']) or 'incomplete'}"
         )
     if not result["backups"]:
@@ -467,14 +468,6 @@ def db_pull(ctx: Context, host: str | None, file: Path, backup_id: str | None) -
     """Download the latest backup's database dump to FILE, for local debugging."""
     result = api.db_pull(ctx.project(), host, backup_id, file, ctx.reporter)
     ctx.done(result, f"backup {result['id']}: {result['engine']} dump saved to {result['file']}")
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1024 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count:.1f} GB"
 
 
 @main.group("sandbox")

@@ -352,12 +352,19 @@ def test_database_down_gives_a_clear_error(mysql_app: App):
     mysql_app.server.ssh("systemctl stop mariadb")
     try:
         result = mysql_app.cli("backup", check=False)
+        unit = f"onebox-{mysql_app.name}-backup.service"
+        mysql_app.server.ssh(f"systemctl start {unit}", check=False)  # the timer's run
     finally:
         mysql_app.server.ssh("systemctl start mariadb")
     assert result.returncode == 1
+    assert "reading the database's size failed: ERROR 2002" in result.stderr
     assert "MariaDB is not running" in result.stderr
     assert mysql_app.json("backups")["backups"] == before
-    assert mysql_app.json("status")["backups"]["backup"]["ok"] is False
+    state = mysql_app.json("status")["backups"]
+    assert state["backup"]["ok"] is False and state["backup_unit_failed"]
+    status = mysql_app.cli("status").stdout
+    assert "backup   FAILED at" in status and "the scheduled backup failed" in status
+    assert "reading the database's size failed" in mysql_app.cli("logs").stdout
 
 
 def test_full_disk_is_checked_before_starting(mysql_app: App):

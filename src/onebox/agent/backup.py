@@ -245,6 +245,20 @@ def find(paths: AppPaths, settings: dict, backup_id: str | None) -> tuple[Reposi
     )
 
 
+def open_backup(
+    paths: AppPaths, settings: dict, backup_id: str | None
+) -> tuple[Engine, Repository, dict, dict]:
+    """The backup (the latest, or the named one), its manifest, and the engine to load it
+    into; a backup of another engine is refused here, before anything is fetched."""
+    db = engine(paths, settings)
+    repo, entry = find(paths, settings, backup_id)
+    clean_tmp(paths)
+    with step(f"read backup {entry['id']}"):
+        manifest = read_manifest(repo, entry, paths)
+        check_engine(manifest["engine"], db.name, manifest["id"])
+    return db, repo, entry, manifest
+
+
 def read_manifest(repo: Repository, entry: dict, paths: AppPaths) -> dict:
     target = paths.backup_tmp / MANIFEST
     repo.dump(entry["parts"]["files"], str(paths.backups / MANIFEST), target)
@@ -301,12 +315,7 @@ def restore(request: dict) -> dict[str, object]:
 
 
 def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
-    db = engine(paths, settings)
-    repo, entry = find(paths, settings, backup_id)
-    clean_tmp(paths)
-    with step(f"read backup {entry['id']}"):
-        manifest = read_manifest(repo, entry, paths)
-        check_engine(manifest["engine"], db.name, manifest["id"])
+    db, repo, entry, manifest = open_backup(paths, settings, backup_id)
     with step("disk space"):
         check_space(paths, 2 * manifest["db"]["bytes"] + manifest["media"]["bytes"], "restore")
     # The safety backup and the fetch are independent: run them side by side.
@@ -437,12 +446,7 @@ def verify(request: dict) -> dict[str, object]:
 
 
 def _verify(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
-    db = engine(paths, settings)
-    repo, entry = find(paths, settings, backup_id)
-    clean_tmp(paths)
-    with step(f"read backup {entry['id']}"):
-        manifest = read_manifest(repo, entry, paths)
-        check_engine(manifest["engine"], db.name, manifest["id"])
+    db, repo, entry, manifest = open_backup(paths, settings, backup_id)
     with step("fetch and check the dump"):
         dump = fetch_dump(repo, entry, manifest, db)
     try:

@@ -30,6 +30,11 @@ CHUNK = 1 << 20
 END = "ONEBOX-END"
 
 
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:200] if lines else "no message"
+
+
 def engine_for(app: str, config: dict, secrets_: dict[str, str]) -> Engine:
     from .db_mariadb import MariaDB
     from .db_postgresql import PostgreSQL
@@ -59,8 +64,45 @@ class Engine:
     def external(self) -> bool:
         return bool(self.url)
 
-    def ensure(self, values: dict[str, str]) -> bool:
+    scheme = ""
+    default_port = 0
+    service = ""  # the systemd unit of a local server
+    label = ""  # its name for people
+
+    @property
+    def database(self) -> str:
+        return self.conn["name"] if self.external else db_name(self.app)
+
+    def sql(self, text: str, database: str = "", what: str = "a database query") -> list[list[str]]:
         raise NotImplementedError
+
+    def ensure(self, values: dict[str, str]) -> bool:
+        """The connection variables in `values` (the secrets), and the database they name."""
+        changed = self._connection_values(values, self.scheme, self.default_port)
+        self.secrets = values
+        if self.external:
+            self.sql("SELECT 1", self.database, what="connecting to the external database")
+            return changed
+        return self._provision(values) or changed
+
+    def _provision(self, values: dict[str, str]) -> bool:
+        raise NotImplementedError
+
+    def connection_hint(self, refused: bool, unreachable: bool) -> str:
+        if refused:
+            if self.external:
+                return (
+                    "the database refused the credentials: check [database] url and run "
+                    "`onebox env set DATABASE_PASSWORD=...`"
+                )
+            return "run `onebox setup` again to repair the database user"
+        if unreachable:
+            if self.external:
+                return (
+                    "the database server is not reachable: is it up, and is [database] url right?"
+                )
+            return f"{self.label} is not running: `systemctl status {self.service}` on the server"
+        return ""
 
     def size(self) -> int:
         raise NotImplementedError

@@ -11,8 +11,8 @@ from .database import (
     Engine,
     Session,
     Sink,
-    db_name,
     finish,
+    first_line,
     in_thread,
     pump,
     run_reading,
@@ -33,6 +33,7 @@ MARIADB_CONFIG_PATH = Path("/etc/mysql/mariadb.conf.d/60-onebox.cnf")
 class MariaDB(Engine):
     name = "mysql"
     dump_file = "db.sql"
+    scheme, default_port, service, label = "mysql", 3306, "mariadb", "MariaDB"
 
     @property
     def packages(self) -> list[str]:  # type: ignore[override]
@@ -52,10 +53,6 @@ class MariaDB(Engine):
     @property
     def dump_tool(self) -> str:
         return shutil.which("mariadb-dump") or "mysqldump"
-
-    @property
-    def database(self) -> str:
-        return self.conn["name"] if self.external else db_name(self.app)
 
     def scratch_name(self) -> str:
         return f"onebox_verify_{self.database}"[:64]
@@ -81,32 +78,18 @@ class MariaDB(Engine):
         result = run(argv, env=env, input=text, check=False, timeout=3600)
         if result.returncode != 0:
             raise AgentError(
-                f"{what} failed", output=tail(result.stderr), hint=self._hint(result.stderr)
+                f"{what} failed: {first_line(result.stderr)}",
+                output=tail(result.stderr),
+                hint=self._hint(result.stderr),
             )
         return [line.split("\t") for line in result.stdout.splitlines()]
 
     def _hint(self, error: str) -> str:
-        if "Access denied" in error:
-            return (
-                "the database refused the credentials: check [database] url and run "
-                "`onebox env set DATABASE_PASSWORD=...`"
-                if self.external
-                else "run `onebox setup` again to repair the database user"
-            )
-        if "Can't connect" in error or "Unknown MySQL server host" in error:
-            return (
-                "the database server is not reachable: is it running, and is [database] url right?"
-                if self.external
-                else "MariaDB is not running: `systemctl status mariadb` on the server"
-            )
-        return ""
+        unreachable = "Can't connect" in error or "Unknown MySQL server host" in error
+        return self.connection_hint("Access denied" in error, unreachable)
 
-    def ensure(self, values: dict[str, str]) -> bool:
-        changed = self._connection_values(values, "mysql", 3306)
-        self.secrets = values
-        if self.external:
-            self.sql("SELECT 1", self.database, what="connecting to the external database")
-            return changed
+    def _provision(self, values: dict[str, str]) -> bool:
+        changed = False
         if not MARIADB_CONFIG_PATH.parent.is_dir():  # an existing MySQL: leave its config be
             pass
         elif write_file(MARIADB_CONFIG_PATH, MARIADB_CONFIG):
@@ -132,7 +115,8 @@ class MariaDB(Engine):
     def size(self) -> int:
         rows = self.sql(
             "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-            f"WHERE table_schema = '{self.database}'"
+            f"WHERE table_schema = '{self.database}'",
+            what="reading the database's size",
         )
         return int(rows[0][0])
 

@@ -12,6 +12,7 @@ from .database import (
     Sink,
     db_name,
     finish,
+    first_line,
     in_thread,
     pump,
     run_reading,
@@ -23,14 +24,11 @@ from .system import BASE_ENV, as_user, run, tail
 class PostgreSQL(Engine):
     name = "postgresql"
     dump_file = "db.pgdump"
+    scheme, default_port, service, label = "postgresql", 5432, "postgresql", "PostgreSQL"
 
     @property
     def packages(self) -> list[str]:  # type: ignore[override]
         return ["postgresql-client"] if self.external else ["postgresql", "postgresql-client"]
-
-    @property
-    def database(self) -> str:
-        return self.conn["name"] if self.external else db_name(self.app)
 
     @property
     def role(self) -> str:
@@ -60,30 +58,20 @@ class PostgreSQL(Engine):
         result = run(argv, env=env, user=user, input=text, check=False, cwd=Path("/"), timeout=3600)
         if result.returncode != 0:
             raise AgentError(
-                f"{what} failed", output=tail(result.stderr), hint=self._hint(result.stderr)
+                f"{what} failed: {first_line(result.stderr)}",
+                output=tail(result.stderr),
+                hint=self._hint(result.stderr),
             )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
     def _hint(self, error: str) -> str:
-        if "password authentication failed" in error:
-            return (
-                "the database refused the credentials: check [database] url and run "
-                "`onebox env set DATABASE_PASSWORD=...`"
-            )
-        if "could not connect" in error or "Connection refused" in error or "timeout" in error:
-            return (
-                "the database server is not reachable: is it running, and is [database] url right?"
-                if self.external
-                else "PostgreSQL is not running: `systemctl status postgresql` on the server"
-            )
-        return ""
+        unreachable = any(
+            text in error for text in ("could not connect", "Connection refused", "timeout")
+        )
+        return self.connection_hint("password authentication failed" in error, unreachable)
 
-    def ensure(self, values: dict[str, str]) -> bool:
-        changed = self._connection_values(values, "postgresql", 5432)
-        self.secrets = values
-        if self.external:
-            self.sql("SELECT 1", self.database, what="connecting to the external database")
-            return changed
+    def _provision(self, values: dict[str, str]) -> bool:
+        changed = False
         run(["systemctl", "start", "postgresql"], check=False)
         role, password = self.role, values["DATABASE_PASSWORD"]
         exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
@@ -99,7 +87,8 @@ class PostgreSQL(Engine):
         return changed or not exists
 
     def size(self) -> int:
-        return int(self.sql(f"SELECT pg_database_size('{self.database}')")[0][0])
+        query = f"SELECT pg_database_size('{self.database}')"
+        return int(self.sql(query, what="reading the database's size")[0][0])
 
     def dump(self, sink: Sink) -> Checksums:
         """pg_dump in custom format, sharing the snapshot of our own transaction, in which

@@ -315,16 +315,22 @@ def restore(request: dict) -> dict[str, object]:
 
 
 def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
-    db, repo, entry, manifest = open_backup(paths, settings, backup_id)
+    db = engine(paths, settings)
+    repo, entry = find(paths, settings, backup_id)
+    # What the snapshots' tags say is enough to refuse early, before anything is fetched.
+    check_engine(entry.get("engine", "?"), db.name, entry["id"])
+    clean_tmp(paths)
     with step("disk space"):
-        check_space(paths, 2 * manifest["db"]["bytes"] + manifest["media"]["bytes"], "restore")
+        needed = 2 * entry.get("db_bytes", 0) + entry.get("media_bytes", 0)
+        check_space(paths, needed, "restore")
     # The safety backup and the fetch are independent: run them side by side.
     with ThreadPoolExecutor(max_workers=1) as pool:
         safety_job = pool.submit(take, paths, settings, "safety", quiet=True)
+        with step(f"fetch backup {entry['id']}: manifest and media files"):
+            manifest, media = fetch_files(repo, entry, paths)
+            check_engine(manifest["engine"], db.name, manifest["id"])
         with step("fetch and check the dump"):
             dump = fetch_dump(repo, entry, manifest, db)
-        with step("fetch media files"):
-            media = fetch_media(repo, entry, paths)
         with step("safety backup") as state:
             safety = safety_job.result()
             state["detail"] = f"backup {safety['id']}: the data as it was before this restore"
@@ -353,21 +359,21 @@ def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str
     return {"restored": manifest["id"], "from": repo.label, "safety_backup": safety["id"]}
 
 
-def fetch_media(repo: Repository, entry: dict, paths: AppPaths) -> Path:
-    target = paths.backup_tmp / "media"
+def fetch_files(repo: Repository, entry: dict, paths: AppPaths) -> tuple[dict, Path]:
+    """The manifest and the media folder of a backup, in one restic run."""
+    target = paths.backup_tmp / "files"
     repo.run(
         "restore",
         "--no-lock",
         entry["parts"]["files"],
         "--target",
         str(target),
-        "--include",
-        str(paths.media),
-        what="fetching the media files",
+        what="fetching the media files and the manifest",
     )
+    manifest = json.loads((target / str(paths.backups / MANIFEST).lstrip("/")).read_text())
     restored = target / str(paths.media).lstrip("/")
     restored.mkdir(parents=True, exist_ok=True)
-    return restored
+    return manifest, restored
 
 
 def swap_media(paths: AppPaths, restored: Path) -> None:

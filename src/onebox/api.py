@@ -197,6 +197,7 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
             "packages": locked.packages,
             "files": rendered_files(project, server.address),
             "engine": cfg.database.engine,
+            "keep": cfg.deploy.keep,
         }
         if dry_run:
             return {
@@ -405,3 +406,27 @@ def db_pull(
             "file": str(target),
             "bytes": target.stat().st_size,
         }
+
+
+def releases(project: Project, host: str | None, reporter: Reporter) -> dict:
+    return _simple(project, host, reporter, {"action": "releases"})
+
+
+def rollback(
+    project: Project, host: str | None, release: str | None, force: bool, reporter: Reporter
+) -> dict:
+    """Back to the previous (or the named) release, through the same zero-downtime switch."""
+    cfg = project.config
+    with connect(project, host, reporter) as server:
+        request = {
+            "action": "rollback",
+            "app": cfg.app.name,
+            "release": release,
+            "force": force,
+            "deployer": bundle.deployer(),
+            "address": server.address,
+            "health_path": cfg.app.health_path,
+            "manage": cfg.app.manage,
+        }
+        result = remote.call(server.ssh, remote.pack(request), reporter.event)
+        return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}

@@ -178,6 +178,43 @@ def deploy(ctx: Context, host: str | None, dry_run: bool) -> None:
     )
 
 
+@main.command()
+@host_option
+@command
+def releases(ctx: Context, host: str | None) -> None:
+    """List the releases kept on the server; the live one is marked."""
+    result = api.releases(ctx.project(), host, ctx.reporter)
+    rows = [f"  {'RELEASE':<22} {'CREATED':<21} {'COMMIT':<14} DEPLOYED BY"]
+    for entry in reversed(result["releases"]):
+        mark = "*" if entry["live"] else " "
+        rows.append(
+            f"{mark} {entry['release_id']:<22} {entry.get('created', ''):<21} "
+            f"{(entry.get('commit') or '-')[:12]:<14} {entry.get('deployer', '')}"
+        )
+    if not result["releases"]:
+        rows = ["no releases yet: `onebox deploy` makes one"]
+    ctx.done(result, "\n".join(rows))
+
+
+@main.command()
+@host_option
+@click.argument("release", required=False)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Roll back even though the database has migrations the older release lacks.",
+)
+@command
+def rollback(ctx: Context, host: str | None, release: str | None, force: bool) -> None:
+    """Switch back to the previous release (or RELEASE), with no downtime."""
+    result = api.rollback(ctx.project(), host, release, force, ctx.reporter)
+    ctx.done(
+        result,
+        f"rolled back to release {result['release']} (was {result['previous']})\n"
+        f"live at {result['url']}",
+    )
+
+
 def _dry_run_text(result: dict) -> str:
     request = dict(result["request"])
     files = request.pop("files", {})

@@ -78,6 +78,8 @@ class BuildConfig(_Section):
 class DeployConfig(_Section):
     build: list[str] = []
     release: list[str] = []
+    # How many successful releases stay on the server for `onebox rollback`.
+    keep: Annotated[int, Field(ge=1, le=100)] = 5
 
 
 class EnvConfig(_Section):

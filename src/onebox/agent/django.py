@@ -14,13 +14,29 @@ SETTINGS_PROBE = """
 import json, django
 django.setup()
 from django.conf import settings
+from django.db.migrations.loader import MigrationLoader
+disk = MigrationLoader(None, ignore_no_migrations=True).disk_migrations  # no database needed
 print("ONEBOX-SETTINGS " + json.dumps({
+    "MIGRATIONS": sorted(f"{app}.{name}" for app, name in disk),
     "STATIC_URL": str(settings.STATIC_URL or ""),
     "STATIC_ROOT": str(settings.STATIC_ROOT or ""),
     "MEDIA_URL": str(settings.MEDIA_URL or ""),
     "MEDIA_ROOT": str(settings.MEDIA_ROOT or ""),
     "DEBUG": bool(settings.DEBUG),
 }))
+"""
+
+
+# Migrations applied to the database that a release's code does not have: what stands in
+# the way of rolling back to it.
+NEWER_MIGRATIONS_PROBE = """
+import json, django
+django.setup()
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+loader = MigrationLoader(connection, ignore_no_migrations=True)
+newer = set(loader.applied_migrations) - set(loader.disk_migrations)
+print("ONEBOX-NEWER " + json.dumps(sorted(f"{app}.{name}" for app, name in newer)))
 """
 
 
@@ -75,6 +91,21 @@ class Release:
             if line.startswith("ONEBOX-SETTINGS "):
                 return json.loads(line.removeprefix("ONEBOX-SETTINGS "))
         raise AgentError("could not read the Django settings", output=tail(result.stdout))
+
+    def newer_migrations(self) -> list[str]:
+        result = run(
+            [self.python, "-c", NEWER_MIGRATIONS_PROBE],
+            env=self.env,
+            cwd=self.workdir,
+            user=self.app,
+            check=False,
+            timeout=300,
+        )
+        self._check(result, "reading the applied migrations", "MigrationLoader")
+        for line in result.stdout.splitlines():
+            if line.startswith("ONEBOX-NEWER "):
+                return json.loads(line.removeprefix("ONEBOX-NEWER "))
+        raise AgentError("could not read the applied migrations", output=tail(result.stdout))
 
     def _check(self, result, what: str, command: str) -> None:
         if result.returncode == 0:

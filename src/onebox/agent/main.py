@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import backup, envfile, provision, release, status
+from . import backup, envfile, provision, release, releases, status
 from .protocol import EXIT_FAILED, AgentError, emit
 
 ACTIONS = {
@@ -25,6 +25,8 @@ ACTIONS = {
     "verify": lambda request, payload: backup.verify(request),
     "backup-key": lambda request, payload: backup.show_key(request),
     "maintenance": lambda request, payload: backup.maintenance_mode(request),
+    "releases": lambda request, payload: releases.list_releases(request),
+    "rollback": releases.rollback,
 }
 
 

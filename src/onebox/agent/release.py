@@ -61,11 +61,12 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     try:
         release = unpack(request, payload, paths, release_dir, secrets)
         settings = run_django_steps(request, release)
+        site = site_config(request, settings)
         with step("freeze release"):
-            freeze(release_dir, paths.app, request)
+            freeze(release_dir, paths.app, request, site, settings.get("MIGRATIONS", []))
         with step("systemd units") as state:  # [app] workers or wsgi may have changed
             state["changed"] = ensure_units(paths, request["files"])
-        switch(request, paths, release_dir, site_config(request, settings))
+        switch(request, paths, release_dir, site)
     except BaseException:
         discard(paths, release_dir)
         raise
@@ -225,12 +226,17 @@ def _url_prefix(url: object) -> str:
     return "/" + text.strip("/") + "/"
 
 
-def freeze(release_dir: Path, app: str, request: dict) -> None:
-    """From here the release is read-only to the app: its code cannot be changed by it."""
+def freeze(release_dir: Path, app: str, request: dict, site: str, migrations: list[str]) -> None:
+    """From here the release is read-only to the app: its code cannot be changed by it.
+
+    The manifest and the release's own Caddy site stay with it, for `releases` and
+    `rollback` (which puts back the site of the release it returns to)."""
     run(["chown", "-R", f"root:{app}", str(release_dir)])
     run(["chmod", "-R", "u+rwX,g+rX,g-w,o-rwx", str(release_dir)])
     manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    manifest["migrations"] = migrations
+    write_file(release_dir / ".onebox" / "site.caddy", site, mode=0o640, group=app)
     write_file(
         release_dir / ".onebox" / "manifest.json",
         json.dumps(manifest, indent=2),

@@ -14,6 +14,7 @@ import socket
 import time
 from pathlib import Path
 
+from .django import hint_for
 from .paths import SLOTS, AppPaths
 from .protocol import AgentError
 from .system import ensure_symlink, run, tail
@@ -43,19 +44,32 @@ def start_slot(paths: AppPaths, slot: str, release: Path) -> None:
 
 
 CLIENT_ERROR_GRACE = 5.0  # seconds of steady 4xx answers before the health check gives up
+SERVER_ERROR_GRACE = 10.0  # of steady 500s (502-504 may be a slow start: those get it all)
+
+
+def unit_state(paths: AppPaths, slot: str) -> tuple[str, int]:
+    out = run(
+        ["systemctl", "show", paths.unit(slot), "--property=ActiveState,NRestarts"], check=False
+    ).stdout
+    values = dict(line.partition("=")[::2] for line in out.splitlines())
+    return values.get("ActiveState", ""), int(values.get("NRestarts") or 0)
 
 
 def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: float = 60) -> None:
-    """Poll the slot's own socket until the health path answers 2xx/3xx."""
+    """Poll the slot's own socket until the health path answers 2xx/3xx.
+
+    Gives up early when waiting cannot help: the unit died or systemd restarted it (the
+    app crashed), or the app keeps answering 4xx (5 s) or 500 (10 s)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
-    client_errors_since: float | None = None
+    errors_since: float | None = None
     while time.monotonic() < deadline:
-        state = run(["systemctl", "is-active", paths.unit(slot)], check=False).stdout.strip()
-        if state in ("failed", "inactive"):
+        state, restarts = unit_state(paths, slot)
+        if state in ("failed", "inactive") or restarts > 0:
             raise AgentError(
                 "the new release crashed while starting; the live release keeps serving",
                 output=journal(paths, slot),
+                hint=hint_for(journal(paths, slot)),
             )
         try:
             status = http_status(paths.socket(slot), host, path)
@@ -65,13 +79,15 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
             if 200 <= status < 400:
                 return
             last = f"HTTP {status}"
-            # The app answers, and says no (404, 403, 400): waiting longer will not help.
-            if 400 <= status < 500 and status != 429:
-                client_errors_since = client_errors_since or time.monotonic()
-                if time.monotonic() - client_errors_since > CLIENT_ERROR_GRACE:
-                    break
+            # The app answers, and says no: waiting longer will not help.
+            grace = CLIENT_ERROR_GRACE if 400 <= status < 500 and status != 429 else None
+            grace = SERVER_ERROR_GRACE if status == 500 else grace
+            if grace is None:
+                errors_since = None
             else:
-                client_errors_since = None
+                errors_since = errors_since or time.monotonic()
+                if time.monotonic() - errors_since > grace:
+                    break
         time.sleep(0.2)
     raise AgentError(
         f"the new release failed its health check on {path} ({last}); the live "

@@ -1,0 +1,152 @@
+"""Releases under load: deploys and rollbacks drop no request; a release that cannot start
+never receives traffic; a rollback past a migration is refused until forced.
+
+examples/mvp on the shared Debian 12 server (its own domain). A bounded load generator
+(tests/e2e/load.py) sends GETs and POSTs, on kept-alive and on new connections, through
+Caddy for the whole of each operation, and every failed request fails the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json
+from .load import Load
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "rel.test"
+
+
+@pytest.fixture(scope="module")
+def project(server12: Server, tmp_path_factory) -> Path:
+    project = copy_project(ROOT / "examples" / "mvp", tmp_path_factory.mktemp("rel") / "rel")
+    config = project / "onebox.toml"
+    text = config.read_text().replace('name = "mvp"', 'name = "rel"')
+    text = text.replace('host = "sandbox:demo"', f'host = "{server12.host}"')
+    config.write_text(text.replace('domain = ""', f'domain = "{DOMAIN}"'))
+    onebox("setup", cwd=project)
+    onebox("deploy", cwd=project)
+    server12.ca.write_text(onebox("ca", cwd=project).stdout)
+    return project
+
+
+def load(server: Server) -> Load:
+    return Load(server.address, DOMAIN, server.ca)
+
+
+def page(server: Server) -> str:
+    return fetch(f"https://{DOMAIN}/", server.ca, resolve=f"{DOMAIN}:443:{server.address}").body
+
+
+def change_code(project: Path, marker: str) -> None:
+    template = project / "guestbook" / "templates" / "guestbook" / "index.html"
+    text = template.read_text()
+    start = text.index('<p class="tagline">')
+    end = text.index("</p>", start) + len("</p>")
+    template.write_text(text[:start] + f'<p class="tagline">{marker}</p>' + text[end:])
+
+
+def assert_clean(traffic: Load) -> None:
+    assert traffic.failures == [], traffic.failures[:10]
+    assert len(traffic.ok) == 4 and min(traffic.ok.values()) >= 20, traffic.ok
+
+
+def test_deploy_under_load_drops_nothing(server12: Server, project: Path):
+    change_code(project, "version two")
+    with load(server12) as traffic:
+        onebox("deploy", cwd=project)
+    assert_clean(traffic)
+    assert "version two" in page(server12)
+
+
+def test_rollback_under_load_drops_nothing_and_goes_back(server12: Server, project: Path):
+    listed = onebox_json("releases", cwd=project)["result"]["releases"]
+    assert len(listed) >= 2 and listed[-1]["live"] and not listed[-2]["live"]
+    previous, newest = listed[-2]["release_id"], listed[-1]["release_id"]
+    with load(server12) as traffic:
+        result = onebox_json("rollback", cwd=project)["result"]
+    assert_clean(traffic)
+    assert (result["release"], result["previous"]) == (previous, newest)
+    assert "version two" not in page(server12)
+    text = onebox("releases", cwd=project).stdout
+    assert f"* {previous}" in text
+    with load(server12) as traffic:
+        onebox("rollback", newest, cwd=project)  # forward again, by name
+    assert_clean(traffic)
+    assert "version two" in page(server12)
+
+
+def test_unknown_or_live_release_is_refused(project: Path):
+    unknown = onebox("rollback", "19990101-000000-000", cwd=project, check=False)
+    assert unknown.returncode == 3 and "no release '19990101-000000-000'" in unknown.stderr
+    live = onebox_json("releases", cwd=project)["result"]["live"]
+    same = onebox("rollback", live, cwd=project, check=False)
+    assert same.returncode == 3 and "already live" in same.stderr
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("import", "the new release"),
+        ("health", "failed its health check"),
+    ],
+)
+def test_broken_release_under_load_never_gets_traffic(
+    server12: Server, project: Path, breakage: str, message: str
+):
+    settings = project / "mvp" / "settings.py"
+    views = project / "guestbook" / "views.py"
+    original = {path: path.read_text() for path in (settings, views)}
+    live = onebox_json("releases", cwd=project)["result"]["live"]
+    if breakage == "import":  # the WSGI app cannot even be imported in the new slot
+        (project / "mvp" / "wsgi.py").write_text(
+            (project / "mvp" / "wsgi.py").read_text() + "\nimport module_that_is_not_there\n"
+        )
+    else:  # it starts, but its health view fails
+        views.write_text(
+            original[views].replace(
+                "    with connection.cursor() as cursor:",
+                '    raise RuntimeError("unhealthy")\n    with connection.cursor() as cursor:',
+            )
+        )
+    try:
+        with load(server12) as traffic:
+            failed = onebox("deploy", cwd=project, check=False)
+    finally:
+        for path, text in original.items():
+            path.write_text(text)
+        wsgi = project / "mvp" / "wsgi.py"
+        wsgi.write_text(wsgi.read_text().replace("\nimport module_that_is_not_there\n", ""))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert message in failed.stderr
+    assert_clean(traffic)
+    assert onebox_json("releases", cwd=project)["result"]["live"] == live
+
+
+def test_rollback_past_a_migration_is_refused_until_forced(server12: Server, project: Path):
+    migration = project / "guestbook" / "migrations" / "0099_note.py"
+    migration.write_text(
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('guestbook', '0001_initial')]\n"
+        "    operations = [\n"
+        "        migrations.CreateModel('Note', [\n"
+        "            ('id', models.BigAutoField(primary_key=True)),\n"
+        "            ('text', models.TextField()),\n"
+        "        ]),\n"
+        "    ]\n"
+    )
+    (project / "guestbook" / "models.py").write_text(
+        (project / "guestbook" / "models.py").read_text()
+        + "\n\nclass Note(models.Model):\n    text = models.TextField()\n"
+    )
+    onebox("deploy", cwd=project)
+    refused = onebox("rollback", cwd=project, check=False)
+    assert refused.returncode == 3
+    assert "guestbook.0099_note" in refused.stderr and "--force" in refused.stderr
+    forced = onebox_json("rollback", "--force", cwd=project)["result"]
+    assert forced["newer"] == ["guestbook.0099_note"]
+    assert "Guestbook" in page(server12)

@@ -443,3 +443,33 @@ def test_debian13_round_trip(engine: str, server13: Server, tmp_path):
     assert app.json("restore")["restored"] == made["id"]
     assert app.rows() == rows and app.media() == media
     assert app.json("backup", "verify", made["id"])["id"] == made["id"]
+
+
+def test_failing_migration_on_mariadb_leaves_the_database_as_it_was(mysql_app: App):
+    """MySQL's DDL is not transactional: the column the migration adds before it fails
+    stays unless onebox puts the database back from the backup it took first."""
+    dump = f"mariadb-dump --skip-dump-date --order-by-primary {mysql_app.db}"
+    before = mysql_app.server.ssh(dump)
+    migration = mysql_app.project / "guestbook" / "migrations" / "0099_half.py"
+    migration.write_text(
+        "from django.db import migrations, models\n\n\n"
+        "def boom(apps, schema_editor):\n"
+        "    raise RuntimeError('this migration fails after changing the schema')\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('guestbook', '0001_initial')]\n"
+        "    operations = [\n"
+        "        migrations.AddField('entry', 'mood', models.CharField(max_length=9, null=True)),\n"
+        "        migrations.RunPython(boom),\n"
+        "    ]\n"
+    )
+    try:
+        failed = mysql_app.cli("deploy", check=False)
+    finally:
+        migration.unlink()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "this migration fails after changing the schema" in failed.stderr
+    assert "the database was put back from backup" in failed.stderr
+    assert mysql_app.server.ssh(dump) == before
+    assert mysql_app.fetch().status == 200
+    reasons = [b.get("reason") for b in mysql_app.json("backups")["backups"]]
+    assert "predeploy" in reasons

@@ -414,6 +414,36 @@ def set_maintenance(page: Path, on: bool, custom: Path | None = None) -> bool:
     return write_file(page, html, mode=0o644)
 
 
+def before_migrating(paths: AppPaths, pending: list[str] | None) -> dict[str, object]:
+    """The backup a deploy takes before it migrates (waiting for a running backup)."""
+    settings = load_settings(paths)
+    with deploy_lock(paths.backups / ".lock", "deploy", "backup", wait=600):
+        return take(paths, settings, "predeploy", quiet=True)
+
+
+def put_back(paths: AppPaths, taken: dict[str, object]) -> None:
+    """The database as the backup `taken` holds it, behind the maintenance page: after a
+    failed migration, whose half-applied changes the old release must not meet."""
+    settings = load_settings(paths)
+    db = engine(paths, settings)
+    manifest = taken["manifest"]
+    with deploy_lock(paths.backups / ".lock", "deploy", "restore", wait=600):
+        repo, entry = find(paths, settings, str(taken["id"]))
+        dump = fetch_dump(repo, entry, manifest, db)  # type: ignore[arg-type]
+        try:
+            with maintenance(paths):
+                db.load(dump)
+                problems = compare(manifest["db"]["tables"], db.checksums())  # type: ignore[index]
+        finally:
+            discard_dump(paths, dump)
+    if problems:
+        raise AgentError(
+            f"putting back backup {taken['id']} left differences; restore it with "
+            f"`onebox restore {taken['id']}`",
+            output="\n".join(problems),
+        )
+
+
 def maintenance_mode(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
     custom = paths.current / ".onebox" / "maintenance.html"

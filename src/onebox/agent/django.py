@@ -9,15 +9,29 @@ from pathlib import Path
 from .protocol import AgentError
 from .system import run, tail
 
-# Printed by a tiny script run in the release, so onebox learns the settings' real values.
+# Printed by a tiny script run in the release, so onebox learns the settings' real values
+# and the state of the migrations (None when the database does not answer: migrate will
+# then say why).
 SETTINGS_PROBE = """
 import json, django
 django.setup()
 from django.conf import settings
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 disk = MigrationLoader(None, ignore_no_migrations=True).disk_migrations  # no database needed
+name = lambda key: f"{key[0]}.{key[1]}"
+try:
+    executor = MigrationExecutor(connection)
+    applied = sorted(map(name, executor.loader.applied_migrations))
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    pending = [f"{m.app_label}.{m.name}" for m, backwards in plan]
+except Exception:
+    applied = pending = None
 print("ONEBOX-SETTINGS " + json.dumps({
-    "MIGRATIONS": sorted(f"{app}.{name}" for app, name in disk),
+    "MIGRATIONS": sorted(map(name, disk)),
+    "APPLIED": applied,
+    "PENDING": pending,
     "STATIC_URL": str(settings.STATIC_URL or ""),
     "STATIC_ROOT": str(settings.STATIC_ROOT or ""),
     "MEDIA_URL": str(settings.MEDIA_URL or ""),
@@ -26,17 +40,19 @@ print("ONEBOX-SETTINGS " + json.dumps({
 }))
 """
 
-
-# Migrations applied to the database that a release's code does not have: what stands in
-# the way of rolling back to it.
-NEWER_MIGRATIONS_PROBE = """
+# Migrations applied to the database that a release's code does not have (what stands
+# in the way of rolling back to it), and all applied ones.
+MIGRATIONS_PROBE = """
 import json, django
 django.setup()
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 loader = MigrationLoader(connection, ignore_no_migrations=True)
-newer = set(loader.applied_migrations) - set(loader.disk_migrations)
-print("ONEBOX-NEWER " + json.dumps(sorted(f"{app}.{name}" for app, name in newer)))
+name = lambda key: f"{key[0]}.{key[1]}"
+print("ONEBOX-MIGRATIONS " + json.dumps({
+    "applied": sorted(map(name, loader.applied_migrations)),
+    "newer": sorted(map(name, set(loader.applied_migrations) - set(loader.disk_migrations))),
+}))
 """
 
 
@@ -92,9 +108,10 @@ class Release:
                 return json.loads(line.removeprefix("ONEBOX-SETTINGS "))
         raise AgentError("could not read the Django settings", output=tail(result.stdout))
 
-    def newer_migrations(self) -> list[str]:
+    def migrations(self) -> dict[str, list[str]]:
+        """{"applied": [...], "newer": [...]}, read from the database by this release."""
         result = run(
-            [self.python, "-c", NEWER_MIGRATIONS_PROBE],
+            [self.python, "-c", MIGRATIONS_PROBE],
             env=self.env,
             cwd=self.workdir,
             user=self.app,
@@ -103,8 +120,8 @@ class Release:
         )
         self._check(result, "reading the applied migrations", "MigrationLoader")
         for line in result.stdout.splitlines():
-            if line.startswith("ONEBOX-NEWER "):
-                return json.loads(line.removeprefix("ONEBOX-NEWER "))
+            if line.startswith("ONEBOX-MIGRATIONS "):
+                return json.loads(line.removeprefix("ONEBOX-MIGRATIONS "))
         raise AgentError("could not read the applied migrations", output=tail(result.stdout))
 
     def _check(self, result, what: str, command: str) -> None:

@@ -14,19 +14,26 @@ from .protocol import EXIT_LOCKED, AgentError
 
 
 @contextmanager
-def deploy_lock(path: Path, holder: str, action: str) -> Iterator[None]:
-    """flock-based: the kernel drops it when the holding process dies, so it never goes stale."""
+def deploy_lock(path: Path, holder: str, action: str, wait: float = 0) -> Iterator[None]:
+    """flock-based: the kernel drops it when the holding process dies, so it never goes stale.
+
+    `wait`: seconds to wait for the holder to finish before giving up."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AgentError(
-                f"another operation holds the deploy lock: {_describe(fd)}",
-                hint="wait for it to finish, then try again",
-                code=EXIT_LOCKED,
-            ) from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise AgentError(
+                        f"another operation is running: {_describe(fd)}",
+                        hint="wait for it to finish, then try again",
+                        code=EXIT_LOCKED,
+                    ) from None
+                time.sleep(0.5)
         os.ftruncate(fd, 0)
         os.write(
             fd,

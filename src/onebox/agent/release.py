@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from string import Template
 
+from . import backup
 from .django import Release
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
@@ -126,13 +127,44 @@ def run_django_steps(request: dict, release: Release) -> dict[str, object]:
     with step("settings") as state:
         settings = release.settings()
         state["detail"] = link_public_dirs(AppPaths(release.app), release.path, settings)
-    with step("migrate") as state:
-        output = release.manage_py("migrate", "--noinput", what="migrate")
-        state["changed"] = "Applying " in output
+    migrate(AppPaths(release.app), release, settings)
     for command in request.get("release", []):
         with step(f"release: {command}"):
             release.shell(command, f"release command `{command}`")
     return settings
+
+
+TRANSACTIONAL_DDL = ("sqlite", "postgresql")
+
+
+def migrate(paths: AppPaths, release: Release, settings: dict) -> None:
+    """Migrate, with a backup first when anything is pending. If a migration fails after
+    changing the schema (always possible on MySQL, whose DDL is not transactional; on the
+    others when an earlier migration of the run was committed), the database is put back
+    from that backup, so the live release never meets a half-migrated schema."""
+    pending = settings.get("PENDING")
+    taken = None
+    if pending and settings.get("APPLIED"):  # a first migrate has nothing to protect
+        with step("backup before migrating") as state:
+            taken = backup.before_migrating(paths, pending)
+            state["detail"] = f"backup {taken['id']}; pending: {', '.join(pending)}"
+    with step("migrate") as state:
+        try:
+            output = release.manage_py("migrate", "--noinput", what="migrate")
+        except AgentError as exc:
+            if taken is not None and schema_changed(release, settings):
+                emit("log", text=f"putting the database back as backup {taken['id']} holds it")
+                backup.put_back(paths, taken)
+                exc.message += f"; the database was put back from backup {taken['id']}"
+            raise
+        state["changed"] = "Applying " in output
+
+
+def schema_changed(release: Release, settings: dict) -> bool:
+    engine = json.loads(AppPaths(release.app).settings.read_text())["database"]["engine"]
+    if engine not in TRANSACTIONAL_DDL or settings.get("APPLIED") is None:
+        return True
+    return release.migrations()["applied"] != settings["APPLIED"]
 
 
 def release_env(request: dict, paths: AppPaths) -> dict[str, str]:

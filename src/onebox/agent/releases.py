@@ -57,7 +57,7 @@ def _rollback(request: dict, paths: AppPaths) -> dict[str, object]:
     target = choose(paths, live, request.get("release"))
     release = Release(paths.app, target, release_env(paths, target), request["manage"])
     with step("schema check") as state:
-        newer = release.newer_migrations()
+        newer = release.migrations()["newer"]
         state["detail"] = f"{len(newer)} migration(s) newer than {target.name}"
     if newer and not request.get("force"):
         raise AgentError(

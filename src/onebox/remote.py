@@ -16,7 +16,8 @@ from onebox.transport import SSH
 
 AGENT_DIR = Path(__file__).parent / "agent"
 
-# Unpacks the stream into a private temp dir, runs the agent, removes the dir.
+# Unpacks the stream into a private temp dir and hands it to the agent's launcher (which
+# runs state-changing actions in a systemd unit of their own, see agent/launch.py).
 BOOTSTRAP = (
     "import sys,tarfile,tempfile,shutil\n"
     "d=tempfile.mkdtemp(prefix='onebox-agent-')\n"
@@ -24,8 +25,8 @@ BOOTSTRAP = (
     " t=tarfile.open(fileobj=sys.stdin.buffer,mode='r|')\n"
     " t.extractall(d,**({'filter':'tar'} if hasattr(tarfile,'tar_filter') else {}))\n"
     " sys.path.insert(0,d)\n"
-    " from onebox_agent.main import main\n"
-    " code=main(d)\n"
+    " from onebox_agent.launch import launch\n"
+    " code=launch(d)\n"
     "finally:\n"
     " shutil.rmtree(d,ignore_errors=True)\n"
     "sys.exit(code)\n"

@@ -8,6 +8,10 @@ Caddy for the whole of each operation, and every failed request fails the test.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +154,82 @@ def test_rollback_past_a_migration_is_refused_until_forced(server12: Server, pro
     forced = onebox_json("rollback", "--force", cwd=project)["result"]
     assert forced["newer"] == ["guestbook.0099_note"]
     assert "Guestbook" in page(server12)
+
+
+DEPLOY_STEPS = [
+    "unpack release",
+    "build packages",
+    "virtualenv",
+    "collectstatic",
+    "settings",
+    "migrate",
+    "freeze release",
+    "systemd units",
+    "start",
+    "health check",
+    "caddy site",
+    "switch traffic",
+    "stop old release",
+]
+
+
+def wait_until_idle(server: Server, app: str = "rel", limit: float = 120) -> None:
+    """The detached run of a killed client finishes on its own."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        units = server.ssh(
+            f"systemctl list-units --no-legend --plain 'onebox-{app}-deploy-*' "
+            "--state=active,activating,deactivating"
+        )
+        if not units.strip():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the detached deploy still runs after {limit}s: {units}")
+
+
+@pytest.mark.parametrize("after", ["launch", *DEPLOY_STEPS])
+def test_killed_client_leaves_the_site_serving(server12: Server, project: Path, after: str):
+    """SIGKILL of the client right after each step of a deploy (and right after it
+    started): the site keeps answering, the server finishes the deploy on its own, the
+    next deploy succeeds."""
+    before = onebox_json("releases", cwd=project)["result"]["live"]
+    change_code(project, f"killed after {after}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onebox", "deploy"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 120
+    assert process.stdout is not None
+    if after == "launch":  # while it connects and streams the release to the server
+        time.sleep(1.5)
+    while after != "launch" and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line.strip())
+        if re.search(rf"[✓·] {re.escape(after)}\b", line):
+            break
+    process.kill()  # SIGKILL: no handler runs, the SSH session just vanishes
+    process.wait()
+    assert fetch_status(server12) == 200
+    wait_until_idle(server12)
+    assert fetch_status(server12) == 200
+    live = onebox_json("releases", cwd=project)["result"]["live"]
+    served = page(server12)
+    if after != "launch":  # the server had the release: it finished the deploy on its own
+        assert live != before, seen
+    if live == before:
+        assert f"killed after {after}" not in served
+    else:  # the server carried the deploy through
+        assert f"killed after {after}" in served, seen
+    change_code(project, f"next deploy after {after}")
+    onebox("deploy", cwd=project)
+    assert f"next deploy after {after}" in page(server12)
+
+
+def fetch_status(server: Server) -> int:
+    return fetch(f"https://{DOMAIN}/", server.ca, resolve=f"{DOMAIN}:443:{server.address}").status

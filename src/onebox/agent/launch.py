@@ -1,0 +1,121 @@
+"""Run an action so that the client may vanish: in a transient systemd unit of its own.
+
+Actions that change the server (setup, deploy, rollback, restore, backup, verify) do not
+run in the SSH session. The launcher starts the agent with `systemd-run`, then only
+relays its events (written to a file) to the client. If the client is killed or the
+connection drops, the launcher dies and the unit carries on to the end: a deploy is
+never left half-applied by the client. The next operation waits on the same locks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .main import main
+from .protocol import EXIT_FAILED, emit
+
+DETACHED = {"setup", "deploy", "rollback", "restore", "backup", "verify"}
+RUNS = Path("/var/lib/onebox/runs")
+EXIT_FILE = "exit-code"
+
+
+def launch(workdir: str) -> int:
+    """Called by the bootstrap with the unpacked stream; returns the action's exit code."""
+    root = Path(workdir)
+    request = json.loads((root / "request.json").read_text())
+    if request.get("action") not in DETACHED or os.geteuid() != 0:
+        return main(workdir)
+    clean_old_runs()
+    run_dir = RUNS / f"onebox-{request.get('app', 'x')}-{request['action']}-{os.getpid()}"
+    RUNS.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.move(str(root), run_dir)  # the bootstrap's temp dir goes away when it exits
+    root.mkdir()  # (an empty one for it to remove)
+    events = run_dir / "events.jsonl"
+    events.touch(mode=0o600)
+    unit = run_dir.name
+    started = subprocess.run(
+        [
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={unit}",
+            "--description=onebox " + request["action"],
+            f"--property=StandardOutput=append:{events}",
+            f"--property=StandardError=append:{run_dir / 'stderr'}",
+            f"--setenv=PYTHONPATH={run_dir}",
+            "--property=KillMode=mixed",
+            "/usr/bin/python3",
+            "-m",
+            "onebox_agent.launch",
+            str(run_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if started.returncode != 0:
+        emit("error", message="could not start the onebox agent", output=started.stderr)
+        return EXIT_FAILED
+    return follow(run_dir, unit)
+
+
+def follow(run_dir: Path, unit: str) -> int:
+    """Relay the unit's events until it has finished; its exit code is ours."""
+    events = run_dir / "events.jsonl"
+    with events.open() as handle:
+        while True:
+            line = handle.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                continue
+            code = run_dir / EXIT_FILE
+            if code.is_file():
+                rest = handle.read()
+                sys.stdout.write(rest)
+                sys.stdout.flush()
+                value = int(code.read_text() or EXIT_FAILED)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                return value
+            if not unit_running(unit) and not code.is_file():
+                stderr = (run_dir / "stderr").read_text(errors="replace")[-2000:]
+                emit("error", message="the onebox agent stopped unexpectedly", output=stderr)
+                return EXIT_FAILED
+            time.sleep(0.05)
+
+
+def unit_running(unit: str) -> bool:
+    state = subprocess.run(
+        ["systemctl", "is-active", f"{unit}.service"], capture_output=True, text=True
+    ).stdout.strip()
+    return state in ("active", "activating", "deactivating")
+
+
+def clean_old_runs(age: float = 86400) -> None:
+    """Run folders whose client never came back for them (their unit finished long ago)."""
+    if not RUNS.is_dir():
+        return
+    for folder in RUNS.iterdir():
+        try:
+            old = time.time() - folder.stat().st_mtime > age
+        except OSError:
+            continue
+        if old and not unit_running(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def detached(run_dir: str) -> int:
+    """Inside the transient unit: run the action, then leave the exit code for the relay."""
+    code = main(run_dir)
+    (Path(run_dir) / EXIT_FILE).write_text(str(code))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(detached(sys.argv[1]))

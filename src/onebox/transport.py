@@ -159,8 +159,10 @@ class SSH:
         return subprocess.call(self.argv(remote, tty=sys.stdin.isatty()))
 
     def close(self) -> None:
+        # `stop`, not `exit`: the master takes no new sessions and ends with its last one,
+        # so another onebox run sharing it (a deploy still running) is not cut off.
         subprocess.run(
-            ["ssh", *self.options(), "-O", "exit", self.target.host],
+            ["ssh", *self.options(), "-O", "stop", self.target.host],
             capture_output=True,
             check=False,
         )

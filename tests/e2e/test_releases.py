@@ -233,3 +233,27 @@ def test_killed_client_leaves_the_site_serving(server12: Server, project: Path, 
 
 def fetch_status(server: Server) -> int:
     return fetch(f"https://{DOMAIN}/", server.ca, resolve=f"{DOMAIN}:443:{server.address}").status
+
+
+def test_second_deploy_while_one_runs_is_refused(server12: Server, project: Path):
+    change_code(project, "concurrent")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "onebox", "deploy"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert first.stdout is not None
+    for line in first.stdout:  # the first one holds the lock from its first step on
+        if "unpack release" in line:
+            break
+    second = onebox("deploy", cwd=project, check=False)
+    rollback = onebox("rollback", cwd=project, check=False)
+    rest, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, rest
+    for refused in (second, rollback):
+        assert refused.returncode == 7, refused.stdout + refused.stderr
+        assert "another operation is running: deploy by" in refused.stderr
+        assert " since 20" in refused.stderr
+    assert "concurrent" in page(server12)

@@ -77,7 +77,9 @@ class BuildConfig(_Section):
 
 class DeployConfig(_Section):
     build: list[str] = []
+    before_migrate: list[str] = []
     release: list[str] = []
+    after_switch: list[str] = []
     # How many successful releases stay on the server for `onebox rollback`.
     keep: Annotated[int, Field(ge=1, le=100)] = 5
 

@@ -43,6 +43,7 @@ class Load:
     limit: float = 180
     ok: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # seconds, of the good answers
 
     def __post_init__(self) -> None:
         self.context = ssl.create_default_context(cafile=str(self.ca))
@@ -62,7 +63,7 @@ class Load:
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', body).group(1)
         return cookie, token
 
-    def __enter__(self) -> Load:
+    def start(self, settle: float = 1) -> Load:
         for method in ("GET", "POST"):
             for keep_alive in (True, False):
                 thread = threading.Thread(
@@ -70,14 +71,20 @@ class Load:
                 )
                 thread.start()
                 self._threads.append(thread)
-        time.sleep(1)  # steady state before the change
+        time.sleep(settle)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(1)  # and after it
+    def stop(self, settle: float = 1) -> None:
+        time.sleep(settle)
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+    def __enter__(self) -> Load:
+        return self.start()  # a second of steady state before the change
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()  # and one after it
 
     @property
     def total(self) -> int:
@@ -125,6 +132,7 @@ class Load:
                 with self._lock:
                     if good:
                         self.ok[kind] = self.ok.get(kind, 0) + 1
+                        self.latencies.append(time.monotonic() - started)
                     else:
                         self.failures.append(f"{kind}: HTTP {status}")
             except (OSError, http.client.HTTPException) as exc:

@@ -257,3 +257,24 @@ def test_second_deploy_while_one_runs_is_refused(server12: Server, project: Path
         assert "another operation is running: deploy by" in refused.stderr
         assert " since 20" in refused.stderr
     assert "concurrent" in page(server12)
+
+
+def test_hooks_run_around_migrate_and_after_the_switch(server12: Server, project: Path):
+    config = project / "onebox.toml"
+    original = config.read_text()
+    config.write_text(
+        original.replace(
+            "release = []",
+            'release = []\nbefore_migrate = ["echo before > $MEDIA_ROOT/.hook-before"]\n'
+            'after_switch = ["echo $ONEBOX_RELEASE > $MEDIA_ROOT/.hook-after", "false"]',
+        )
+    )
+    try:
+        result = onebox_json("deploy", cwd=project)["result"]
+    finally:
+        config.write_text(original)
+    assert result["hooks_failed"] == ["false"]  # reported; the deploy itself succeeded
+    media = "/srv/rel/shared/media"
+    assert server12.ssh(f"cat {media}/.hook-before").strip() == "before"
+    assert server12.ssh(f"cat {media}/.hook-after").strip() == result["release"]
+    assert onebox_json("releases", cwd=project)["result"]["live"] == result["release"]

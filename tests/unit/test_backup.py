@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from onebox.agent.backup import compare, group, kept
+from onebox.agent.backup import group, kept
+from onebox.agent.restore import compare
 from onebox.config import load_config
 from onebox.errors import ConfigError
 from onebox.lock import Lock, pinned_names, with_driver

@@ -1,4 +1,4 @@
-"""`onebox backup`, `backups`, `restore`, `backup verify`: the app's data, kept and proven.
+"""`onebox backup` and `backups`: the app's data, kept (restore.py loads it back).
 
 A backup is two restic snapshots tagged with one backup id: the database dump (streamed
 from the dump tool into restic, never a copy of a live file) and the media folder with a
@@ -13,33 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .database import Engine, check_engine, engine_for
+from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError, emit, step
+from .protocol import EXIT_CONFIG, AgentError, emit
 from .protocol import step as report_step
 from .restic import Repository, snapshot_id, tags_of
 from .system import ensure_dir, read_env_file, run, tail, write_file
 
 MANIFEST = "manifest.json"
 ALWAYS_KEEP = 3  # the newest backups survive any policy (a safety backup is one of them)
-MAINTENANCE_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Down for maintenance</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}
-</style></head><body><h1>Down for maintenance</h1>
-<p>The site is being updated and will be back in a minute.</p></body></html>
-"""
-
 
 # --------------------------------------------------------------------------- settings
 
@@ -245,212 +236,6 @@ def find(paths: AppPaths, settings: dict, backup_id: str | None) -> tuple[Reposi
     )
 
 
-def open_backup(
-    paths: AppPaths, settings: dict, backup_id: str | None
-) -> tuple[Engine, Repository, dict, dict]:
-    """The backup (the latest, or the named one), its manifest, and the engine to load it
-    into; a backup of another engine is refused here, before anything is fetched."""
-    db = engine(paths, settings)
-    repo, entry = find(paths, settings, backup_id)
-    clean_tmp(paths)
-    with step(f"read backup {entry['id']}"):
-        manifest = read_manifest(repo, entry, paths)
-        check_engine(manifest["engine"], db.name, manifest["id"])
-    return db, repo, entry, manifest
-
-
-def read_manifest(repo: Repository, entry: dict, paths: AppPaths) -> dict:
-    target = paths.backup_tmp / MANIFEST
-    repo.dump(entry["parts"]["files"], str(paths.backups / MANIFEST), target)
-    try:
-        return json.loads(target.read_text())
-    finally:
-        target.unlink(missing_ok=True)
-
-
-def fetch_dump(repo: Repository, entry: dict, manifest: dict, db: Engine) -> Path:
-    """The dump, checked against the manifest: a truncated or altered one is never loaded."""
-    target = db.staging() / manifest["db"]["file"]
-    repo.dump(entry["parts"]["db"], f"/{manifest['db']['file']}", target)
-    digest = hashlib.sha256()
-    with target.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    if digest.hexdigest() != manifest["db"]["sha256"]:
-        target.unlink()
-        raise AgentError(
-            f"backup {manifest['id']} is damaged: its dump does not match the checksum taken "
-            "when it was made; nothing was restored",
-            hint="pick an older backup (`onebox backups`)",
-        )
-    return target
-
-
-def compare(expected: dict, found: dict) -> list[str]:
-    problems = []
-    for table in sorted(set(expected) | set(found)):
-        if table not in found:
-            problems.append(f"{table}: missing")
-        elif table not in expected:
-            problems.append(f"{table}: not in the backup")
-        elif expected[table][0] != found[table][0]:
-            problems.append(f"{table}: {found[table][0]} rows, {expected[table][0]} expected")
-        elif expected[table][1] != found[table][1]:
-            problems.append(f"{table}: same row count, different content")
-    return problems
-
-
-# --------------------------------------------------------------------------- restore
-
-
-def restore(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
-    settings = load_settings(paths)
-    holder = request.get("deployer", "onebox")
-    with (
-        deploy_lock(paths.lock, holder, "restore"),
-        deploy_lock(paths.backups / ".lock", holder, "restore"),
-    ):
-        return _restore(paths, settings, request.get("id"))
-
-
-def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
-    db = engine(paths, settings)
-    repo, entry = find(paths, settings, backup_id)
-    # What the snapshots' tags say is enough to refuse early, before anything is fetched.
-    check_engine(entry.get("engine", "?"), db.name, entry["id"])
-    clean_tmp(paths)
-    with step("disk space"):
-        needed = 2 * entry.get("db_bytes", 0) + entry.get("media_bytes", 0)
-        check_space(paths, needed, "restore")
-    # The safety backup and the fetch are independent: run them side by side.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        safety_job = pool.submit(take, paths, settings, "safety", quiet=True)
-        with step(f"fetch backup {entry['id']}: manifest and media files"):
-            manifest, media = fetch_files(repo, entry, paths)
-            check_engine(manifest["engine"], db.name, manifest["id"])
-        with step("fetch and check the dump"):
-            dump = fetch_dump(repo, entry, manifest, db)
-        with step("safety backup") as state:
-            safety = safety_job.result()
-            state["detail"] = f"backup {safety['id']}: the data as it was before this restore"
-    with maintenance(paths):
-        try:
-            with step("restore database") as state:
-                db.load(dump)
-                problems = compare(manifest["db"]["tables"], db.checksums())
-                if problems:
-                    raise AgentError(
-                        "the restored database differs from the backup",
-                        output="\n".join(problems),
-                    )
-                state["detail"] = f"{len(manifest['db']['tables'])} tables, identical to the backup"
-            with step("restore media files"):
-                swap_media(paths, media)
-        except AgentError as exc:
-            with step(f"put back the data of safety backup {safety['id']}"):
-                safety_repo, safety_entry = find(paths, settings, str(safety["id"]))
-                db.load(fetch_dump(safety_repo, safety_entry, safety["manifest"], db))
-            exc.message += f"; the database was put back as it was (safety backup {safety['id']})"
-            raise
-        finally:
-            discard_dump(paths, dump)
-    clean_tmp(paths)
-    return {"restored": manifest["id"], "from": repo.label, "safety_backup": safety["id"]}
-
-
-def fetch_files(repo: Repository, entry: dict, paths: AppPaths) -> tuple[dict, Path]:
-    """The manifest and the media folder of a backup, in one restic run."""
-    target = paths.backup_tmp / "files"
-    repo.run(
-        "restore",
-        "--no-lock",
-        entry["parts"]["files"],
-        "--target",
-        str(target),
-        what="fetching the media files and the manifest",
-    )
-    manifest = json.loads((target / str(paths.backups / MANIFEST).lstrip("/")).read_text())
-    restored = target / str(paths.media).lstrip("/")
-    restored.mkdir(parents=True, exist_ok=True)
-    return manifest, restored
-
-
-def swap_media(paths: AppPaths, restored: Path) -> None:
-    """Replace the media folder's contents in two renames; owner and modes come from restic."""
-    old = paths.backup_tmp / "media-before"
-    shutil.rmtree(old, ignore_errors=True)
-    info = paths.media.stat() if paths.media.exists() else None
-    if paths.media.exists():
-        os.rename(paths.media, old)
-    os.rename(restored, paths.media)
-    if info:
-        os.chown(paths.media, info.st_uid, info.st_gid)
-        os.chmod(paths.media, info.st_mode & 0o7777)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-class maintenance:  # a with-statement helper, named like contextlib's
-    """Caddy answers 503 with a maintenance page while this is open (no reload needed)."""
-
-    def __init__(self, paths: AppPaths) -> None:
-        self.page = paths.maintenance / "on.html"
-        self.custom = paths.current / ".onebox" / "maintenance.html"
-
-    def __enter__(self) -> None:
-        set_maintenance(self.page, True, self.custom)
-
-    def __exit__(self, *exc: object) -> None:
-        set_maintenance(self.page, False, self.custom)
-
-
-def set_maintenance(page: Path, on: bool, custom: Path | None = None) -> bool:
-    ensure_dir(page.parent, mode=0o755)
-    if not on:
-        existed = page.exists()
-        page.unlink(missing_ok=True)
-        return existed
-    html = custom.read_text() if custom and custom.is_file() else MAINTENANCE_PAGE
-    return write_file(page, html, mode=0o644)
-
-
-def before_migrating(paths: AppPaths, pending: list[str] | None) -> dict[str, object]:
-    """The backup a deploy takes before it migrates (waiting for a running backup)."""
-    settings = load_settings(paths)
-    with deploy_lock(paths.backups / ".lock", "deploy", "backup", wait=600):
-        return take(paths, settings, "predeploy", quiet=True)
-
-
-def put_back(paths: AppPaths, taken: dict[str, object]) -> None:
-    """The database as the backup `taken` holds it, behind the maintenance page: after a
-    failed migration, whose half-applied changes the old release must not meet."""
-    settings = load_settings(paths)
-    db = engine(paths, settings)
-    manifest = taken["manifest"]
-    with deploy_lock(paths.backups / ".lock", "deploy", "restore", wait=600):
-        repo, entry = find(paths, settings, str(taken["id"]))
-        dump = fetch_dump(repo, entry, manifest, db)  # type: ignore[arg-type]
-        try:
-            with maintenance(paths):
-                db.load(dump)
-                problems = compare(manifest["db"]["tables"], db.checksums())  # type: ignore[index]
-        finally:
-            discard_dump(paths, dump)
-    if problems:
-        raise AgentError(
-            f"putting back backup {taken['id']} left differences; restore it with "
-            f"`onebox restore {taken['id']}`",
-            output="\n".join(problems),
-        )
-
-
-def maintenance_mode(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
-    custom = paths.current / ".onebox" / "maintenance.html"
-    changed = set_maintenance(paths.maintenance / "on.html", request["on"], custom)
-    return {"maintenance": request["on"], "changed": changed}
-
-
 def show_key(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
     settings = load_settings(paths)
@@ -463,49 +248,6 @@ def show_key(request: dict) -> dict[str, object]:
         "repositories": [repo.location for repo in repositories(paths, settings)],
         "ssh_public_key": public.read_text().strip() if public.is_file() else "",
     }
-
-
-# --------------------------------------------------------------------------- verify
-
-
-def verify(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
-    settings = load_settings(paths)
-    with deploy_lock(paths.backups / ".lock", request.get("deployer", "onebox"), "verify"):
-        try:
-            result = _verify(paths, settings, request.get("id"))
-        except AgentError as exc:
-            record(paths, "verify", ok=False, error=exc.message)
-            raise
-    record(paths, "verify", ok=True, id=result["id"])
-    return result
-
-
-def _verify(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
-    db, repo, entry, manifest = open_backup(paths, settings, backup_id)
-    with step("fetch and check the dump"):
-        dump = fetch_dump(repo, entry, manifest, db)
-    try:
-        with step("restore into a scratch database") as state:
-            db.load(dump, scratch=True)
-            problems = compare(manifest["db"]["tables"], db.checksums(scratch=True))
-            if problems:
-                raise AgentError(
-                    f"backup {manifest['id']} does not restore to what was backed up",
-                    output="\n".join(problems),
-                )
-            rows = sum(count for count, _ in manifest["db"]["tables"].values())
-            state["detail"] = f"{len(manifest['db']['tables'])} tables, {rows} rows identical"
-    finally:
-        db.drop_scratch()
-        discard_dump(paths, dump)
-        clean_tmp(paths)
-    checked = []
-    for repository in repositories(paths, settings):
-        with step(f"check the {repository.label} repository"):
-            repository.run("check", "--read-data-subset", "10%", what="restic check")
-            checked.append(repository.label)
-    return {"id": manifest["id"], "tables": len(manifest["db"]["tables"]), "checked": checked}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -550,13 +292,6 @@ def check_space(paths: AppPaths, needed: int, what: str) -> None:
             hint="free some space (old releases, logs, `apt-get clean`) or grow the disk; "
             "nothing was changed",
         )
-
-
-def discard_dump(paths: AppPaths, dump: Path) -> None:
-    if dump.parent == paths.backup_tmp:
-        dump.unlink(missing_ok=True)
-    else:  # a folder of the engine's own (SQLite's, beside the database)
-        shutil.rmtree(dump.parent, ignore_errors=True)
 
 
 def clean_tmp(paths: AppPaths) -> None:

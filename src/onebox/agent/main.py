@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import backup, envfile, provision, release, releases, status
+from . import backup, envfile, provision, release, releases, restore, status
 from .protocol import EXIT_FAILED, AgentError, emit
 
 ACTIONS = {
@@ -21,10 +21,10 @@ ACTIONS = {
     "status": lambda request, payload: status.status(request),
     "backup": lambda request, payload: backup.backup(request),
     "backups": lambda request, payload: backup.list_backups(request),
-    "restore": lambda request, payload: backup.restore(request),
-    "verify": lambda request, payload: backup.verify(request),
+    "restore": lambda request, payload: restore.restore(request),
+    "verify": lambda request, payload: restore.verify(request),
     "backup-key": lambda request, payload: backup.show_key(request),
-    "maintenance": lambda request, payload: backup.maintenance_mode(request),
+    "maintenance": lambda request, payload: restore.maintenance_mode(request),
     "releases": lambda request, payload: releases.list_releases(request),
     "rollback": releases.rollback,
 }

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from string import Template
 
-from . import backup
+from . import restore
 from .django import Release
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
@@ -64,15 +64,17 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
         settings = run_django_steps(request, release)
         site = site_config(request, settings)
         with step("freeze release"):
-            freeze(release_dir, paths.app, request, site, settings.get("MIGRATIONS", []))
+            freeze(release_dir, paths.app, request, site, settings)
         with step("systemd units") as state:  # [app] workers or wsgi may have changed
             state["changed"] = ensure_units(paths, request["files"])
         switch(request, paths, release_dir, site)
     except BaseException:
         discard(paths, release_dir)
         raise
+    hooks_failed = after_switch(request, release)
     pruned = prune(paths, request.get("keep", 5))
     return {
+        "hooks_failed": hooks_failed,
         "release": request["release_id"],
         "slot": live_slot(paths),
         "pruned": pruned,
@@ -127,6 +129,9 @@ def run_django_steps(request: dict, release: Release) -> dict[str, object]:
     with step("settings") as state:
         settings = release.settings()
         state["detail"] = link_public_dirs(AppPaths(release.app), release.path, settings)
+    for command in request.get("before_migrate", []):
+        with step(f"before migrate: {command}"):
+            release.shell(command, f"before-migrate command `{command}`")
     migrate(AppPaths(release.app), release, settings)
     for command in request.get("release", []):
         with step(f"release: {command}"):
@@ -146,7 +151,7 @@ def migrate(paths: AppPaths, release: Release, settings: dict) -> None:
     taken = None
     if pending and settings.get("APPLIED"):  # a first migrate has nothing to protect
         with step("backup before migrating") as state:
-            taken = backup.before_migrating(paths, pending)
+            taken = restore.before_migrating(paths, pending)
             state["detail"] = f"backup {taken['id']}; pending: {', '.join(pending)}"
     with step("migrate") as state:
         try:
@@ -154,7 +159,7 @@ def migrate(paths: AppPaths, release: Release, settings: dict) -> None:
         except AgentError as exc:
             if taken is not None and schema_changed(release, settings):
                 emit("log", text=f"putting the database back as backup {taken['id']} holds it")
-                backup.put_back(paths, taken)
+                restore.put_back(paths, taken)
                 exc.message += f"; the database was put back from backup {taken['id']}"
             raise
         state["changed"] = "Applying " in output
@@ -258,7 +263,7 @@ def _url_prefix(url: object) -> str:
     return "/" + text.strip("/") + "/"
 
 
-def freeze(release_dir: Path, app: str, request: dict, site: str, migrations: list[str]) -> None:
+def freeze(release_dir: Path, app: str, request: dict, site: str, settings: dict) -> None:
     """From here the release is read-only to the app: its code cannot be changed by it.
 
     The manifest and the release's own Caddy site stay with it, for `releases` and
@@ -267,7 +272,8 @@ def freeze(release_dir: Path, app: str, request: dict, site: str, migrations: li
     run(["chmod", "-R", "u+rwX,g+rX,g-w,o-rwx", str(release_dir)])
     manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    manifest["migrations"] = migrations
+    manifest["migrations"] = settings.get("MIGRATIONS", [])  # what its code has
+    manifest["migrated"] = settings.get("PENDING") or []  # what this deploy applied
     write_file(release_dir / ".onebox" / "site.caddy", site, mode=0o640, group=app)
     write_file(
         release_dir / ".onebox" / "manifest.json",
@@ -298,6 +304,20 @@ def switch(request: dict, paths: AppPaths, release_dir: Path, site: str) -> None
         emit("log", text=f"traffic now goes to release {release_dir.name} ({new} slot)")
     with step("stop old release"):
         retire(paths, old, new)
+
+
+def after_switch(request: dict, release: Release) -> list[str]:
+    """Hooks once the release serves (a cache warm-up, a notification). Traffic has moved
+    already: a failing hook is reported, and changes nothing."""
+    failed = []
+    for command in request.get("after_switch", []):
+        try:
+            with step(f"after switch: {command}"):
+                release.shell(command, f"after-switch command `{command}`")
+        except AgentError as exc:
+            emit("log", text=f"warning: {exc.message}; the new release serves all the same")
+            failed.append(command)
+    return failed
 
 
 def discard(paths: AppPaths, release_dir: Path) -> None:

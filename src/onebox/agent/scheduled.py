@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import backup, protocol
+from . import backup, protocol, restore
 
 
 def main(argv: list[str]) -> int:
@@ -18,7 +18,7 @@ def main(argv: list[str]) -> int:
     job, app = argv
     request = {"app": app, "deployer": f"{job} timer", "reason": "scheduled"}
     try:
-        result = (backup.backup if job == "backup" else backup.verify)(request)
+        result = (backup.backup if job == "backup" else restore.verify)(request)
     except protocol.AgentError as exc:
         print(f"{job} FAILED: {exc.message}", file=sys.stderr)
         if exc.output:

@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Updating a live site under load: onebox deploy and rollback beside the naive ways.
+
+One Debian 12 practice server runs examples/mvp twice, behind the same Caddy: as onebox
+deploys it (rel.test, blue/green slots), and as a plain gunicorn systemd service on the
+same release (naive.test). Under the same steady load (tests/e2e/load.py: GETs and POSTs,
+kept-alive and new connections, 4 clients at 25 req/s each, bounded), it times, in turns:
+steady state (nothing happens), `onebox deploy` of a one-line change, `onebox rollback`,
+`systemctl restart` of the plain gunicorn, and `kill -HUP` of its master. Prints, per
+method, the wall time, requests answered, failures and latency (p50/p99/max).
+Needs root (practice servers).
+
+    uv run python bench/releases.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.load import Load  # noqa: E402  (the e2e tests' load generator)
+
+NAIVE_UNIT = """[Unit]
+Description=the example app, run the plain way
+[Service]
+User=rel
+Group=rel
+WorkingDirectory=/srv/rel/current
+EnvironmentFile=/srv/rel/current/.onebox/release.env
+EnvironmentFile=/etc/onebox/rel.env
+RuntimeDirectory=naive
+RuntimeDirectoryMode=0755
+UMask=0000
+ExecStart=/srv/rel/current/.venv/bin/gunicorn mvp.wsgi:application \\
+    --bind unix:/run/naive/naive.sock --workers 2 --forwarded-allow-ips=*
+ExecReload=/bin/kill -HUP $MAINPID
+[Install]
+WantedBy=multi-user.target
+"""
+NAIVE_SITE = """naive.test {
+\ttls internal
+\treverse_proxy unix//run/naive/naive.sock {
+\t\theader_up Host rel.test
+\t\theader_up Origin https://rel.test
+\t\theader_up Referer https://rel.test/
+\t}
+}
+"""
+
+
+def onebox(*args: str, cwd: Path | None = None) -> tuple[float, str]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "onebox", *args], cwd=cwd, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        sys.exit(f"onebox {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return time.monotonic() - started, result.stdout
+
+
+class Server:
+    def __init__(self, name: str, address: str) -> None:
+        box = Path("/var/lib/onebox/sandboxes") / name
+        self.name, self.address = name, address
+        self.base = ["ssh", "-i", str(box / "id_ed25519"), "-o", "BatchMode=yes"]
+        self.base += ["-o", f"UserKnownHostsFile={box / 'known_hosts'}", f"root@{address}"]
+
+    def ssh(self, command: str, input: str | None = None) -> float:
+        started = time.monotonic()
+        result = subprocess.run(
+            [*self.base, command], input=input, capture_output=True, text=True, timeout=600
+        )
+        if result.returncode != 0:
+            sys.exit(f"ssh {command!r} failed:\n{result.stderr}")
+        return time.monotonic() - started
+
+
+def prepare(tmp: Path) -> tuple[Server, Path, Path]:
+    name = f"brel-{os.getpid()}"
+    onebox("sandbox", "create", name)
+    boxes = json.loads(onebox("--json", "sandbox", "list")[1])["result"]
+    server = Server(name, next(b["address"] for b in boxes if b["name"] == name))
+    project = tmp / "rel"
+    shutil.copytree(
+        ROOT / "examples" / "mvp",
+        project,
+        ignore=shutil.ignore_patterns("db.sqlite3", "media", "staticfiles", "__pycache__"),
+    )
+    config = project / "onebox.toml"
+    text = config.read_text().replace('name = "mvp"', 'name = "rel"')
+    text = text.replace('host = "sandbox:demo"', f'host = "sandbox:{name}"')
+    config.write_text(text.replace('domain = ""', 'domain = "rel.test"'))
+    onebox("setup", cwd=project)
+    onebox("deploy", cwd=project)
+    ca = tmp / "ca.pem"
+    ca.write_text(onebox("ca", cwd=project)[1])
+    server.ssh("cat > /etc/systemd/system/naive.service", input=NAIVE_UNIT)
+    server.ssh("cat > /etc/caddy/sites/naive.caddy", input=NAIVE_SITE)
+    server.ssh("systemctl daemon-reload && systemctl start naive && systemctl reload caddy")
+    time.sleep(2)
+    return server, project, ca
+
+
+def under_load(server: Server, domain: str, ca: Path, action) -> dict[str, float]:
+    load = Load(server.address, domain, ca).start(settle=2)
+    started = time.monotonic()
+    action()
+    wall = time.monotonic() - started
+    load.stop(settle=2)
+    latencies = sorted(load.latencies)
+    return {
+        "wall": wall,
+        "answered": load.total,
+        "failed": len(load.failures),
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
+        "max": latencies[-1] * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        server, project, ca = prepare(Path(tmp))
+        views = project / "guestbook" / "views.py"
+        try:
+            for run in range(args.runs):
+
+                def deploy(run: int = run) -> None:
+                    views.write_text(views.read_text() + f"\n# change {run}\n")
+                    onebox("deploy", cwd=project)
+
+                methods = {
+                    "steady state (5 s, nothing changes)": ("rel.test", lambda: time.sleep(5)),
+                    "onebox deploy (code change)": ("rel.test", deploy),
+                    "onebox rollback": ("rel.test", lambda: onebox("rollback", cwd=project)),
+                    "naive: systemctl restart gunicorn": (
+                        "naive.test",
+                        lambda: server.ssh("systemctl restart naive"),
+                    ),
+                    "naive: kill -HUP gunicorn": (
+                        "naive.test",
+                        lambda: server.ssh("systemctl kill -s HUP --kill-who=main naive"),
+                    ),
+                }
+                for label, (domain, action) in methods.items():
+                    results.setdefault(label, []).append(under_load(server, domain, ca, action))
+        finally:
+            onebox("sandbox", "destroy", server.name)
+    print(f"\n{args.runs} runs each, medians (failed: the sum over the runs)")
+    print("| method | wall s | answered | failed | p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|")
+    for label, runs in results.items():
+        med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        failed = sum(int(r["failed"]) for r in runs)
+        print(
+            f"| {label} | {med['wall']:.2f} | {med['answered']:.0f} | {failed} | "
+            f"{med['p50']:.0f} | {med['p99']:.0f} | {med['max']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

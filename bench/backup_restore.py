@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
-import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import PracticeServer, example_project, onebox  # noqa: E402
 
 FILL = {
     "mysql": (
@@ -68,50 +68,6 @@ HAND_REPO = (
     "RESTIC_REPOSITORY=/var/tmp/hand-repo RESTIC_PASSWORD_FILE=/var/tmp/hand-key "
     "RESTIC_CACHE_DIR=/var/tmp/hand-cache"
 )
-
-
-class Server:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        box = Path("/var/lib/onebox/sandboxes") / name
-        self.address = ""
-        self.ssh_base = [
-            "ssh",
-            "-i",
-            str(box / "id_ed25519"),
-            "-o",
-            f"UserKnownHostsFile={box / 'known_hosts'}",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            f"ControlPath=/tmp/bench-{name}-%C",
-            "-o",
-            "ControlPersist=300",
-        ]
-
-    def ssh(self, command: str) -> float:
-        started = time.monotonic()
-        result = subprocess.run(
-            [*self.ssh_base, f"root@{self.address}", command],
-            capture_output=True,
-            text=True,
-            timeout=3600,
-        )
-        if result.returncode != 0:
-            sys.exit(f"ssh {command!r} failed:\n{result.stderr}")
-        return time.monotonic() - started
-
-
-def onebox(*args: str, cwd: Path | None = None) -> tuple[float, str]:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "onebox", *args], cwd=cwd, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        sys.exit(f"onebox {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return time.monotonic() - started, result.stdout
 
 
 class Probe:
@@ -159,21 +115,9 @@ class Probe:
             time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - started)))
 
 
-def prepare(engine: str, rows: int, tmp: Path) -> tuple[Server, Path, Path]:
-    name = f"bdata-{engine[:5]}-{os.getpid()}"
-    onebox("sandbox", "create", name)
-    server = Server(name)
-    boxes = json.loads(onebox("--json", "sandbox", "list")[1])["result"]
-    server.address = next(box["address"] for box in boxes if box["name"] == name)
-    project = tmp / engine
-    shutil.copytree(
-        ROOT / "examples" / "mvp",
-        project,
-        ignore=shutil.ignore_patterns("db.sqlite3", "media", "staticfiles", "__pycache__"),
-    )
-    config = project / "onebox.toml"
-    text = config.read_text().replace('host = "sandbox:demo"', f'host = "sandbox:{name}"')
-    config.write_text(text.replace('engine = "sqlite"', f'engine = "{engine}"'))
+def prepare(engine: str, rows: int, tmp: Path) -> tuple[PracticeServer, Path, Path]:
+    server = PracticeServer(f"bdata-{engine[:5]}-{os.getpid()}")
+    project = example_project(tmp / engine, server, engine=engine)
     onebox("setup", cwd=project)
     onebox("deploy", cwd=project)
     ca = tmp / f"{engine}-ca.pem"
@@ -206,7 +150,7 @@ def bench(engine: str, rows: int, runs: int, tmp: Path) -> dict[str, list[float]
             add("restore: raw loader", server.ssh(RAW_LOAD[engine]))
             add("restore: onebox restore", onebox("restore", cwd=project)[0])
     finally:
-        onebox("sandbox", "destroy", server.name)
+        server.destroy()
     ok = sum(p.ok for p in probes)
     failed = sum(p.failed for p in probes)
     latencies = sorted(latency for p in probes for latency in p.latencies)

@@ -18,25 +18,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import onebox as run_onebox  # noqa: E402
 
 
 def onebox(*args: str, cwd: Path | None = None) -> float:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "onebox", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    elapsed = time.monotonic() - started
-    if result.returncode != 0:
-        sys.exit(f"onebox {' '.join(args)} failed:\n{result.stderr}")
-    return elapsed
+    return run_onebox(*args, cwd=cwd)[0]
 
 
 def one_run(index: int, redeploys: int, debian: str) -> dict[str, list[float]]:

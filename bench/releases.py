@@ -16,11 +16,8 @@ Needs root (practice servers).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import PracticeServer, example_project, onebox  # noqa: E402
 from tests.e2e.load import Load  # noqa: E402  (the e2e tests' load generator)
 
 NAIVE_UNIT = """[Unit]
@@ -59,48 +57,9 @@ NAIVE_SITE = """naive.test {
 """
 
 
-def onebox(*args: str, cwd: Path | None = None) -> tuple[float, str]:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "onebox", *args], cwd=cwd, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        sys.exit(f"onebox {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return time.monotonic() - started, result.stdout
-
-
-class Server:
-    def __init__(self, name: str, address: str) -> None:
-        box = Path("/var/lib/onebox/sandboxes") / name
-        self.name, self.address = name, address
-        self.base = ["ssh", "-i", str(box / "id_ed25519"), "-o", "BatchMode=yes"]
-        self.base += ["-o", f"UserKnownHostsFile={box / 'known_hosts'}", f"root@{address}"]
-
-    def ssh(self, command: str, input: str | None = None) -> float:
-        started = time.monotonic()
-        result = subprocess.run(
-            [*self.base, command], input=input, capture_output=True, text=True, timeout=600
-        )
-        if result.returncode != 0:
-            sys.exit(f"ssh {command!r} failed:\n{result.stderr}")
-        return time.monotonic() - started
-
-
-def prepare(tmp: Path) -> tuple[Server, Path, Path]:
-    name = f"brel-{os.getpid()}"
-    onebox("sandbox", "create", name)
-    boxes = json.loads(onebox("--json", "sandbox", "list")[1])["result"]
-    server = Server(name, next(b["address"] for b in boxes if b["name"] == name))
-    project = tmp / "rel"
-    shutil.copytree(
-        ROOT / "examples" / "mvp",
-        project,
-        ignore=shutil.ignore_patterns("db.sqlite3", "media", "staticfiles", "__pycache__"),
-    )
-    config = project / "onebox.toml"
-    text = config.read_text().replace('name = "mvp"', 'name = "rel"')
-    text = text.replace('host = "sandbox:demo"', f'host = "sandbox:{name}"')
-    config.write_text(text.replace('domain = ""', 'domain = "rel.test"'))
+def prepare(tmp: Path) -> tuple[PracticeServer, Path, Path]:
+    server = PracticeServer(f"brel-{os.getpid()}")
+    project = example_project(tmp / "rel", server, name="rel", domain="rel.test")
     onebox("setup", cwd=project)
     onebox("deploy", cwd=project)
     ca = tmp / "ca.pem"
@@ -112,7 +71,7 @@ def prepare(tmp: Path) -> tuple[Server, Path, Path]:
     return server, project, ca
 
 
-def under_load(server: Server, domain: str, ca: Path, action) -> dict[str, float]:
+def under_load(server: PracticeServer, domain: str, ca: Path, action) -> dict[str, float]:
     load = Load(server.address, domain, ca).start(settle=2)
     started = time.monotonic()
     action()
@@ -160,7 +119,7 @@ def main() -> None:
                 for label, (domain, action) in methods.items():
                     results.setdefault(label, []).append(under_load(server, domain, ca, action))
         finally:
-            onebox("sandbox", "destroy", server.name)
+            server.destroy()
     print(f"\n{args.runs} runs each, medians (failed: the sum over the runs)")
     print("| method | wall s | answered | failed | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|")

@@ -374,22 +374,10 @@ def db_pull(
                 hint="`onebox backups` lists them; `onebox backup` makes one",
             )
         chosen = complete[-1]
-        app = project.config.app.name
-        dump_file = {"sqlite": "db.sqlite3", "mysql": "db.sql", "postgresql": "db.pgdump"}[
-            str(chosen["engine"])
-        ]
-        argv = [
-            "env",
-            f"RESTIC_REPOSITORY=/srv/{app}/backups/repository",
-            f"RESTIC_PASSWORD_FILE=/etc/onebox/{app}.backup-key",
-            "RESTIC_CACHE_DIR=/var/cache/onebox/restic",
-            "restic",
-            "dump",
-            "--quiet",
-            "--no-lock",
-            str(chosen["parts"]["db"]),
-            f"/{dump_file}",
-        ]
+        # The agent says where the repository, its key and the dump are: the layout is its.
+        repository = [f"{key}={value}" for key, value in found["server_repository"].items()]
+        argv = ["env", *repository, "restic", "dump", "--quiet", "--no-lock"]
+        argv += [str(chosen["parts"]["db"]), str(chosen["dump_path"])]
         partial = target.with_name(target.name + ".partial")
         with partial.open("wb") as handle:  # streamed: a dump can be larger than memory
             process = server.ssh.popen(server.ssh.sudo(argv), stdout=handle, stderr=subprocess.PIPE)

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,28 +144,26 @@ def _create(name: str, debian: str, tmp: Path) -> Server:
     return Server(name=name, address=box["address"], debian=debian, ca=tmp / f"{name}-ca.pem")
 
 
+def practice_server(prefix: str, debian: str, tmp_path_factory) -> Iterator[Server]:
+    """A practice server for the session, destroyed at its end."""
+    name = f"{prefix}-{os.getpid()}"
+    yield _create(name, debian, tmp_path_factory.mktemp("ca"))
+    onebox("sandbox", "destroy", name, check=False)
+
+
 @pytest.fixture(scope="session", params=["12", "13"], ids=["debian12", "debian13"])
-def server(request, tmp_path_factory) -> Server:
-    name = f"e2e{request.param}-{os.getpid()}"
-    box = _create(name, request.param, tmp_path_factory.mktemp("ca"))
-    yield box
-    onebox("sandbox", "destroy", name, check=False)
+def server(request, tmp_path_factory) -> Iterator[Server]:
+    yield from practice_server(f"e2e{request.param}", request.param, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def server12(tmp_path_factory) -> Server:
-    name = f"apps12-{os.getpid()}"
-    box = _create(name, "12", tmp_path_factory.mktemp("ca"))
-    yield box
-    onebox("sandbox", "destroy", name, check=False)
+def server12(tmp_path_factory) -> Iterator[Server]:
+    yield from practice_server("apps12", "12", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
-def server13(tmp_path_factory) -> Server:
-    name = f"apps13-{os.getpid()}"
-    box = _create(name, "13", tmp_path_factory.mktemp("ca"))
-    yield box
-    onebox("sandbox", "destroy", name, check=False)
+def server13(tmp_path_factory) -> Iterator[Server]:
+    yield from practice_server("apps13", "13", tmp_path_factory)
 
 
 def copy_project(source: Path, target: Path) -> Path:

@@ -10,7 +10,6 @@ copy, then verification of a good and of a tampered backup.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -18,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Server, _create, copy_project, fetch, onebox, onebox_json
+from .conftest import (
+    ROOT,
+    Server,
+    copy_project,
+    fetch,
+    onebox,
+    onebox_json,
+    practice_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -28,10 +35,8 @@ MARKER = "zebra-quartz-7781"  # a value only the app's data holds: grep for it i
 
 @pytest.fixture(scope="session")
 def offsite(tmp_path_factory):
-    name = f"offsite-{os.getpid()}"
-    box = _create(name, "12", tmp_path_factory.mktemp("ca"))
-    yield box
-    onebox("sandbox", "destroy", name, check=False)
+    """The SFTP host of an off-site repository: a second practice server."""
+    yield from practice_server("offsite", "12", tmp_path_factory)
 
 
 @dataclass
@@ -473,3 +478,14 @@ def test_failing_migration_on_mariadb_leaves_the_database_as_it_was(mysql_app: A
     assert mysql_app.fetch().status == 200
     reasons = [b.get("reason") for b in mysql_app.json("backups")["backups"]]
     assert "predeploy" in reasons
+
+
+def test_backup_credentials_are_kept_apart_from_the_app(mysql_app: App):
+    mysql_app.cli("env", "set", "--backup", "AWS_ACCESS_KEY_ID=AKIAEXAMPLE42")
+    listed = mysql_app.json("env", "list", "--backup")["values"]
+    assert listed == {"AWS_ACCESS_KEY_ID": "********"}
+    path = f"/etc/onebox/{mysql_app.name}.backup.env"
+    assert mysql_app.server.ssh(f"stat -c '%a %U' {path}").split() == ["600", "root"]
+    assert "AKIAEXAMPLE42" in mysql_app.server.ssh(f"cat {path}")
+    assert "AKIAEXAMPLE42" not in mysql_app.server.ssh(f"cat /etc/onebox/{mysql_app.name}.env")
+    assert "AWS_ACCESS_KEY_ID" not in mysql_app.json("env", "list")["values"]

@@ -278,3 +278,15 @@ def test_hooks_run_around_migrate_and_after_the_switch(server12: Server, project
     assert server12.ssh(f"cat {media}/.hook-before").strip() == "before"
     assert server12.ssh(f"cat {media}/.hook-after").strip() == result["release"]
     assert onebox_json("releases", cwd=project)["result"]["live"] == result["release"]
+    assert len(onebox_json("releases", cwd=project)["result"]["releases"]) == 5  # [deploy] keep
+
+
+def test_maintenance_mode_on_and_off(server12: Server, project: Path):
+    onebox("maintenance", "on", cwd=project)
+    try:
+        down = fetch(f"https://{DOMAIN}/", server12.ca, resolve=f"{DOMAIN}:443:{server12.address}")
+    finally:
+        onebox("maintenance", "off", cwd=project)
+    assert down.status == 503 and down.headers["retry-after"] == "60"
+    assert "Down for maintenance" in down.body
+    assert fetch_status(server12) == 200

@@ -186,6 +186,8 @@ def group(snapshots: list[dict]) -> dict[str, dict]:
             continue
         entry = backups.setdefault(tags["id"], {"id": tags["id"], "parts": {}})
         entry["parts"][tags.get("part", "?")] = snap["short_id"]
+        if tags.get("part") == "db" and snap.get("paths"):
+            entry["dump_path"] = snap["paths"][0]  # the dump's name inside its snapshot
         entry["time"] = min(entry.get("time", snap["time"]), snap["time"])
         for key in ("reason", "engine", "db_bytes", "media_bytes", "media_files"):
             if key in tags:
@@ -211,7 +213,12 @@ def list_backups(request: dict) -> dict[str, object]:
             if entry["complete"]:
                 merged["where"].append(repo.label)
     state = read_state(paths)
-    return {"backups": list(places.values()), "warnings": warnings, "state": state}
+    return {
+        "backups": list(places.values()),
+        "warnings": warnings,
+        "state": state,
+        "server_repository": repositories(paths, settings)[0].locator,  # for `db pull`
+    }
 
 
 def find(paths: AppPaths, settings: dict, backup_id: str | None) -> tuple[Repository, dict]:

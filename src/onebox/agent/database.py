@@ -123,9 +123,6 @@ class Engine:
     def drop_scratch(self) -> None:
         raise NotImplementedError
 
-    def shell(self) -> list[str]:
-        raise NotImplementedError
-
     def _connection_values(self, values: dict[str, str], scheme: str, port: int) -> bool:
         """DATABASE_URL and the individual variables, from the config's url or our own user."""
         if self.external:

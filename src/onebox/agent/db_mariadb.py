@@ -219,8 +219,3 @@ class MariaDB(Engine):
 
     def drop_scratch(self) -> None:
         self.sql(f"DROP DATABASE IF EXISTS `{self.scratch_name()}`")
-
-    def shell(self) -> list[str]:
-        if self.external:  # the password reaches the client through a 0600 options file
-            return []
-        return [self.client, "--protocol=socket", "--user=root", self.database]

@@ -162,8 +162,3 @@ class PostgreSQL(Engine):
 
     def drop_scratch(self) -> None:
         self.sql(f'DROP DATABASE IF EXISTS "{self.scratch_name()}"')
-
-    def shell(self) -> list[str]:
-        if self.external:
-            return []
-        return ["runuser", "-u", "postgres", "--", "psql", "--dbname", self.database]

@@ -125,6 +125,3 @@ class SQLite(Engine):
 
     def drop_scratch(self) -> None:
         pass
-
-    def shell(self) -> list[str]:
-        return ["runuser", "-u", self.app, "--", "sqlite3", str(self.path)]

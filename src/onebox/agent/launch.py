@@ -34,8 +34,7 @@ def launch(workdir: str) -> int:
     clean_old_runs()
     run_dir = RUNS / f"onebox-{request.get('app', 'x')}-{request['action']}-{os.getpid()}"
     RUNS.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.move(str(root), run_dir)  # the bootstrap's temp dir goes away when it exits
-    root.mkdir()  # (an empty one for it to remove)
+    shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
     events = run_dir / "events.jsonl"
     events.touch(mode=0o600)
     unit = run_dir.name

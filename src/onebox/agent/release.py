@@ -132,7 +132,7 @@ def run_django_steps(request: dict, release: Release) -> dict[str, object]:
     for command in request.get("before_migrate", []):
         with step(f"before migrate: {command}"):
             release.shell(command, f"before-migrate command `{command}`")
-    migrate(AppPaths(release.app), release, settings)
+    migrate(AppPaths(release.app), release, settings, request.get("engine", "sqlite"))
     for command in request.get("release", []):
         with step(f"release: {command}"):
             release.shell(command, f"release command `{command}`")
@@ -142,7 +142,7 @@ def run_django_steps(request: dict, release: Release) -> dict[str, object]:
 TRANSACTIONAL_DDL = ("sqlite", "postgresql")
 
 
-def migrate(paths: AppPaths, release: Release, settings: dict) -> None:
+def migrate(paths: AppPaths, release: Release, settings: dict, engine: str) -> None:
     """Migrate, with a backup first when anything is pending. If a migration fails after
     changing the schema (always possible on MySQL, whose DDL is not transactional; on the
     others when an earlier migration of the run was committed), the database is put back
@@ -157,7 +157,7 @@ def migrate(paths: AppPaths, release: Release, settings: dict) -> None:
         try:
             output = release.manage_py("migrate", "--noinput", what="migrate")
         except AgentError as exc:
-            if taken is not None and schema_changed(release, settings):
+            if taken is not None and schema_changed(release, settings, engine):
                 emit("log", text=f"putting the database back as backup {taken['id']} holds it")
                 restore.put_back(paths, taken)
                 exc.message += f"; the database was put back from backup {taken['id']}"
@@ -165,8 +165,7 @@ def migrate(paths: AppPaths, release: Release, settings: dict) -> None:
         state["changed"] = "Applying " in output
 
 
-def schema_changed(release: Release, settings: dict) -> bool:
-    engine = json.loads(AppPaths(release.app).settings.read_text())["database"]["engine"]
+def schema_changed(release: Release, settings: dict, engine: str) -> bool:
     if engine not in TRANSACTIONAL_DDL or settings.get("APPLIED") is None:
         return True
     return release.migrations()["applied"] != settings["APPLIED"]

@@ -23,14 +23,21 @@ class Repository:
         self.location, self.paths, self.label = location, paths, label
 
     @property
+    def locator(self) -> dict[str, str]:
+        """Where the repository and its key are: no secret in it (the key is a file path)."""
+        return {
+            "RESTIC_REPOSITORY": self.location,
+            "RESTIC_PASSWORD_FILE": str(self.paths.backup_key),
+            "RESTIC_CACHE_DIR": str(CACHE / "restic"),
+        }
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             **BASE_ENV,
             **read_env_file(self.paths.backup_env),
             "HOME": "/root",
-            "RESTIC_REPOSITORY": self.location,
-            "RESTIC_PASSWORD_FILE": str(self.paths.backup_key),
-            "RESTIC_CACHE_DIR": str(CACHE / "restic"),
+            **self.locator,
             "RESTIC_PROGRESS_FPS": "0.2",
         }
 

@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from .backup import (
@@ -186,18 +188,15 @@ def swap_media(paths: AppPaths, restored: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-class maintenance:  # a with-statement helper, named like contextlib's
-    """Caddy answers 503 with a maintenance page while this is open (no reload needed)."""
-
-    def __init__(self, paths: AppPaths) -> None:
-        self.page = paths.maintenance / "on.html"
-        self.custom = paths.current / ".onebox" / "maintenance.html"
-
-    def __enter__(self) -> None:
-        set_maintenance(self.page, True, self.custom)
-
-    def __exit__(self, *exc: object) -> None:
-        set_maintenance(self.page, False, self.custom)
+@contextmanager
+def maintenance(paths: AppPaths) -> Iterator[None]:
+    """Caddy answers 503 with a maintenance page meanwhile (no reload needed)."""
+    page, custom = paths.maintenance / "on.html", paths.current / ".onebox" / "maintenance.html"
+    set_maintenance(page, True, custom)
+    try:
+        yield
+    finally:
+        set_maintenance(page, False, custom)
 
 
 def set_maintenance(page: Path, on: bool, custom: Path | None = None) -> bool:

@@ -168,7 +168,13 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         return {"host": server.ssh.target.name, "server": found, **result}
 
 
-def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> dict:
+def deploy(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    dry_run: bool = False,
+    allow_breaking: bool = False,
+) -> dict:
     cfg = project.config
     files = bundle.collect(project.root, cfg.build.exclude)
     with connect(project, host, reporter) as server:
@@ -187,7 +193,7 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
             "address": server.address,
             "settings": cfg.app.settings,
             "manage": cfg.app.manage,
-            "health_path": cfg.app.health_path,
+            "health_path": cfg.app.health_check_path,
             "build": cfg.deploy.build,
             "before_migrate": cfg.deploy.before_migrate,
             "release": cfg.deploy.release,
@@ -200,6 +206,8 @@ def deploy(project: Project, host: str | None, reporter: Reporter, dry_run: bool
             "files": rendered_files(project, server.address),
             "engine": cfg.database.engine,
             "keep": cfg.deploy.keep,
+            "probation": cfg.deploy.probation,
+            "allow_breaking": allow_breaking,
         }
         if dry_run:
             return {
@@ -254,7 +262,7 @@ def status(project: Project, host: str | None, reporter: Reporter) -> dict:
             "action": "status",
             "app": project.config.app.name,
             "address": server.address,
-            "health_path": project.config.app.health_path,
+            "health_path": project.config.app.health_check_path,
         }
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}
@@ -403,9 +411,16 @@ def releases(project: Project, host: str | None, reporter: Reporter) -> dict:
 
 
 def rollback(
-    project: Project, host: str | None, release: str | None, force: bool, reporter: Reporter
+    project: Project,
+    host: str | None,
+    release: str | None,
+    force: bool,
+    reporter: Reporter,
+    restore_db: bool = False,
 ) -> dict:
-    """Back to the previous (or the named) release, through the same zero-downtime switch."""
+    """Back to the previous (or the named) release, through the same zero-downtime switch;
+    with restore_db, the database first goes back to the backup taken before the newer
+    migrations (behind the maintenance page)."""
     cfg = project.config
     with connect(project, host, reporter) as server:
         request = {
@@ -413,9 +428,10 @@ def rollback(
             "app": cfg.app.name,
             "release": release,
             "force": force,
+            "restore_db": restore_db,
             "deployer": bundle.deployer(),
             "address": server.address,
-            "health_path": cfg.app.health_path,
+            "health_path": cfg.app.health_check_path,
             "manage": cfg.app.manage,
         }
         result = remote.call(server.ssh, remote.pack(request), reporter.event)

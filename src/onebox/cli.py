@@ -165,10 +165,17 @@ def setup(ctx: Context, host: str | None, dry_run: bool) -> None:
 @main.command()
 @host_option
 @dry_run_option
+@click.option(
+    "--allow-breaking",
+    is_flag=True,
+    help="Run migrations that would break the serving release, behind the maintenance page.",
+)
 @command
-def deploy(ctx: Context, host: str | None, dry_run: bool) -> None:
+def deploy(ctx: Context, host: str | None, dry_run: bool, allow_breaking: bool) -> None:
     """Build a release from this project, ship it, migrate, and switch to it."""
-    result = api.deploy(ctx.project(), host, ctx.reporter, dry_run=dry_run)
+    result = api.deploy(
+        ctx.project(), host, ctx.reporter, dry_run=dry_run, allow_breaking=allow_breaking
+    )
     if dry_run:
         ctx.done(result, _dry_run_text(result))
         return
@@ -204,15 +211,29 @@ def releases(ctx: Context, host: str | None) -> None:
     is_flag=True,
     help="Roll back even though the database has migrations the older release lacks.",
 )
+@click.option(
+    "--restore-db",
+    is_flag=True,
+    help="Put the database (and media) back as the backup taken before those migrations "
+    "holds it, behind the maintenance page; data written since is kept in a safety backup.",
+)
 @command
-def rollback(ctx: Context, host: str | None, release: str | None, force: bool) -> None:
+def rollback(
+    ctx: Context, host: str | None, release: str | None, force: bool, restore_db: bool
+) -> None:
     """Switch back to the previous release (or RELEASE), with no downtime."""
-    result = api.rollback(ctx.project(), host, release, force, ctx.reporter)
-    ctx.done(
-        result,
-        f"rolled back to release {result['release']} (was {result['previous']})\n"
-        f"live at {result['url']}",
-    )
+    if force and restore_db:
+        raise click.UsageError("--force and --restore-db exclude each other: choose one")
+    result = api.rollback(ctx.project(), host, release, force, ctx.reporter, restore_db)
+    lines = [f"rolled back to release {result['release']} (was {result['previous']})"]
+    restored = result.get("restored")
+    if restored:
+        lines.append(
+            f"database and media restored from backup {restored['restored']}; what was "
+            f"written since is in safety backup {restored['safety_backup']}"
+        )
+    lines.append(f"live at {result['url']}")
+    ctx.done(result, "\n".join(lines))
 
 
 def _dry_run_text(result: dict) -> str:

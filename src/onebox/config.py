@@ -35,6 +35,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+BUILTIN_HEALTH_PATH = "/.onebox/health"
+
+
 class AppConfig(_Section):
     name: str
     settings: str
@@ -42,7 +45,12 @@ class AppConfig(_Section):
     manage: str = "manage.py"
     python: str | None = None
     workers: Annotated[int, Field(ge=1, le=64)] = 2
-    health_path: str = "/"
+    # None: onebox's built-in check (Django set up, every database answering).
+    health_path: str | None = None
+
+    @property
+    def health_check_path(self) -> str:
+        return self.health_path or BUILTIN_HEALTH_PATH
 
     @field_validator("name")
     @classmethod
@@ -56,8 +64,8 @@ class AppConfig(_Section):
 
     @field_validator("health_path")
     @classmethod
-    def _path(cls, value: str) -> str:
-        if not value.startswith("/"):
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
             raise ValueError("must start with '/'")
         return value
 
@@ -82,6 +90,9 @@ class DeployConfig(_Section):
     after_switch: list[str] = []
     # How many successful releases stay on the server for `onebox rollback`.
     keep: Annotated[int, Field(ge=1, le=100)] = 5
+    # Seconds the old release keeps running after the switch, ready to take the traffic
+    # back if the new one crashes or stops answering its health check. 0: no probation.
+    probation: Annotated[float, Field(ge=0, le=600)] = 3
 
 
 class EnvConfig(_Section):

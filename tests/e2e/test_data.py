@@ -354,13 +354,16 @@ def test_unknown_backup_id_is_refused(mysql_app: App):
 
 def test_database_down_gives_a_clear_error(mysql_app: App):
     before = mysql_app.json("backups")["backups"]
+    assert mysql_app.fetch("/.onebox/health").status == 200
     mysql_app.server.ssh("systemctl stop mariadb")
     try:
+        health = mysql_app.fetch("/.onebox/health")  # the built-in check asks the database
         result = mysql_app.cli("backup", check=False)
         unit = f"onebox-{mysql_app.name}-backup.service"
         mysql_app.server.ssh(f"systemctl start {unit}", check=False)  # the timer's run
     finally:
         mysql_app.server.ssh("systemctl start mariadb")
+    assert (health.status, health.body) == (503, "database unavailable\n")
     assert result.returncode == 1
     assert "reading the database's size failed: ERROR 2002" in result.stderr
     assert "MariaDB is not running" in result.stderr

@@ -41,7 +41,7 @@ def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
     assert 'manage = "src/manage.py"' in text and 'requirements = "pyproject.toml"' in text
     assert 'secrets = ["SHOP_API_TOKEN"]' in text
     edit(config, "build = []", 'build = ["python assets/build.py"]')
-    edit(config, 'health_path = "/"', 'health_path = "/ping"')
+    edit(config, '# health_path = "/healthz/"', 'health_path = "/ping"')
 
     onebox("setup", cwd=project)
     server12.ca.write_text(onebox("ca", cwd=project).stdout)
@@ -88,7 +88,7 @@ def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
     # BLOG_TITLE is no secret: the user moves it to [env] vars.
     edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
     edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Field notes" }')
-    edit(config, 'health_path = "/"', 'health_path = "/healthz"')
+    edit(config, '# health_path = "/healthz/"', 'health_path = "/healthz"')
 
     # a typo in the config: named, with the line and a suggestion
     edit(config, 'health_path = "/healthz"', 'helth_path = "/healthz"')
@@ -261,6 +261,9 @@ def test_pipenv_project_deployed_by_a_sudo_user(server12, tmp_path):
     assert server12.ssh("stat -c %U /srv/notes/current/manage.py").strip() == "root"
     page = get(server12, "notes.test")
     assert page.status == 200 and "<h1>Notes via Pipenv</h1>" in page.body
+    # no health_path in onebox.toml: onebox's own check, which Django and the database answer
+    health = get(server12, "notes.test", "/.onebox/health")
+    assert (health.status, health.body) == (200, "ok\n")
 
     # a key the server does not accept
     other = tmp_path / "other_key"

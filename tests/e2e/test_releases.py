@@ -130,6 +130,47 @@ def test_broken_release_under_load_never_gets_traffic(
     assert onebox_json("releases", cwd=project)["result"]["live"] == live
 
 
+CRASH_AFTER_FIRST_POST = """
+
+_app = application
+
+
+def application(environ, start_response):  # the master dies right after the first POST
+    if environ["REQUEST_METHOD"] == "POST":
+        import signal
+        import threading
+
+        threading.Timer(0.2, os.kill, (os.getppid(), signal.SIGKILL)).start()
+    return _app(environ, start_response)
+"""
+
+
+def test_release_crashing_right_after_the_switch_hands_traffic_back(
+    server12: Server, project: Path
+):
+    """It passes its health check, takes traffic, then dies: the old release, still
+    running during the probation, gets the traffic back, and the deploy fails."""
+    wsgi = project / "mvp" / "wsgi.py"
+    original = wsgi.read_text()
+    live = onebox_json("releases", cwd=project)["result"]["live"]
+    wsgi.write_text(original + CRASH_AFTER_FIRST_POST)
+    change_code(project, "crashes after the switch")
+    try:
+        with load(server12) as traffic:
+            failed = onebox("deploy", cwd=project, check=False)
+    finally:
+        wsgi.write_text(original)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "crashed right after the switch; traffic is back on release " + live in failed.stderr
+    assert onebox_json("releases", cwd=project)["result"]["live"] == live
+    assert "crashes after the switch" not in page(server12)
+    assert fetch_status(server12) == 200
+    # Requests in flight on the dying release may fail; every other one is answered.
+    print(f"during the crash and the hand-back: {traffic.ok}, failures {traffic.failures}")
+    assert len(traffic.failures) <= 10, traffic.failures
+    assert min(traffic.ok.values()) >= 20, traffic.ok
+
+
 def test_rollback_past_a_migration_is_refused_until_forced(server12: Server, project: Path):
     migration = project / "guestbook" / "migrations" / "0099_note.py"
     migration.write_text(
@@ -156,6 +197,111 @@ def test_rollback_past_a_migration_is_refused_until_forced(server12: Server, pro
     assert "Guestbook" in page(server12)
 
 
+def test_breaking_migration_is_refused_unless_allowed(server12: Server, project: Path):
+    """A NOT NULL column without a database default would fail the serving code's
+    inserts: refused, with the expand/contract way; --allow-breaking runs it behind the
+    maintenance page, which is down again once the new release serves."""
+    migrations = project / "guestbook" / "migrations"
+    latest = max(p.stem for p in migrations.glob("0*.py"))
+    (migrations / "0100_rating.py").write_text(
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        f"    dependencies = [('guestbook', '{latest}')]\n"
+        "    operations = [\n"
+        "        migrations.AddField('entry', 'rating', models.IntegerField(default=0)),\n"
+        "    ]\n"
+    )
+    models = project / "guestbook" / "models.py"
+    models.write_text(
+        models.read_text().replace(
+            "    created = models.DateTimeField(auto_now_add=True)\n",
+            "    created = models.DateTimeField(auto_now_add=True)\n"
+            "    rating = models.IntegerField(default=0)\n",
+        )
+    )
+    live = onebox_json("releases", cwd=project)["result"]["live"]
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "would break the release still serving" in refused.stderr
+    assert "adds a NOT NULL column to guestbook_entry" in refused.stderr
+    assert "--allow-breaking" in refused.stderr and "null=True" in refused.stderr
+    assert onebox_json("releases", cwd=project)["result"]["live"] == live
+    assert "rating" not in columns(server12)
+    assert fetch_status(server12) == 200
+
+    statuses: list[int] = []
+    deploying = subprocess.Popen(
+        [sys.executable, "-m", "onebox", "deploy", "--allow-breaking"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while deploying.poll() is None and time.monotonic() < deadline:
+        statuses.append(fetch_status(server12))
+        time.sleep(0.1)
+    output, _ = deploying.communicate(timeout=300)
+    assert deploying.returncode == 0, output
+    assert "maintenance page is up" in output
+    assert set(statuses) <= {200, 503} and 503 in statuses, statuses
+    assert fetch_status(server12) == 200
+    assert "rating" in columns(server12)
+    assert "[X] 0100_rating" in onebox("manage", "showmigrations", "guestbook", cwd=project).stdout
+
+
+def test_rollback_with_restore_db_undoes_the_newer_migrations(server12: Server, project: Path):
+    """The deploy that applied a migration took a backup first; `rollback --restore-db`
+    loads it (behind the maintenance page) and switches to the older release."""
+    migrations = project / "guestbook" / "migrations"
+    latest = max(p.stem for p in migrations.glob("0*.py"))
+    (migrations / "0101_mood.py").write_text(
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        f"    dependencies = [('guestbook', '{latest}')]\n"
+        "    operations = [\n"
+        "        migrations.AddField(\n"
+        "            'entry', 'mood', models.CharField(max_length=20, null=True)\n"
+        "        ),\n"
+        "    ]\n"
+    )
+    models = project / "guestbook" / "models.py"
+    models.write_text(
+        models.read_text().replace(
+            "    rating = models.IntegerField(default=0)\n",
+            "    rating = models.IntegerField(default=0)\n"
+            "    mood = models.CharField(max_length=20, null=True)\n",
+        )
+    )
+    before = onebox_json("releases", cwd=project)["result"]["live"]
+    deployed = onebox_json("deploy", cwd=project)["result"]
+    assert deployed["migrations"]["applied"] == ["guestbook.0101_mood"]
+    backup = deployed["migrations"]["backup"]
+    assert backup and "mood" in columns(server12)
+
+    refused = onebox("rollback", cwd=project, check=False)
+    assert refused.returncode == 3
+    assert f"--restore-db` puts the database back as backup {backup}" in refused.stderr
+
+    result = onebox_json("rollback", "--restore-db", cwd=project)["result"]
+    assert (result["release"], result["previous"]) == (before, deployed["release"])
+    assert result["restored"]["restored"] == backup and result["restored"]["safety_backup"]
+    assert "mood" not in columns(server12) and "rating" in columns(server12)
+    assert onebox_json("releases", cwd=project)["result"]["live"] == before
+    assert fetch_status(server12) == 200
+    assert "0101_mood" not in onebox("manage", "showmigrations", "guestbook", cwd=project).stdout
+
+    onebox("deploy", cwd=project)  # and forward again: the migration is applied anew
+    assert "mood" in columns(server12)
+
+
+def columns(server: Server) -> str:
+    database = "/srv/rel/shared/db/db.sqlite3"
+    return server.ssh(
+        f"sqlite3 {database} 'select name from pragma_table_info(\"guestbook_entry\")'"
+    )
+
+
 DEPLOY_STEPS = [
     "unpack release",
     "build packages",
@@ -169,6 +315,7 @@ DEPLOY_STEPS = [
     "health check",
     "caddy site",
     "switch traffic",
+    "probation",
     "stop old release",
 ]
 

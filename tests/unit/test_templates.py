@@ -23,7 +23,8 @@ def project(tmp_path: Path, **server) -> Project:
 def test_unit_file_keeps_secrets_off_the_command_line(tmp_path):
     unit = rendered_files(project(tmp_path), "203.0.113.7")["unit"]
     assert "EnvironmentFile=/etc/onebox/shop.env" in unit
-    assert "gunicorn config.wsgi:application" in unit
+    assert "gunicorn onebox_wsgi:application" in unit
+    assert "Environment=ONEBOX_WSGI=config.wsgi:application" in unit
     assert "--bind unix:/run/onebox-shop/%i.sock" in unit
     assert "--workers 3" in unit
     assert "WorkingDirectory=/srv/shop/slots/%i/src" in unit

@@ -56,6 +56,10 @@ print("ONEBOX-MIGRATIONS " + json.dumps({
 """
 
 
+# Run with the release's Python: it imports Django, the agent does not.
+CHECK_SOURCE = Path(__file__).with_name("migration_check.py")
+
+
 class Release:
     """A release directory and how to run its Python with the app's environment."""
 
@@ -94,35 +98,33 @@ class Release:
         return result.stdout
 
     def settings(self) -> dict[str, object]:
-        result = run(
-            [self.python, "-c", SETTINGS_PROBE],
-            env=self.env,
-            cwd=self.workdir,
-            user=self.app,
-            check=False,
-            timeout=300,
-        )
-        self._check(result, "loading the Django settings", "django.setup()")
-        for line in result.stdout.splitlines():
-            if line.startswith("ONEBOX-SETTINGS "):
-                return json.loads(line.removeprefix("ONEBOX-SETTINGS "))
-        raise AgentError("could not read the Django settings", output=tail(result.stdout))
+        return self._probe(SETTINGS_PROBE, "ONEBOX-SETTINGS", "loading the Django settings")
 
     def migrations(self) -> dict[str, list[str]]:
         """{"applied": [...], "newer": [...]}, read from the database by this release."""
+        return self._probe(MIGRATIONS_PROBE, "ONEBOX-MIGRATIONS", "reading the applied migrations")
+
+    def check_migrations(self) -> list[dict[str, str]]:
+        """The pending migrations' operations, each compatible, breaking or unchecked."""
+        found = self._probe(
+            CHECK_SOURCE.read_text(), "ONEBOX-MIGRATION-CHECK", "checking the migrations"
+        )
+        return found["operations"]
+
+    def _probe(self, source: str, marker: str, what: str) -> dict:
         result = run(
-            [self.python, "-c", MIGRATIONS_PROBE],
+            [self.python, "-c", source],
             env=self.env,
             cwd=self.workdir,
             user=self.app,
             check=False,
             timeout=300,
         )
-        self._check(result, "reading the applied migrations", "MigrationLoader")
+        self._check(result, what, "python -c <onebox probe>")
         for line in result.stdout.splitlines():
-            if line.startswith("ONEBOX-MIGRATIONS "):
-                return json.loads(line.removeprefix("ONEBOX-MIGRATIONS "))
-        raise AgentError("could not read the applied migrations", output=tail(result.stdout))
+            if line.startswith(marker + " "):
+                return json.loads(line.removeprefix(marker + " "))
+        raise AgentError(f"{what} printed no result", output=tail(result.stdout))
 
     def _check(self, result, what: str, command: str) -> None:
         if result.returncode == 0:

@@ -12,19 +12,30 @@ import json
 import os
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from string import Template
 
 from . import restore
-from .django import Release
+from .django import Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
 from .provision import check_supported, ensure_secrets, ensure_units, install_caddy_config
-from .switch import idle_slot, live_slot, retire, route_to, start_slot, wait_healthy
+from .switch import (
+    idle_slot,
+    journal,
+    live_slot,
+    retire,
+    route_to,
+    start_slot,
+    wait_healthy,
+    watch,
+)
 from .system import apt_install, ensure_symlink, format_env_file, read_env_file, run, write_file
 
 COMPLETE = ".onebox/complete"
+HEALTH_WSGI = Path(__file__).with_name("wsgi_health.py")
 
 
 def deploy(request: dict, payload: Path) -> dict[str, object]:
@@ -60,14 +71,17 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     check_required(request["secrets"], {**request.get("env", {}), **secrets})
     release_dir = paths.releases / request["release_id"]
     try:
-        release = unpack(request, payload, paths, release_dir, secrets)
-        settings = run_django_steps(request, release)
-        site = site_config(request, settings)
-        with step("freeze release"):
-            freeze(release_dir, paths.app, request, site, settings)
-        with step("systemd units") as state:  # [app] workers or wsgi may have changed
-            state["changed"] = ensure_units(paths, request["files"])
-        switch(request, paths, release_dir, site)
+        # Holds the maintenance page from a breaking migration (--allow-breaking) until
+        # the new release serves: old code never meets the new schema.
+        with ExitStack() as window:
+            release = unpack(request, payload, paths, release_dir, secrets)
+            settings, migrated = run_django_steps(request, release, window)
+            site = site_config(request, settings)
+            with step("freeze release"):
+                freeze(release_dir, paths.app, request, site, settings, migrated)
+            with step("systemd units") as state:  # [app] workers or wsgi may have changed
+                state["changed"] = ensure_units(paths, request["files"])
+            switch(request, paths, release_dir, site)
     except BaseException:
         discard(paths, release_dir)
         raise
@@ -78,6 +92,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
         "release": request["release_id"],
         "slot": live_slot(paths),
         "pruned": pruned,
+        "migrations": migrated,
         "seconds": round(time.monotonic() - started, 2),
     }
 
@@ -104,6 +119,8 @@ def unpack(
             shutil.rmtree(release_dir)
         shutil.copytree(payload, release_dir, symlinks=True)
         write_file(release_dir / ".onebox" / "requirements.txt", request["lock"])
+        # the built-in health check, in front of the app (see wsgi_health.py)
+        shutil.copyfile(HEALTH_WSGI, release_dir / ".onebox" / "onebox_wsgi.py")
         write_file(
             release_dir / ".onebox" / "release.env",
             format_env_file(values, "Non-secret settings of this release, written by onebox."),
@@ -119,8 +136,11 @@ def unpack(
     return Release(app, release_dir, {**values, **secrets}, request["manage"])
 
 
-def run_django_steps(request: dict, release: Release) -> dict[str, object]:
-    """Build commands, collectstatic, migrate, release commands; return the real settings."""
+def run_django_steps(
+    request: dict, release: Release, window: ExitStack
+) -> tuple[dict[str, object], dict[str, object]]:
+    """Build commands, collectstatic, migrate, release commands; return the real settings
+    and what the migrate step did (its backup, the migrations applied, the check)."""
     for command in request.get("build", []):
         with step(f"build: {command}"):
             release.shell(command, f"build command `{command}`")
@@ -132,37 +152,94 @@ def run_django_steps(request: dict, release: Release) -> dict[str, object]:
     for command in request.get("before_migrate", []):
         with step(f"before migrate: {command}"):
             release.shell(command, f"before-migrate command `{command}`")
-    migrate(AppPaths(release.app), release, settings, request.get("engine", "sqlite"))
+    migrated = migrate(AppPaths(release.app), release, settings, request, window)
     for command in request.get("release", []):
         with step(f"release: {command}"):
             release.shell(command, f"release command `{command}`")
-    return settings
+    return settings, migrated
 
 
 TRANSACTIONAL_DDL = ("sqlite", "postgresql")
 
+EXPAND_CONTRACT = """\
+ship it in steps the serving code can live with (expand, then contract):
+  - a new column: add it with null=True (or db_default=...), deploy; fill it; then make it
+    NOT NULL in a later deploy, once every release still serving writes it;
+  - dropping a column or table: first deploy code that no longer uses it (remove the field
+    from the model state only, with migrations.SeparateDatabaseAndState), then drop it in
+    a later deploy;
+  - renaming: add the new column, write both, copy the data, switch reads, drop the old;
+  - or take a short outage instead: `onebox deploy --allow-breaking` shows the
+    maintenance page from before the migration until the new release serves"""
 
-def migrate(paths: AppPaths, release: Release, settings: dict, engine: str) -> None:
-    """Migrate, with a backup first when anything is pending. If a migration fails after
-    changing the schema (always possible on MySQL, whose DDL is not transactional; on the
-    others when an earlier migration of the run was committed), the database is put back
-    from that backup, so the live release never meets a half-migrated schema."""
+
+def migrate(
+    paths: AppPaths, release: Release, settings: dict, request: dict, window: ExitStack
+) -> dict[str, object]:
+    """Migrate, with a backup first when anything is pending.
+
+    The pending operations are checked first: one that would break the code still serving
+    (a dropped column, a NOT NULL one it leaves out…) is refused, or with --allow-breaking
+    run behind the maintenance page (held in `window` until the switch). If a migration
+    fails after changing the schema (always possible on MySQL, whose DDL is not
+    transactional; on the others when an earlier migration of the run was committed), the
+    database is put back from the backup, so the live release never meets a
+    half-migrated schema."""
     pending = settings.get("PENDING")
+    done: dict[str, object] = {"applied": pending or [], "backup": None, "breaking": []}
     taken = None
     if pending and settings.get("APPLIED"):  # a first migrate has nothing to protect
+        breaking = check_pending(release, request.get("allow_breaking", False))
+        done["breaking"] = breaking
+        if breaking:
+            window.enter_context(restore.maintenance(paths))
+            emit("log", text="breaking migration allowed: the maintenance page is up")
         with step("backup before migrating") as state:
             taken = restore.before_migrating(paths, pending)
+            done["backup"] = taken["id"]
             state["detail"] = f"backup {taken['id']}; pending: {', '.join(pending)}"
     with step("migrate") as state:
         try:
             output = release.manage_py("migrate", "--noinput", what="migrate")
         except AgentError as exc:
+            engine = request.get("engine", "sqlite")
             if taken is not None and schema_changed(release, settings, engine):
                 emit("log", text=f"putting the database back as backup {taken['id']} holds it")
                 restore.put_back(paths, taken)
                 exc.message += f"; the database was put back from backup {taken['id']}"
             raise
         state["changed"] = "Applying " in output
+    return done
+
+
+def check_pending(release: Release, allow_breaking: bool) -> list[str]:
+    """The breaking operations among the pending migrations (refused unless allowed)."""
+    with step("migration check") as state:
+        found = release.check_migrations()
+        breaking = [
+            f"{o['migration']}: {o['operation']} ({o['why']})"
+            for o in found
+            if o["verdict"] == "breaking"
+        ]
+        unchecked = [
+            f"{o['migration']}: {o['operation']}" for o in found if o["verdict"] == "unchecked"
+        ]
+        state["detail"] = (
+            f"{len(found)} operation(s): {len(breaking)} breaking, {len(unchecked)} unchecked"
+        )
+    if unchecked:
+        emit(
+            "log", text="not checked (onebox cannot tell what they change): " + "; ".join(unchecked)
+        )
+    if breaking and not allow_breaking:
+        raise AgentError(
+            f"{len(breaking)} migration operation(s) would break the release still serving "
+            "while it runs (and any rollback); nothing was migrated",
+            output="\n".join(breaking),
+            hint=EXPAND_CONTRACT,
+            code=EXIT_CONFIG,
+        )
+    return breaking
 
 
 def schema_changed(release: Release, settings: dict, engine: str) -> bool:
@@ -262,7 +339,9 @@ def _url_prefix(url: object) -> str:
     return "/" + text.strip("/") + "/"
 
 
-def freeze(release_dir: Path, app: str, request: dict, site: str, settings: dict) -> None:
+def freeze(
+    release_dir: Path, app: str, request: dict, site: str, settings: dict, migrated: dict
+) -> None:
     """From here the release is read-only to the app: its code cannot be changed by it.
 
     The manifest and the release's own Caddy site stay with it, for `releases` and
@@ -272,7 +351,8 @@ def freeze(release_dir: Path, app: str, request: dict, site: str, settings: dict
     manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest["migrations"] = settings.get("MIGRATIONS", [])  # what its code has
-    manifest["migrated"] = settings.get("PENDING") or []  # what this deploy applied
+    manifest["migrated"] = migrated["applied"]  # what this deploy applied
+    manifest["backup_before"] = migrated["backup"]  # for `rollback --restore-db`
     write_file(release_dir / ".onebox" / "site.caddy", site, mode=0o640, group=app)
     write_file(
         release_dir / ".onebox" / "manifest.json",
@@ -285,9 +365,14 @@ def freeze(release_dir: Path, app: str, request: dict, site: str, settings: dict
 
 def switch(request: dict, paths: AppPaths, release_dir: Path, site: str) -> None:
     """Start the release beside the live one; only once it is healthy does anything the
-    live release uses change: the Caddy site (if the settings' URLs moved), then traffic."""
+    live release uses change: the Caddy site (if the settings' URLs moved), then traffic.
+
+    Then a probation ([deploy] probation seconds; rollbacks skip it): the old release keeps
+    running, and if the new one crashes or stops answering, traffic goes back to it."""
     old = live_slot(paths)
     new = idle_slot(paths)
+    old_release = paths.slot_link(old).resolve() if old else None
+    old_site = paths.caddy_site.read_text() if paths.caddy_site.is_file() else None
     try:
         with step(f"start ({new} slot)"):
             start_slot(paths, new, release_dir)
@@ -297,12 +382,39 @@ def switch(request: dict, paths: AppPaths, release_dir: Path, site: str) -> None
             state["changed"] = install_caddy_config(paths.caddy_site, site)
     except BaseException:
         run(["systemctl", "stop", paths.unit(new)], check=False)
+        if old_site is not None:
+            install_caddy_config(paths.caddy_site, old_site)
         raise
     with step("switch traffic"):
         route_to(paths, new, release_dir)
         emit("log", text=f"traffic now goes to release {release_dir.name} ({new} slot)")
+    seconds = request.get("probation", 0)
+    if seconds and old and old_release and old_release.is_dir():
+        with step(f"probation ({seconds}s, the old release still running)"):
+            problem = watch(paths, new, request["address"], request["health_path"], seconds)
+            if problem:
+                output = journal(paths, new)
+                route_back(paths, old, old_release, new, old_site)
+                raise AgentError(
+                    f"the new release {problem}; traffic is back on release {old_release.name}",
+                    output=output,
+                    hint=hint_for(output),
+                )
     with step("stop old release"):
         retire(paths, old, new)
+
+
+def route_back(
+    paths: AppPaths, old: str, old_release: Path, new: str, old_site: str | None
+) -> None:
+    route_to(paths, old, old_release)
+    run(["systemctl", "stop", paths.unit(new)], check=False, timeout=120)
+    # The new slot, restarted by systemd, may have re-linked live.sock in between
+    # (its ExecStartPost): point it back once more, now that nothing can.
+    route_to(paths, old, old_release)
+    if old_site is not None:
+        install_caddy_config(paths.caddy_site, old_site)
+    emit("log", text=f"traffic is back on release {old_release.name} ({old} slot)")
 
 
 def after_switch(request: dict, release: Release) -> list[str]:

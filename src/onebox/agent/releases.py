@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .backup import load_settings
 from .django import Release
 from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, step
 from .release import COMPLETE, switch
+from .restore import maintenance, restore_backup
 from .switch import live_slot
 from .system import read_env_file
 
@@ -59,19 +61,84 @@ def _rollback(request: dict, paths: AppPaths) -> dict[str, object]:
     with step("schema check") as state:
         newer = release.migrations()["newer"]
         state["detail"] = f"{len(newer)} migration(s) newer than {target.name}"
-    if newer and not request.get("force"):
+    site_file = target / ".onebox" / "site.caddy"
+    site = site_file.read_text() if site_file.is_file() else paths.caddy_site.read_text()
+    result = {"release": target.name, "previous": live, "newer": newer, "restored": None}
+    if newer and request.get("restore_db"):
+        backup = backup_before(paths, target, newer)
+        # The newer code must not meet the older schema either: the maintenance page
+        # stays up from before the restore until the older release serves.
+        with (
+            maintenance(paths),
+            deploy_lock(paths.backups / ".lock", request["deployer"], "restore"),
+        ):
+            with step(f"restore backup {backup}"):
+                result["restored"] = restore_backup(paths, load_settings(paths), backup)
+            check_schema_matches(release)
+            switch(request, paths, target, site)
+    elif newer and not request.get("force"):
         raise AgentError(
             f"the database has migrations that release {target.name} does not know: "
             + ", ".join(newer),
-            hint="if they only add (tables, nullable columns), the old code runs fine on "
-            "them: `onebox rollback --force`. If they change or remove what the old code "
-            "uses, restore the backup taken before them (`onebox backups`, `onebox restore`)",
+            hint=refusal_hint(paths, target, newer),
             code=EXIT_CONFIG,
         )
-    site_file = target / ".onebox" / "site.caddy"
-    site = site_file.read_text() if site_file.is_file() else paths.caddy_site.read_text()
-    switch(request, paths, target, site)
-    return {"release": target.name, "previous": live, "slot": live_slot(paths), "newer": newer}
+    else:
+        switch(request, paths, target, site)
+    return {**result, "slot": live_slot(paths)}
+
+
+def backup_before(paths: AppPaths, target: Path, newer: list[str]) -> str:
+    """The backup taken before the first deploy after `target` that applied one of `newer`:
+    the database as the target release left it."""
+    for path in kept(paths):
+        entry = manifest(path)
+        if path.name > target.name and set(entry.get("migrated") or []) & set(newer):
+            if entry.get("backup_before"):
+                return str(entry["backup_before"])
+            break
+    raise AgentError(
+        f"onebox has no backup from before {', '.join(newer)} were applied",
+        hint="`onebox backups` lists the backups: restore one taken while release "
+        f"{target.name} was live with `onebox restore ID`, then `onebox rollback "
+        f"{target.name} --force`",
+        code=EXIT_CONFIG,
+    )
+
+
+def refusal_hint(paths: AppPaths, target: Path, newer: list[str]) -> str:
+    try:
+        backup = backup_before(paths, target, newer)
+    except AgentError:
+        backup = None
+    lines = [
+        "if they only add (tables, nullable columns), the old code runs fine on them: "
+        "`onebox rollback --force`"
+    ]
+    if backup:
+        lines.append(
+            f"if they change or remove what the old code uses: `onebox rollback "
+            f"{target.name} --restore-db` puts the database back as backup {backup} holds "
+            "it (taken just before they were applied; data written since is lost, and kept "
+            "in a safety backup)"
+        )
+    else:
+        lines.append(
+            "if they change or remove what the old code uses, restore a backup taken "
+            "before them (`onebox backups`, `onebox restore`), then roll back with --force"
+        )
+    return "\n".join(lines)
+
+
+def check_schema_matches(release: Release) -> None:
+    newer = release.migrations()["newer"]
+    if newer:
+        raise AgentError(
+            f"after the restore the database still has migrations release "
+            f"{release.path.name} does not know: {', '.join(newer)}; nothing was switched",
+            hint="`onebox backups` lists the backups; restore an older one with "
+            "`onebox restore ID`",
+        )
 
 
 def choose(paths: AppPaths, live: str | None, wanted: str | None) -> Path:

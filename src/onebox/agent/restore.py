@@ -109,10 +109,11 @@ def restore(request: dict) -> dict[str, object]:
         deploy_lock(paths.lock, holder, "restore"),
         deploy_lock(paths.backups / ".lock", holder, "restore"),
     ):
-        return _restore(paths, settings, request.get("id"))
+        return restore_backup(paths, settings, request.get("id"))
 
 
-def _restore(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
+def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
+    """The backup's database and media files back in place; the caller holds both locks."""
     db = engine(paths, settings)
     repo, entry = find(paths, settings, backup_id)
     # What the snapshots' tags say is enough to refuse early, before anything is fetched.
@@ -190,8 +191,12 @@ def swap_media(paths: AppPaths, restored: Path) -> None:
 
 @contextmanager
 def maintenance(paths: AppPaths) -> Iterator[None]:
-    """Caddy answers 503 with a maintenance page meanwhile (no reload needed)."""
+    """Caddy answers 503 with a maintenance page meanwhile (no reload needed). A page that
+    was up already (`onebox maintenance on`, or an outer window) stays up."""
     page, custom = paths.maintenance / "on.html", paths.current / ".onebox" / "maintenance.html"
+    if page.exists():
+        yield
+        return
     set_maintenance(page, True, custom)
     try:
         yield

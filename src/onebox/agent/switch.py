@@ -49,10 +49,19 @@ SERVER_ERROR_GRACE = 10.0  # of steady 500s (502-504 may be a slow start: those 
 
 def unit_state(paths: AppPaths, slot: str) -> tuple[str, int]:
     out = run(
-        ["systemctl", "show", paths.unit(slot), "--property=ActiveState,NRestarts"], check=False
+        ["systemctl", "show", paths.unit(slot), "--property=ActiveState,SubState,NRestarts"],
+        check=False,
     ).stdout
     values = dict(line.partition("=")[::2] for line in out.splitlines())
-    return values.get("ActiveState", ""), int(values.get("NRestarts") or 0)
+    state = values.get("ActiveState", "")
+    if values.get("SubState") == "auto-restart":  # died; systemd restarts it in a moment
+        state = "failed"
+    return state, int(values.get("NRestarts") or 0)
+
+
+def crashed(paths: AppPaths, slot: str) -> bool:
+    state, restarts = unit_state(paths, slot)
+    return state in ("failed", "inactive") or restarts > 0
 
 
 def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: float = 60) -> None:
@@ -64,8 +73,7 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
     last = "no answer"
     errors_since: float | None = None
     while time.monotonic() < deadline:
-        state, restarts = unit_state(paths, slot)
-        if state in ("failed", "inactive") or restarts > 0:
+        if crashed(paths, slot):
             raise AgentError(
                 "the new release crashed while starting; the live release keeps serving",
                 output=journal(paths, slot),
@@ -96,6 +104,29 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
         hint="check the app's log above; set [app] health_path to a page that "
         "answers 200 without logging in",
     )
+
+
+PROBATION_STRIKES = 3  # health checks failed in a row that end a probation
+
+
+def watch(paths: AppPaths, slot: str, host: str, path: str, seconds: float) -> str | None:
+    """The new release's first seconds with traffic, while the old one still runs: what
+    went wrong (it crashed, or stopped answering its health check), or None."""
+    deadline = time.monotonic() + seconds
+    strikes, last = 0, ""
+    while time.monotonic() < deadline:
+        if crashed(paths, slot):
+            return "crashed right after the switch"
+        try:
+            status = http_status(paths.socket(slot), host, path)
+            last = f"HTTP {status}"
+        except OSError as exc:
+            status, last = 0, str(exc)
+        strikes = 0 if 200 <= status < 400 else strikes + 1
+        if strikes >= PROBATION_STRIKES:
+            return f"failed its health check on {path} right after the switch ({last})"
+        time.sleep(0.25)
+    return None
 
 
 def http_status(sock_path: Path, host: str, path: str) -> int:

@@ -96,6 +96,7 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
         "root": f"/srv/{cfg.app.name}",
         "wsgi": cfg.app.wsgi,
         "workers": cfg.app.workers,
+        "drain": cfg.deploy.drain,
         "workdir": workdir,
         "address": address,
         "tls_internal": tls_internal(project, address),

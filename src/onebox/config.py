@@ -93,6 +93,8 @@ class DeployConfig(_Section):
     # Seconds the old release keeps running after the switch, ready to take the traffic
     # back if the new one crashes or stops answering its health check. 0: no probation.
     probation: Annotated[float, Field(ge=0, le=600)] = 3
+    # Seconds the old release has to finish its in-flight requests once it stops.
+    drain: Annotated[int, Field(ge=1, le=3600)] = 30
 
 
 class EnvConfig(_Section):

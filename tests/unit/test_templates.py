@@ -29,6 +29,7 @@ def test_unit_file_keeps_secrets_off_the_command_line(tmp_path):
     assert "--workers 3" in unit
     assert "WorkingDirectory=/srv/shop/slots/%i/src" in unit
     assert "User=shop" in unit and "ProtectSystem=strict" in unit
+    assert "--graceful-timeout 30" in unit and "TimeoutStopSec=40" in unit  # [deploy] drain
 
 
 def test_site_for_an_ip_uses_the_internal_ca(tmp_path):

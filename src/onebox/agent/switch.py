@@ -168,7 +168,8 @@ def retire(paths: AppPaths, old: str | None, new: str) -> None:
     run(["systemctl", "enable", "--quiet", paths.unit(new)], check=False)
     if old and old != new:
         run(["systemctl", "disable", "--quiet", paths.unit(old)], check=False)
-        run(["systemctl", "stop", paths.unit(old)], check=False, timeout=120)
+        # systemctl waits for the unit's TimeoutStopSec ([deploy] drain + 10 s)
+        run(["systemctl", "stop", paths.unit(old)], check=False, timeout=3700)
 
 
 def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:

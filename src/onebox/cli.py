@@ -179,10 +179,16 @@ def deploy(ctx: Context, host: str | None, dry_run: bool, allow_breaking: bool) 
     if dry_run:
         ctx.done(result, _dry_run_text(result))
         return
-    ctx.done(
-        result,
-        f"deployed release {result['release']} in {result['seconds']}s\nlive at {result['url']}",
-    )
+    lines = [f"deployed release {result['release']} in {result['seconds']}s"]
+    migrated = result.get("migrations") or {}
+    if migrated.get("applied"):
+        backup = migrated.get("backup")
+        lines.append(
+            f"applied {len(migrated['applied'])} migration(s)"
+            + (f"; backup {backup} holds the database as it was before" if backup else "")
+        )
+    lines.append(f"live at {result['url']}")
+    ctx.done(result, "\n".join(lines))
 
 
 @main.command()

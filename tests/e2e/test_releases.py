@@ -308,6 +308,8 @@ DEPLOY_STEPS = [
     "virtualenv",
     "collectstatic",
     "settings",
+    "migration check",
+    "backup before migrating",
     "migrate",
     "freeze release",
     "systemd units",
@@ -318,6 +320,20 @@ DEPLOY_STEPS = [
     "probation",
     "stop old release",
 ]
+
+
+def add_table(project: Path, model: str) -> None:
+    """A compatible migration (a new table), after the latest one."""
+    migrations = project / "guestbook" / "migrations"
+    latest = max(p.stem for p in migrations.glob("0*.py"))
+    number = int(latest[:4]) + 1
+    (migrations / f"{number:04d}_{model.lower()}.py").write_text(
+        "from django.db import migrations, models\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        f"    dependencies = [('guestbook', '{latest}')]\n"
+        f"    operations = [migrations.CreateModel('{model}', "
+        "[('id', models.BigAutoField(primary_key=True))])]\n"
+    )
 
 
 def wait_until_idle(server: Server, app: str = "rel", limit: float = 120) -> None:
@@ -338,9 +354,11 @@ def wait_until_idle(server: Server, app: str = "rel", limit: float = 120) -> Non
 def test_killed_client_leaves_the_site_serving(server12: Server, project: Path, after: str):
     """SIGKILL of the client right after each step of a deploy (and right after it
     started): the site keeps answering, the server finishes the deploy on its own, the
-    next deploy succeeds."""
+    next deploy succeeds. Each deploy brings a migration, so that the migration steps
+    (check, backup, migrate) are among those killed after."""
     before = onebox_json("releases", cwd=project)["result"]["live"]
     change_code(project, f"killed after {after}")
+    add_table(project, "Killed" + re.sub(r"\W", "", after.title()))
     process = subprocess.Popen(
         [sys.executable, "-m", "onebox", "deploy"],
         cwd=project,

@@ -407,6 +407,11 @@ def db_pull(
         }
 
 
+def history(project: Project, host: str | None, reporter: Reporter, lines: int = 30) -> dict:
+    """The server's audit trail of operations on this app, oldest first."""
+    return _simple(project, host, reporter, {"action": "history", "lines": lines})
+
+
 def releases(project: Project, host: str | None, reporter: Reporter) -> dict:
     return _simple(project, host, reporter, {"action": "releases"})
 

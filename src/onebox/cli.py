@@ -211,6 +211,27 @@ def releases(ctx: Context, host: str | None) -> None:
 
 @main.command()
 @host_option
+@click.option("-n", "--lines", default=30, show_default=True, help="How many entries to show.")
+@command
+def history(ctx: Context, host: str | None, lines: int) -> None:
+    """What was done to the server and by whom: setups, deploys, rollbacks, restores…"""
+    result = api.history(ctx.project(), host, ctx.reporter, lines)
+    rows = [f"{'TIME':<21} {'ACTION':<12} {'RESULT':<7} {'BY':<28} DETAIL"]
+    for entry in result["entries"]:
+        by = entry.get("by", "?")
+        if entry.get("login") not in (None, "root"):
+            by += f" ({entry['login']})"
+        rows.append(
+            f"{entry['time']:<21} {entry['action']:<12} {entry['result']:<7} {by:<28} "
+            f"{entry.get('detail', '')}"
+        )
+    if not result["entries"]:
+        rows = ["nothing recorded yet: setup, deploy, rollback, restore… are"]
+    ctx.done(result, "\n".join(rows))
+
+
+@main.command()
+@host_option
 @click.argument("release", required=False)
 @click.option(
     "--force",

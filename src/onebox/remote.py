@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from onebox.bundle import deployer
 from onebox.errors import ConfigError, ExitCode, LockedError, RemoteStepFailed, UnsupportedError
 from onebox.transport import SSH
 
@@ -43,6 +44,7 @@ def pack(
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(AGENT_DIR.glob("*.py")):
             tar.add(path, arcname=f"onebox_agent/{path.name}")
+        request = {"by": deployer(), **request}  # for the server's history of operations
         _add_bytes(tar, "request.json", json.dumps(request).encode(), mode=0o600)
         if payload is not None:
             for path in payload_files or []:

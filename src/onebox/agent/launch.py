@@ -32,6 +32,9 @@ def launch(workdir: str) -> int:
     if request.get("action") not in DETACHED or os.geteuid() != 0:
         return main(workdir)
     clean_old_runs()
+    # Who logged in: the detached unit no longer has sudo's environment to tell.
+    request.setdefault("login", os.environ.get("SUDO_USER") or "root")
+    (root / "request.json").write_text(json.dumps(request))
     run_dir = RUNS / f"onebox-{request.get('app', 'x')}-{request['action']}-{os.getpid()}"
     RUNS.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits

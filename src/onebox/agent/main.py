@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import traceback
 from pathlib import Path
 
-from . import backup, envfile, provision, release, releases, restore, status
+from . import backup, envfile, history, provision, release, releases, restore, status
 from .protocol import EXIT_FAILED, AgentError, emit
 
 ACTIONS = {
@@ -27,6 +28,7 @@ ACTIONS = {
     "maintenance": lambda request, payload: restore.maintenance_mode(request),
     "releases": lambda request, payload: releases.list_releases(request),
     "rollback": releases.rollback,
+    "history": lambda request, payload: history.read(request),
 }
 
 
@@ -38,13 +40,22 @@ def main(workdir: str) -> int:
     if os.geteuid() != 0:
         emit("error", message="the onebox agent must run as root", hint="use a sudo-capable user")
         return EXIT_FAILED
+    request.setdefault("login", os.environ.get("SUDO_USER") or "root")
+    started = time.time()
+    code, result, error = run_action(request, root)
+    history.record(request, code, started, result, error)
+    return code
+
+
+def run_action(request: dict, root: Path) -> tuple[int, dict | None, str]:
+    """Run it, report the result or the error as events; (exit code, result, error)."""
     try:
         if request["action"] != "facts" and provision.AGENT_HOME.is_dir():
             provision.install_agent()  # the timers' copy stays the version last used
         result = ACTIONS[request["action"]](request, root / "payload")
     except AgentError as exc:
         emit("error", message=exc.message, hint=exc.hint, output=exc.output, command=exc.command)
-        return exc.code
+        return exc.code, None, exc.message
     except Exception as exc:  # a bug in onebox: still a report, with where it happened
         emit(
             "error",
@@ -52,9 +63,9 @@ def main(workdir: str) -> int:
             output="".join(traceback.format_exc(limit=-4)),
             hint="please report it; the server was left as the last step reported",
         )
-        return EXIT_FAILED
+        return EXIT_FAILED, None, f"internal error: {exc!r}"
     emit("result", data=result)
-    return 0
+    return 0, result, ""
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from uv import find_uv_bin
 
 from onebox import bundle, remote, sandbox
 from onebox.config import Project
-from onebox.errors import ConfigError, RemoteStepFailed, UnsupportedError
+from onebox.errors import ConfigError, ConnectionFailed, RemoteStepFailed, UnsupportedError
 from onebox.lock import lock
 from onebox.templating import render
 from onebox.transport import SSH, Target
@@ -154,6 +155,7 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
             "app": project.config.app.name,
             "uv_version": uv_version(),
             "files": rendered_files(project, server.address),
+            "security": project.config.security.model_dump(),
             **data_settings(project),
         }
         if dry_run:
@@ -166,7 +168,31 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         found = facts(server, reporter)
         check_python(project, found)
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
+        if result.get("confirm"):
+            confirm_access(server.ssh.target, result["confirm"], reporter)
         return {"host": server.ssh.target.name, "server": found, **result}
+
+
+def confirm_access(target: Target, changes: list[str], reporter: Reporter) -> None:
+    """A brand-new SSH connection (no shared master) proves that setup's changes to the
+    firewall or sshd let the user back in; only then does the server keep them. If it
+    cannot connect, the server undoes them by itself within two minutes."""
+    name = "a new SSH connection gets in"
+    reporter.event({"event": "step", "name": name, "status": "start"})
+    started = time.monotonic()
+    fresh = SSH(target, on_notice=reporter.notice, shared=False)
+    try:
+        remote.call(fresh, remote.pack({"action": "confirm", "names": changes}), reporter.event)
+    except ConnectionFailed as exc:
+        raise ConnectionFailed(
+            f"after setup changed the {' and '.join(changes)}, a new SSH connection to "
+            f"{target.name} failed: {exc.message}",
+            hint="the server undoes those changes by itself within 2 minutes; then check "
+            "[security] in onebox.toml (and how you reach SSH), and run `onebox setup` again",
+            host=target.name,
+        ) from None
+    seconds = round(time.monotonic() - started, 2)
+    reporter.event({"event": "step", "name": name, "status": "changed", "seconds": seconds})
 
 
 def deploy(

@@ -184,6 +184,42 @@ class BackupConfig(_Section):
         return value.strip()
 
 
+PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates")
+
+
+class SecurityConfig(_Section):
+    # TCP ports the firewall opens besides SSH, HTTP and HTTPS (e.g. a metrics exporter).
+    open_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
+    # Protections onebox setup leaves alone, each with the reason (onebox audit shows it),
+    # e.g. { firewall = "the provider's cloud firewall does it" }.
+    skip: dict[str, str] = {}
+    # When unattended-upgrades may reboot the server after an update that needs it
+    # ("04:00"); empty: never by itself (`onebox status` says when a reboot is pending).
+    reboot_at: str = ""
+
+    @field_validator("reboot_at")
+    @classmethod
+    def _reboot_at(cls, value: str) -> str:
+        if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError('an hour of the day, like "04:00", or "" for never')
+        return value
+
+    @field_validator("skip")
+    @classmethod
+    def _skip(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, reason in value.items():
+            if name not in PROTECTIONS:
+                raise ValueError(
+                    f"{name!r} is not a protection onebox sets up; one of: {', '.join(PROTECTIONS)}"
+                )
+            if not reason.strip():
+                raise ValueError(f'say why {name} is skipped: {name} = "the reason"')
+        return value
+
+    def wants(self, protection: str) -> bool:
+        return protection not in self.skip
+
+
 class Config(_Section):
     app: AppConfig
     server: ServerConfig = ServerConfig()
@@ -192,6 +228,7 @@ class Config(_Section):
     env: EnvConfig = EnvConfig()
     database: DatabaseConfig = DatabaseConfig()
     backup: BackupConfig = BackupConfig()
+    security: SecurityConfig = SecurityConfig()
 
 
 class Project(BaseModel):

@@ -41,8 +41,13 @@ class Target:
 
 
 class SSH:
-    def __init__(self, target: Target, on_notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, target: Target, on_notice: Callable[[str], None] | None = None, shared: bool = True
+    ) -> None:
+        """shared=False: a connection of its own, never a master's (to prove that a new
+        connection still gets in after setup changed the firewall or sshd)."""
         self.target = target
+        self.shared = shared
         self.on_notice = on_notice or (lambda message: None)
         control_dir = Path(tempfile.gettempdir()) / f"onebox-ssh-{os.getuid()}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
@@ -65,13 +70,18 @@ class SSH:
             "ServerAliveInterval=15",
             "-o",
             "ServerAliveCountMax=4",
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            f"ControlPath={self._control}",
-            "-o",
-            "ControlPersist=60",
         ]
+        if self.shared:
+            opts += [
+                "-o",
+                "ControlMaster=auto",
+                "-o",
+                f"ControlPath={self._control}",
+                "-o",
+                "ControlPersist=60",
+            ]
+        else:
+            opts += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
         if t.known_hosts is not None:
             opts += [
                 "-o",
@@ -159,6 +169,8 @@ class SSH:
         return subprocess.call(self.argv(remote, tty=sys.stdin.isatty()))
 
     def close(self) -> None:
+        if not self.shared:
+            return
         # `stop`, not `exit`: the master takes no new sessions and ends with its last one,
         # so another onebox run sharing it (a deploy still running) is not cut off.
         subprocess.run(

@@ -59,4 +59,4 @@ def test_pack_carries_agent_and_request(tmp_path):
         request = json.load(tar.extractfile("request.json"))
         assert tar.getmember("request.json").mode == 0o600
     assert "onebox_agent/main.py" in names and "payload/manage.py" in names
-    assert request == {"action": "facts"}
+    assert request["action"] == "facts" and "@" in request["by"]  # who, for history

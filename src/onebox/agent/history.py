@@ -74,6 +74,8 @@ def describe(request: dict, result: dict) -> str:
             value = result[key]
             if isinstance(value, dict):
                 value = value.get("restored") or value.get("id") or ""
+            if isinstance(value, list):
+                value = ", ".join(map(str, value))
             return f"{key} {value}"
     return ""
 

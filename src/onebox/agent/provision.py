@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import hardening
 from .database import Engine, engine_for
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_UNSUPPORTED, AgentError, step
@@ -26,7 +27,14 @@ from .system import (
     write_file,
 )
 
-BASE_PACKAGES = ["caddy", "python3-venv", "python3-dev", "ca-certificates", "curl", "restic"]
+BASE_PACKAGES = [
+    "caddy",
+    "python3-venv",
+    "python3-dev",
+    "ca-certificates",
+    "curl",
+    "restic",
+]
 AGENT_HOME = TOOLS / "agent"
 SUPPORTED_DEBIAN = ("12", "13")
 CADDYFILE = Path("/etc/caddy/Caddyfile")
@@ -73,6 +81,9 @@ def setup(request: dict) -> dict[str, object]:
     packages = BASE_PACKAGES + db.packages + request.get("packages", [])
     changed: list[str] = []
     notes: list[str] = []
+    guarded: list[str] = []  # changes the client must confirm over a new connection
+    security = request.get("security", {})
+    packages += hardening.packages(security)
     for name, action in (
         ("packages", lambda: bool(apt_install(packages))),
         ("uv", lambda: ensure_uv(request["uv_version"])),
@@ -85,12 +96,13 @@ def setup(request: dict) -> dict[str, object]:
         ("onebox agent", lambda: install_agent()),
         ("backups", lambda: ensure_backups(paths, settings, notes)),
         ("backup timers", lambda: ensure_timers(paths, request["files"], request["backup"])),
+        *hardening.steps(paths.app, security, notes, guarded),
     ):
         with step(name) as state:
             state["changed"] = action()
         if state["changed"]:
             changed.append(name)
-    return {"changed": changed, "notes": notes}
+    return {"changed": changed, "notes": notes, "confirm": guarded}
 
 
 def ensure_database(paths: AppPaths, db: Engine) -> bool:

@@ -1,0 +1,138 @@
+"""The server's firewall: nftables, default drop on input, IPv4 and IPv6.
+
+onebox owns one table, `inet onebox`, in /etc/onebox/firewall.nft, included from Debian's
+/etc/nftables.conf (so nftables.service loads it at boot). Open: SSH (every port sshd
+listens on), HTTP, HTTPS (TCP, and UDP for HTTP/3), plus `[security] open_ports`.
+Everything else arriving from outside is dropped, the database ports included (they
+listen on localhost too). Outgoing traffic and replies are untouched.
+
+The rules are checked (`nft -c`) before they are loaded, and loaded with a guard armed
+(agent/guard.py): unless a new SSH connection confirms them, the previous ruleset comes
+back by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from . import guard
+from .protocol import AgentError
+from .system import ensure_dir, run, write_file
+
+RULES = Path("/etc/onebox/firewall.nft")
+NFTABLES_CONF = Path("/etc/nftables.conf")
+# A glob: nft skips it when no file matches (after the guard's undo removed ours).
+INCLUDE = f'include "{RULES.parent}/firewall*.nft"'
+TABLE = "inet onebox"
+
+TEMPLATE = """\
+# The server's firewall, written by `onebox setup` (onebox owns the table inet onebox).
+# Change what it opens with [security] open_ports in onebox.toml, not here.
+table inet onebox
+delete table inet onebox
+table inet onebox {{
+	chain input {{
+		type filter hook input priority filter - 10; policy drop;
+		ct state established,related accept
+		ct state invalid drop
+		iif "lo" accept
+		meta l4proto {{ 1, 58 }} accept comment "icmp, ipv6-icmp (path MTU, neighbour discovery)"
+		tcp dport {{ {tcp} }} accept comment "ssh, http, https and [security] open_ports"
+		udp dport {{ {udp} }} accept comment "http/3"
+	}}
+}}
+"""
+
+
+WANTS = Path("/var/lib/onebox/firewall")  # per app: {"firewall": bool, "open_ports": [...]}
+
+
+def configure(app: str, security: dict) -> tuple[bool, bool]:
+    """This app's wish, then the server's firewall from every app's: on if any wants it,
+    open what any opens. (changed, guard armed)"""
+    ensure_dir(WANTS, mode=0o700)
+    wish = {
+        "firewall": "firewall" not in security.get("skip", {}),
+        "open_ports": sorted(set(security.get("open_ports", []))),
+    }
+    write_file(WANTS / f"{app}.json", json.dumps(wish), mode=0o600)
+    wishes = [json.loads(p.read_text()) for p in sorted(WANTS.glob("*.json"))]
+    if not any(w.get("firewall") for w in wishes):
+        return remove(), False
+    ports = sorted({port for w in wishes if w.get("firewall") for port in w["open_ports"]})
+    return ensure(ports)
+
+
+def ssh_ports() -> list[int]:
+    """Every port sshd listens on, from its effective configuration."""
+    out = run(["sshd", "-T"], check=False).stdout
+    ports = [int(m) for m in re.findall(r"^port (\d+)$", out, re.MULTILINE)]
+    return ports or [22]
+
+
+def ruleset(open_ports: list[int]) -> str:
+    tcp = sorted({*ssh_ports(), 80, 443, *open_ports})
+    return TEMPLATE.format(tcp=", ".join(map(str, tcp)), udp="443")
+
+
+def active() -> bool:
+    return run(["nft", "list", "table", "inet", "onebox"], check=False).returncode == 0
+
+
+def ensure(open_ports: list[int]) -> tuple[bool, bool]:
+    """Write and load the rules; (changed, guard armed)."""
+    wanted = ruleset(open_ports)
+    if RULES.exists() and RULES.read_text() == wanted and active():
+        ensure_boot_include()
+        return False, False
+    check = run(["nft", "-c", "-f", "-"], input=wanted, check=False)
+    if check.returncode != 0:
+        raise AgentError(
+            "the firewall rules do not load; nothing was changed",
+            output=check.stderr,
+            hint="check [security] open_ports in onebox.toml",
+        )
+    previous = RULES.read_text() if RULES.exists() and active() else None
+    guard.arm("firewall", undo_script(previous))
+    write_file(RULES, wanted, mode=0o644)
+    loaded = run(["nft", "-f", str(RULES)], check=False)
+    if loaded.returncode != 0:
+        guard.disarm("firewall")
+        run(["sh", "-c", undo_script(previous)], check=False)
+        raise AgentError(
+            "loading the firewall rules failed; the previous ones are back",
+            output=loaded.stderr,
+        )
+    ensure_boot_include()
+    return True, True
+
+
+def undo_script(previous: str | None) -> str:
+    """Put back the previous rules (or none of onebox's), now and at the next boot."""
+    if previous is None:
+        return f"rm -f {RULES}\nnft delete table {TABLE} 2>/dev/null\n"
+    return f"cat > {RULES} <<'ONEBOX_RULES'\n{previous}ONEBOX_RULES\nnft -f {RULES}\n"
+
+
+def ensure_boot_include() -> bool:
+    """nftables.service loads /etc/nftables.conf at boot: make it include onebox's table."""
+    text = NFTABLES_CONF.read_text() if NFTABLES_CONF.exists() else "#!/usr/sbin/nft -f\n"
+    changed = False
+    if INCLUDE not in text:
+        text = text.rstrip("\n") + f"\n\n# onebox's firewall (onebox setup)\n{INCLUDE}\n"
+        changed = write_file(NFTABLES_CONF, text, mode=0o755)
+    enabled = run(["systemctl", "is-enabled", "nftables"], check=False).stdout.strip()
+    if enabled != "enabled":
+        run(["systemctl", "enable", "--quiet", "nftables"], check=False)
+        changed = True
+    return changed
+
+
+def remove() -> bool:
+    """[security] skip firewall: take onebox's table away (the user's own rules stay)."""
+    existed = RULES.exists() or active()
+    RULES.unlink(missing_ok=True)
+    run(["nft", "delete", "table", "inet", "onebox"], check=False)
+    return existed

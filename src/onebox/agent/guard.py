@@ -1,0 +1,74 @@
+"""Changes that could lock the user out are applied with an automatic undo.
+
+Before setup changes the firewall or sshd, it arms a guard: a systemd timer that runs the
+undo script after GUARD_SECONDS. Setup's last act is to return; the client then opens a
+brand-new SSH connection (no shared master) and sends `confirm`, which disarms the
+guards. If that connection cannot be made, nobody disarms them and the server puts the
+old firewall and sshd settings back by itself — the session that ran setup, and the
+user, are never shut out for longer than that.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .protocol import AgentError
+from .system import ensure_dir, run, write_file
+
+GUARDS = Path("/var/lib/onebox/guards")
+GUARD_SECONDS = 120
+NAME = re.compile(r"^[a-z0-9-]+$")
+
+
+def unit(name: str) -> str:
+    return f"onebox-guard-{name}"
+
+
+def arm(name: str, undo: str, seconds: int = GUARD_SECONDS) -> None:
+    """Run the shell script `undo` in `seconds` unless confirm(name) comes first."""
+    disarm(name)
+    ensure_dir(GUARDS, mode=0o700)
+    script = GUARDS / f"{name}.sh"
+    write_file(
+        script, "#!/bin/sh\n# armed by onebox setup; see agent/guard.py\n" + undo, mode=0o700
+    )
+    result = run(
+        [
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={unit(name)}",
+            f"--on-active={seconds}",
+            "--timer-property=AccuracySec=1s",
+            f"--description=onebox: undo the {name} change unless confirmed",
+            "/bin/sh",
+            str(script),
+        ],
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AgentError(
+            f"could not arm the automatic undo for the {name} change; nothing was changed",
+            output=result.stderr,
+        )
+
+
+def disarm(name: str) -> bool:
+    """Stop the guard's timer (and a run in progress); True if one was armed."""
+    armed = (GUARDS / f"{name}.sh").exists()
+    run(["systemctl", "stop", f"{unit(name)}.timer", f"{unit(name)}.service"], check=False)
+    run(["systemctl", "reset-failed", f"{unit(name)}.timer", f"{unit(name)}.service"], check=False)
+    (GUARDS / f"{name}.sh").unlink(missing_ok=True)
+    return armed
+
+
+def armed() -> list[str]:
+    return sorted(p.stem for p in GUARDS.glob("*.sh")) if GUARDS.is_dir() else []
+
+
+def confirm(request: dict) -> dict[str, object]:
+    """Called over a fresh connection: it worked, so keep the changes."""
+    names = [n for n in request.get("names", []) if NAME.match(n)]
+    kept = [name for name in names if disarm(name)]
+    return {"confirmed": kept, "still_armed": armed()}

@@ -1,0 +1,90 @@
+"""Security updates, installed by themselves: unattended-upgrades (Debian's security
+archive only, as Debian configures it), with automatic reboots off unless
+[security] reboot_at names an hour. What still runs old code after an update is shown,
+not restarted behind the app's back: `needrestart` lists services using replaced
+libraries, and /run/reboot-required says a new kernel waits for a reboot.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .system import apt_install, run, write_file
+
+PERIODIC = Path("/etc/apt/apt.conf.d/20auto-upgrades")
+POLICY = Path("/etc/apt/apt.conf.d/52onebox-unattended-upgrades")
+NEEDRESTART = Path("/etc/needrestart/conf.d/onebox.conf")
+PACKAGES = ["unattended-upgrades", "needrestart"]
+REBOOT_REQUIRED = Path("/run/reboot-required")
+
+PERIODIC_TEXT = """\
+// Written by `onebox setup`: refresh the package lists and install security updates daily.
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+APT::Periodic::AutocleanInterval "7";
+"""
+
+
+def policy_text(reboot_at: str) -> str:
+    lines = [
+        "// Written by `onebox setup` ([security] reboot_at in onebox.toml).",
+        'Unattended-Upgrade::Remove-Unused-Kernel-Packages "true";',
+        'Unattended-Upgrade::Remove-Unused-Dependencies "true";',
+    ]
+    if reboot_at:
+        lines += [
+            'Unattended-Upgrade::Automatic-Reboot "true";',
+            'Unattended-Upgrade::Automatic-Reboot-WithUsers "true";',
+            f'Unattended-Upgrade::Automatic-Reboot-Time "{reboot_at}";',
+        ]
+    else:
+        lines.append('Unattended-Upgrade::Automatic-Reboot "false";')
+    return "\n".join(lines) + "\n"
+
+
+# needrestart: list, never restart by itself (a restart of the app or its database is a
+# deploy's or the user's decision, not an apt hook's).
+NEEDRESTART_TEXT = """\
+# Written by `onebox setup`: list services that use replaced libraries; restart none.
+$nrconf{restart} = 'l';
+$nrconf{kernelhints} = 0;
+"""
+
+
+def ensure(reboot_at: str) -> bool:
+    changed = bool(apt_install(PACKAGES))
+    changed |= write_file(PERIODIC, PERIODIC_TEXT, mode=0o644)
+    changed |= write_file(POLICY, policy_text(reboot_at), mode=0o644)
+    changed |= write_file(NEEDRESTART, NEEDRESTART_TEXT, mode=0o644)
+    for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
+        if run(["systemctl", "is-enabled", timer], check=False).stdout.strip() != "enabled":
+            run(["systemctl", "enable", "--now", "--quiet", timer], check=False)
+            changed = True
+    return changed
+
+
+def remove() -> bool:
+    existed = POLICY.exists() or PERIODIC.exists()
+    for path in (POLICY, PERIODIC, NEEDRESTART):
+        path.unlink(missing_ok=True)
+    return existed
+
+
+def state() -> dict[str, object]:
+    """For `onebox status` and `onebox audit`: enabled, reboot pending, stale services."""
+    enabled = PERIODIC.is_file() and 'Unattended-Upgrade "1"' in PERIODIC.read_text()
+    services: list[str] = []
+    kernel_pending = False
+    out = run(["needrestart", "-b", "-r", "l"], check=False).stdout
+    for line in out.splitlines():
+        if line.startswith("NEEDRESTART-SVC:"):
+            services.append(line.split(":", 1)[1].strip())
+        match = re.match(r"NEEDRESTART-KSTA: (\d)", line)
+        if match and match.group(1) in ("2", "3"):
+            kernel_pending = True
+    return {
+        "unattended_upgrades": enabled,
+        "reboot_required": REBOOT_REQUIRED.exists() or kernel_pending,
+        "outdated_services": services,
+    }

@@ -10,11 +10,10 @@ import ipaddress
 import re
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -22,11 +21,11 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from uv import find_uv_bin
 
 from onebox import bundle, remote, sandbox
-from onebox.config import Project
+from onebox.config import Project, set_server_user
 from onebox.errors import ConfigError, ConnectionFailed, RemoteStepFailed, UnsupportedError
 from onebox.lock import lock
 from onebox.templating import render
-from onebox.transport import SSH, Target
+from onebox.transport import DEPLOY_USER, SSH, Target
 
 LAN_SUFFIXES = (".lan", ".local", ".internal", ".home.arpa", ".localhost", ".test")
 
@@ -47,7 +46,9 @@ def resolve_target(spec: str, project: Project | None = None) -> Target:
     if not spec:
         raise ConfigError("no server given", hint="set [server] host in onebox.toml or pass --host")
     if spec.startswith("sandbox:"):
-        return sandbox.load(spec.removeprefix("sandbox:")).target()
+        target = sandbox.load(spec.removeprefix("sandbox:")).target()
+        user = project.config.server.user if project else None
+        return replace(target, user=user) if user else target
     user, _, host = spec.rpartition("@")
     port = None
     match = re.fullmatch(r"(.+):(\d+)", host)
@@ -168,31 +169,51 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         found = facts(server, reporter)
         check_python(project, found)
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
-        if result.get("confirm"):
-            confirm_access(server.ssh.target, result["confirm"], reporter)
+        lockdown = project.config.security.wants("ssh")
+        if result.get("confirm") or lockdown:
+            confirm_access(server.ssh.target, result.get("confirm", []), lockdown, reporter)
+        if lockdown and set_server_user(project.source, DEPLOY_USER):
+            reporter.notice(
+                f"root and password logins are off on {server.ssh.target.name}: onebox "
+                f'logs in as {DEPLOY_USER!r} from now on ([server] user = "{DEPLOY_USER}" '
+                f"written to {project.source.name})"
+            )
         return {"host": server.ssh.target.name, "server": found, **result}
 
 
-def confirm_access(target: Target, changes: list[str], reporter: Reporter) -> None:
-    """A brand-new SSH connection (no shared master) proves that setup's changes to the
-    firewall or sshd let the user back in; only then does the server keep them. If it
-    cannot connect, the server undoes them by itself within two minutes."""
-    name = "a new SSH connection gets in"
+def confirm_access(target: Target, changes: list[str], lockdown: bool, reporter: Reporter) -> None:
+    """Brand-new SSH connections (no shared master) prove that setup's changes to the
+    firewall and sshd let the user back in; only then does the server keep them. With
+    lockdown, the connection is the deploy user's, and once it got in, root and password
+    logins go off (confirmed by one more connection). If a connection fails, the server
+    undoes the unconfirmed changes by itself within two minutes."""
+    login = replace(target, user=DEPLOY_USER) if lockdown else target
+    request = {"action": "confirm", "names": changes, "lockdown": lockdown}
+    result = _confirm_once(login, request, changes or ["ssh"], reporter)
+    again = result.get("confirm_again") or []
+    if again:
+        _confirm_once(login, {"action": "confirm", "names": again}, again, reporter)
+
+
+def _confirm_once(target: Target, request: dict, changes: list[str], reporter: Reporter) -> dict:
+    name = f"a new SSH connection as {target.user or 'you'} gets in"
     reporter.event({"event": "step", "name": name, "status": "start"})
     started = time.monotonic()
-    fresh = SSH(target, on_notice=reporter.notice, shared=False)
+    fresh = SSH(target, on_notice=reporter.notice, shared=False, login_fallback=False)
     try:
-        remote.call(fresh, remote.pack({"action": "confirm", "names": changes}), reporter.event)
+        result = remote.call(fresh, remote.pack(request), reporter.event)
     except ConnectionFailed as exc:
         raise ConnectionFailed(
-            f"after setup changed the {' and '.join(changes)}, a new SSH connection to "
-            f"{target.name} failed: {exc.message}",
+            f"after setup changed the {' and '.join(changes)} settings, a new SSH connection "
+            f"as {target.user or 'you'} to {target.name} failed: {exc.message}",
             hint="the server undoes those changes by itself within 2 minutes; then check "
             "[security] in onebox.toml (and how you reach SSH), and run `onebox setup` again",
             host=target.name,
+            output=exc.output,
         ) from None
     seconds = round(time.monotonic() - started, 2)
     reporter.event({"event": "step", "name": name, "status": "changed", "seconds": seconds})
+    return result
 
 
 def deploy(
@@ -302,46 +323,28 @@ def _simple(project: Project, host: str | None, reporter: Reporter, request: dic
 
 
 def logs(project: Project, host: str | None, reporter: Reporter, follow: bool, lines: int) -> int:
-    app = project.config.app.name
+    """gunicorn's and Django's log (and the backup timers' runs), from the journal."""
+    args = ["logs", project.config.app.name, str(lines), *(["follow"] if follow else [])]
     with connect(project, host, reporter) as server:
-        argv = ["journalctl", "--no-pager", "-n", str(lines), "-u", f"onebox-{app}@*"]
-        argv += ["-u", f"onebox-{app}-backup", "-u", f"onebox-{app}-verify"]  # the timers' runs
-        return server.ssh.interactive(server.ssh.sudo([*argv, *(["-f"] if follow else [])]))
+        return server.ssh.interactive(server.ssh.agent_command(args))
 
 
 def manage(project: Project, host: str | None, reporter: Reporter, args: list[str]) -> int:
     """manage.py in the live release, as the app user, with its environment loaded by systemd."""
-    app = project.config.app.name
-    root = f"/srv/{app}"
-    manage_py = f"{root}/current/{project.config.app.manage}"
-    argv = [
-        "systemd-run",
-        "--quiet",
-        "--pty" if sys.stdin.isatty() else "--pipe",
-        "--wait",
-        "--collect",
-        f"--uid={app}",
-        f"--gid={app}",
-        f"--working-directory={root}/current/{Path(project.config.app.manage).parent}",
-        f"--property=EnvironmentFile={root}/current/.onebox/release.env",
-        f"--property=EnvironmentFile=/etc/onebox/{app}.env",
-        f"{root}/current/.venv/bin/python",
-        manage_py,
-        *args,
-    ]
+    command = ["manage", project.config.app.name, project.config.app.manage, *args]
     with connect(project, host, reporter) as server:
-        return server.ssh.interactive(server.ssh.sudo(argv))
+        return server.ssh.interactive(server.ssh.agent_command(command))
 
 
 def caddy_root_ca(project: Project, host: str | None, reporter: Reporter) -> str:
     """The root certificate of Caddy's internal CA, for clients to trust the site."""
-    path = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
     with connect(project, host, reporter) as server:
-        result = server.ssh.run(server.ssh.sudo(["cat", path]), check=False)
+        result = server.ssh.run(server.ssh.agent_command(["ca"]), check=False)
         if result.returncode != 0:
             raise RemoteStepFailed(
                 f"{server.ssh.target.name} has no internal CA yet",
                 host=server.ssh.target.name,
+                output=result.stderr.decode(errors="replace")[-1000:],
                 hint="Caddy creates it when it first serves a site by IP address or LAN name: "
                 "run `onebox setup` and `onebox deploy` first (a public domain needs no CA)",
             )
@@ -377,20 +380,14 @@ def maintenance(project: Project, host: str | None, on: bool, reporter: Reporter
 def db_shell(project: Project, host: str | None, reporter: Reporter) -> int:
     """The database's own shell on the server (sqlite3, mariadb, psql), as its admin."""
     database = project.config.database
-    app = project.config.app.name
-    name = app.replace("-", "_")
     if database.url:
         raise UnsupportedError(
             "the database is on an external server: use its own client or console",
             hint=f"its address is in [database] url ({database.url})",
         )
-    argv = {
-        "sqlite": ["runuser", "-u", app, "--", "sqlite3", f"/srv/{app}/shared/db/db.sqlite3"],
-        "mysql": ["mariadb", "--protocol=socket", "--user=root", name],
-        "postgresql": ["runuser", "-u", "postgres", "--", "psql", "--dbname", name],
-    }[database.engine]
     with connect(project, host, reporter) as server:
-        return server.ssh.interactive(server.ssh.sudo(argv))
+        command = server.ssh.agent_command(["dbshell", project.config.app.name])
+        return server.ssh.interactive(command)
 
 
 def db_pull(
@@ -409,13 +406,13 @@ def db_pull(
                 hint="`onebox backups` lists them; `onebox backup` makes one",
             )
         chosen = complete[-1]
-        # The agent says where the repository, its key and the dump are: the layout is its.
-        repository = [f"{key}={value}" for key, value in found["server_repository"].items()]
-        argv = ["env", *repository, "restic", "dump", "--quiet", "--no-lock"]
-        argv += [str(chosen["parts"]["db"]), str(chosen["dump_path"])]
+        # The server's onebox-agent knows where the repository and its key are.
+        argv = server.ssh.agent_command(
+            ["dump", project.config.app.name, str(chosen["parts"]["db"]), str(chosen["dump_path"])]
+        )
         partial = target.with_name(target.name + ".partial")
         with partial.open("wb") as handle:  # streamed: a dump can be larger than memory
-            process = server.ssh.popen(server.ssh.sudo(argv), stdout=handle, stderr=subprocess.PIPE)
+            process = server.ssh.popen(argv, stdout=handle, stderr=subprocess.PIPE)
             _, error = process.communicate()
         if process.returncode != 0:
             partial.unlink(missing_ok=True)

@@ -327,3 +327,38 @@ def locate(text: str, loc: tuple[str, ...]) -> int | None:
         if match and (*current, match.group(1)) == loc[: len(current) + 1]:
             return number
     return best
+
+
+def set_server_user(path: Path, user: str) -> bool:
+    """Write [server] user = USER into onebox.toml, keeping the rest of the file as it is
+    (comments included), and drop a user@ from [server] host, which would win over it."""
+    text = path.read_text()
+    lines = text.splitlines()
+    try:
+        start = lines.index("[server]")
+    except ValueError:
+        lines += ["", "[server]"]
+        start = len(lines) - 1
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    setting = f'user = "{user}"   # the deploy user `onebox setup` made (root login is off)'
+    section = lines[start + 1 : end]
+    found = [i for i, line in enumerate(section) if re.match(r"\s*user\s*=", line)]
+    commented = [i for i, line in enumerate(section) if re.match(r"#\s*user\s*=", line)]
+    if found:
+        if re.match(rf'\s*user\s*=\s*"{re.escape(user)}"', section[found[0]]):
+            setting = section[found[0]]
+        section[found[0]] = setting
+    elif commented:
+        section[commented[0]] = setting
+    else:
+        section.insert(0, setting)
+    for i, line in enumerate(section):
+        match = re.match(r'(\s*host\s*=\s*")[^"@]+@([^"]*")(.*)', line)
+        if match and not match.group(2).startswith("sandbox:"):
+            section[i] = match.group(1) + match.group(2) + match.group(3)
+    new = "\n".join(lines[: start + 1] + section + lines[end:]) + "\n"
+    if new == text:
+        return False
+    tomllib.loads(new)  # never write a file that does not parse
+    path.write_text(new)
+    return True

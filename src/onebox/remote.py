@@ -13,7 +13,7 @@ from pathlib import Path
 
 from onebox.bundle import deployer
 from onebox.errors import ConfigError, ExitCode, LockedError, RemoteStepFailed, UnsupportedError
-from onebox.transport import SSH
+from onebox.transport import DEPLOY_USER, SSH
 
 AGENT_DIR = Path(__file__).parent / "agent"
 
@@ -68,9 +68,12 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
 
 def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, object]:
     """Send the stream to the agent, hand each event to on_event, return the result."""
-    python = ["python3", "-c", BOOTSTRAP]
+    if ssh.login_user == DEPLOY_USER:  # its sudo allows onebox-agent only
+        python = ssh.agent_command([])
+    else:  # root or a sudo-capable user, before or after setup
+        python = ssh.sudo(["python3", "-c", BOOTSTRAP])
     process = ssh.popen(
-        ssh.sudo(python), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        python, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     writer = threading.Thread(target=_feed, args=(process, stream), daemon=True)
     writer.start()

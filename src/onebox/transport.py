@@ -40,14 +40,28 @@ class Target:
         return self.label or self.host
 
 
+# Installed by `onebox setup`; the deploy user's sudo allows this one command.
+AGENT_ENTRY = "/usr/local/sbin/onebox-agent"
+# The user `onebox setup` creates to log in as, once root login is off.
+DEPLOY_USER = "onebox"
+
+
 class SSH:
     def __init__(
-        self, target: Target, on_notice: Callable[[str], None] | None = None, shared: bool = True
+        self,
+        target: Target,
+        on_notice: Callable[[str], None] | None = None,
+        shared: bool = True,
+        login_fallback: bool = True,
     ) -> None:
         """shared=False: a connection of its own, never a master's (to prove that a new
-        connection still gets in after setup changed the firewall or sshd)."""
+        connection still gets in after setup changed the firewall or sshd).
+        login_fallback: when the user is the deploy user and the server does not know it
+        yet (a server before its first setup), log in as ssh's default user instead."""
         self.target = target
         self.shared = shared
+        self.user = target.user
+        self.login_fallback = login_fallback
         self.on_notice = on_notice or (lambda message: None)
         control_dir = Path(tempfile.gettempdir()) / f"onebox-ssh-{os.getuid()}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
@@ -97,8 +111,8 @@ class SSH:
             opts += ["-F", os.environ["ONEBOX_SSH_CONFIG"]]
         if t.identity is not None:
             opts += ["-i", str(t.identity), "-o", "IdentitiesOnly=yes"]
-        if t.user:
-            opts += ["-l", t.user]
+        if self.user:
+            opts += ["-l", self.user]
         if t.port:
             opts += ["-p", str(t.port)]
         for option in t.extra_options:
@@ -142,6 +156,12 @@ class SSH:
     def sudo(self, argv: Sequence[str]) -> list[str]:
         """Prefix argv with a non-interactive sudo unless we log in as root."""
         return list(argv) if self.login_user == "root" else ["sudo", "-n", "--", *argv]
+
+    def agent_command(self, args: Sequence[str]) -> list[str]:
+        """The server's onebox-agent: with no args it reads an agent stream, else it runs
+        one of its commands (logs, manage, dbshell, ca, dump). It is all the deploy user
+        may run as root."""
+        return self.sudo([AGENT_ENTRY, *args])
 
     # -- running -----------------------------------------------------------------------
     def popen(self, remote: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
@@ -202,15 +222,43 @@ class SSH:
         return False
 
     def _first_contact(self) -> None:
-        """On the first connection ever to this host, show the key we are about to trust."""
+        """Before the first command: on the first connection ever to this host, show the
+        key we are about to trust; and pick the login (see _fallback_login)."""
         if self._checked_first_contact:
             return
         self._checked_first_contact = True
-        if self.is_known():
+        known = self.is_known()
+        may_fall_back = self.login_fallback and self.user == DEPLOY_USER
+        if known and not may_fall_back:
             return
-        result = subprocess.run(self.argv(["true"]), capture_output=True, check=False)
+        result = self._probe()
+        stderr = result.stderr.decode(errors="replace")
+        if result.returncode == 255 and may_fall_back and "Permission denied" in stderr:
+            self._fallback_login()
+            result = self._probe()
+            stderr = result.stderr.decode(errors="replace")
         if result.returncode == 255:
-            raise self.connection_error(result.stderr.decode(errors="replace"))
+            raise self.connection_error(stderr)
+        if not known:
+            self._show_recorded_key()
+
+    def _probe(self) -> subprocess.CompletedProcess[bytes]:
+        # stdin closed: the user's input (a piped SQL script) is for the real command
+        return subprocess.run(
+            self.argv(["true"]), capture_output=True, stdin=subprocess.DEVNULL, check=False
+        )
+
+    def _fallback_login(self) -> None:
+        """The deploy user exists only once `onebox setup` made it: on a server before
+        that, log in as ssh's default user (root, or your ssh config's) this time."""
+        self.user = None
+        self._resolved = None
+        self.on_notice(
+            f"{self.target.name} has no deploy user {DEPLOY_USER!r} yet (`onebox setup` makes "
+            f"it): logging in as {self.login_user!r} this time"
+        )
+
+    def _show_recorded_key(self) -> None:
         name = self._host_key_name()
         for path in self.known_hosts_files():
             if not Path(path).is_file():

@@ -68,7 +68,17 @@ def armed() -> list[str]:
 
 
 def confirm(request: dict) -> dict[str, object]:
-    """Called over a fresh connection: it worked, so keep the changes."""
+    """Called over a fresh connection: it worked, so keep the changes. With `lockdown`
+    (the connection is the deploy user's: its login works), turn root and password
+    login off next, guarded again: the client confirms that with one more connection."""
+    from . import ssh_access
+
     names = [n for n in request.get("names", []) if NAME.match(n)]
     kept = [name for name in names if disarm(name)]
-    return {"confirmed": kept, "still_armed": armed()}
+    again: list[str] = []
+    if request.get("lockdown"):
+        if request.get("login") != ssh_access.DEPLOY_USER:
+            raise AgentError("root login stays on: this connection is not the deploy user's")
+        _, armed_now = ssh_access.lockdown()
+        again = ["ssh-lockdown"] if armed_now else []
+    return {"confirmed": kept, "confirm_again": again}

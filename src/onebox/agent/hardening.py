@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import bruteforce, firewall, updates
+from . import bruteforce, firewall, ssh_access, updates
 
 Step = tuple[str, Callable[[], bool]]
 
@@ -25,7 +25,9 @@ def packages(security: dict) -> list[str]:
     return wanted
 
 
-def steps(app: str, security: dict, notes: list[str], guarded: list[str]) -> list[Step]:
+def steps(
+    app: str, security: dict, login: str, debian: str, notes: list[str], guarded: list[str]
+) -> list[Step]:
     skip = security.get("skip", {})
 
     def unless_skipped(protection: str, change: Callable[[], bool]) -> Callable[[], bool]:
@@ -51,4 +53,8 @@ def steps(app: str, security: dict, notes: list[str], guarded: list[str]) -> lis
         ("brute-force banning", unless_skipped("fail2ban", bruteforce.ensure)),
         ("security updates", unless_skipped("updates", lambda: updates.ensure(reboot_at))),
         ("firewall", guarded_change("firewall", lambda: firewall.configure(app, security))),
+        (
+            "ssh access",
+            unless_skipped("ssh", guarded_change("ssh", lambda: ssh_access.ensure(login, debian))),
+        ),
     ]

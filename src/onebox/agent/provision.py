@@ -75,7 +75,7 @@ def check_supported() -> dict[str, object]:
 
 def setup(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
-    check_supported()
+    found = check_supported()
     settings = {"database": request["database"], "backup": request["backup"]}
     db = engine_for(paths.app, request["database"], read_env_file(paths.secrets))
     packages = BASE_PACKAGES + db.packages + request.get("packages", [])
@@ -84,6 +84,7 @@ def setup(request: dict) -> dict[str, object]:
     guarded: list[str] = []  # changes the client must confirm over a new connection
     security = request.get("security", {})
     packages += hardening.packages(security)
+    login, debian = request.get("login", "root"), str(found["os_version"])
     for name, action in (
         ("packages", lambda: bool(apt_install(packages))),
         ("uv", lambda: ensure_uv(request["uv_version"])),
@@ -96,7 +97,7 @@ def setup(request: dict) -> dict[str, object]:
         ("onebox agent", lambda: install_agent()),
         ("backups", lambda: ensure_backups(paths, settings, notes)),
         ("backup timers", lambda: ensure_timers(paths, request["files"], request["backup"])),
-        *hardening.steps(paths.app, security, notes, guarded),
+        *hardening.steps(paths.app, security, login, debian, notes, guarded),
     ):
         with step(name) as state:
             state["changed"] = action()

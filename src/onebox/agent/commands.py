@@ -1,0 +1,124 @@
+"""The interactive commands of `onebox-agent` (logs, manage, dbshell, ca, dump).
+
+Each builds its command line here, on the server, from arguments it checks, then replaces
+itself with it (exec): the user's terminal talks to journalctl, manage.py, the database
+client directly. The deploy user's sudo allows only onebox-agent, so these are all the
+ways it has to run something as root besides the agent itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path, PurePosixPath
+
+from .paths import AppPaths
+from .system import BASE_ENV
+
+APP = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+SNAPSHOT = re.compile(r"^[0-9a-f]{8,64}$")
+DUMP_NAME = re.compile(r"^/?[A-Za-z0-9._-]{1,100}$")  # as restic names a --stdin file
+CA_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+
+
+class Refused(Exception):
+    pass
+
+
+def run(argv: list[str]) -> int:
+    builders = {"logs": logs, "manage": manage, "dbshell": dbshell, "ca": ca, "dump": dump}
+    if not argv or argv[0] not in builders:
+        print(f"onebox-agent: unknown command; one of {', '.join(builders)}", file=sys.stderr)
+        return 2
+    try:
+        command, env = builders[argv[0]](argv[1:])
+    except Refused as exc:
+        print(f"onebox-agent: {exc}", file=sys.stderr)
+        return 2
+    os.execvpe(command[0], command, env)
+
+
+def app_paths(name: str) -> AppPaths:
+    if not APP.match(name) or not AppPaths(name).root.is_dir():
+        raise Refused(f"no app {name!r} on this server")
+    return AppPaths(name)
+
+
+def logs(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """logs APP LINES [follow]"""
+    if len(args) not in (2, 3) or not args[1].isdigit() or args[2:] not in ([], ["follow"]):
+        raise Refused("usage: logs APP LINES [follow]")
+    app = app_paths(args[0]).app
+    argv = ["journalctl", "--no-pager", "-n", args[1], "-u", f"onebox-{app}@*"]
+    argv += ["-u", f"onebox-{app}-backup", "-u", f"onebox-{app}-verify"]  # the timers' runs
+    return argv + (["-f"] if args[2:] else []), dict(BASE_ENV)
+
+
+def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """manage APP MANAGE_PY ARGS...: manage.py in the live release, as the app user, with
+    its environment loaded by systemd (secrets never on a command line)."""
+    if len(args) < 2:
+        raise Refused("usage: manage APP MANAGE_PY [ARGS...]")
+    paths = app_paths(args[0])
+    manage_py = PurePosixPath(args[1])
+    if manage_py.is_absolute() or ".." in manage_py.parts or manage_py.suffix != ".py":
+        raise Refused(f"{args[1]!r} is not a manage.py path inside the project")
+    current, app = paths.current, paths.app
+    argv = [
+        "systemd-run",
+        "--quiet",
+        "--pty" if sys.stdin.isatty() else "--pipe",
+        "--wait",
+        "--collect",
+        f"--uid={app}",
+        f"--gid={app}",
+        f"--working-directory={current / manage_py.parent}",
+        f"--property=EnvironmentFile={current}/.onebox/release.env",
+        f"--property=EnvironmentFile={paths.secrets}",
+        f"{current}/.venv/bin/python",
+        str(current / manage_py),
+        *args[2:],
+    ]
+    return argv, dict(BASE_ENV)
+
+
+def dbshell(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """dbshell APP: the database's own client, connected to the app's database."""
+    if len(args) != 1:
+        raise Refused("usage: dbshell APP")
+    paths = app_paths(args[0])
+    settings = json.loads(paths.settings.read_text()) if paths.settings.is_file() else {}
+    database = settings.get("database", {})
+    if database.get("url"):
+        raise Refused("the database is on an external server: use its own client or console")
+    app, name = paths.app, paths.app.replace("-", "_")
+    argv = {
+        "sqlite": ["runuser", "-u", app, "--", "sqlite3", str(paths.db / "db.sqlite3")],
+        "mysql": ["mariadb", "--protocol=socket", "--user=root", name],
+        "postgresql": ["runuser", "-u", "postgres", "--", "psql", "--dbname", name],
+    }.get(database.get("engine", "sqlite"))
+    if argv is None:
+        raise Refused("this app's database engine is unknown: run `onebox setup`")
+    return argv, dict(BASE_ENV)
+
+
+def ca(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """ca: the root certificate of Caddy's internal CA (public: clients must trust it)."""
+    if args:
+        raise Refused("usage: ca")
+    if not Path(CA_ROOT).is_file():
+        raise Refused("this server has no internal CA yet")
+    return ["cat", CA_ROOT], dict(BASE_ENV)
+
+
+def dump(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """dump APP SNAPSHOT NAME: a backup's database dump, from the server's repository."""
+    if len(args) != 3 or not SNAPSHOT.match(args[1]) or not DUMP_NAME.match(args[2]):
+        raise Refused("usage: dump APP SNAPSHOT DUMP_NAME")
+    from .backup import load_settings, repositories
+
+    paths = app_paths(args[0])
+    repo = repositories(paths, load_settings(paths))[0]
+    return ["restic", "dump", "--quiet", "--no-lock", args[1], args[2]], repo.env

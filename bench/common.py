@@ -68,5 +68,8 @@ def example_project(
     text = text.replace('domain = ""', f'domain = "{domain}"')
     if engine:
         text = text.replace('engine = "sqlite"', f'engine = "{engine}"')
+    # The benchmarks time raw commands as root over SSH beside onebox's: keep root login.
+    text = text.replace('user = "onebox"\n', "")
+    text += '\n[security]\nskip = { ssh = "the benchmark runs its raw commands as root over SSH" }\n'
     config.write_text(text)
     return target

@@ -230,6 +230,15 @@ class Config(_Section):
     backup: BackupConfig = BackupConfig()
     security: SecurityConfig = SecurityConfig()
 
+    @model_validator(mode="after")
+    def _deploy_user_needs_ssh(self) -> Config:
+        if self.server.user == "onebox" and not self.security.wants("ssh"):
+            raise ValueError(
+                '[server] user = "onebox" is the deploy user that setup makes, but '
+                "[security] skip has ssh: set user to root (or yours), or drop the skip"
+            )
+        return self
+
 
 class Project(BaseModel):
     """A loaded configuration and where it came from."""

@@ -71,6 +71,30 @@ class Sandbox:
     def running(self) -> bool:
         return self.pid > 0 and _alive(self.pid)
 
+    def console(self, command: str) -> list[str]:
+        """argv running `command` as root inside the server, without SSH (whatever its
+        sshd and firewall let in): the practice server's console."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        if not self.running or not children:
+            raise SandboxError(f"practice server {self.name} is not running")
+        init = children[0]  # nspawn's only child: the server's systemd
+        env = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        return [
+            "nsenter",
+            "-t",
+            init,
+            "-a",
+            "-r",
+            "-w",
+            "env",
+            "-i",
+            env,
+            "HOME=/root",
+            "/bin/sh",
+            "-c",
+            command,
+        ]
+
     def target(self) -> Target:
         return Target(
             host=self.address,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Server, copy_project, fetch, onebox, onebox_json
+from .conftest import FIXTURES, Server, copy_project, fetch, onebox, onebox_json, use_deploy_user
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +35,7 @@ def get(server: Server, domain: str, path: str = "/"):
 def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
     project = copy_project(FIXTURES / "shop", tmp_path / "shop")
     init = onebox("init", "--host", server12.host, "--domain", "shop.test", cwd=project)
+    use_deploy_user(project / "onebox.toml")
     assert "config.settings.production" in init.stdout
     config = project / "onebox.toml"
     text = config.read_text()
@@ -81,6 +82,7 @@ def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
 def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
     project = copy_project(FIXTURES / "blog", tmp_path / "blog")
     onebox("init", "--host", server12.host, "--domain", "blog.test", cwd=project)
+    use_deploy_user(project / "onebox.toml")
     config = project / "onebox.toml"
     text = config.read_text()
     assert 'requirements = "requirements/production.txt"' in text
@@ -141,6 +143,7 @@ def test_not_a_django_project(tmp_path):
 def test_non_debian_server_is_refused(server12, tmp_path):
     project = copy_project(FIXTURES / "blog", tmp_path / "blog")
     onebox("init", "--host", server12.host, cwd=project)
+    use_deploy_user(project / "onebox.toml")
     server12.ssh(
         "cp --remove-destination /usr/lib/os-release /etc/os-release && "
         "sed -i 's/^ID=.*/ID=ubuntu/; s/^PRETTY_NAME=.*/PRETTY_NAME=\"Ubuntu 24.04\"/' "
@@ -161,8 +164,11 @@ def test_users_own_ssh_config_and_first_contact(server12, tmp_path):
     (home / ".ssh").mkdir(parents=True, mode=0o700)
     key = Path(f"/var/lib/onebox/sandboxes/{server12.name}/id_ed25519")
     known = home / ".ssh" / "known_hosts"
+    # root, unless an earlier test's setup has hardened the server: then its deploy user
+    hardened = server12.ssh("id -u onebox >/dev/null 2>&1 && echo yes || true").strip()
+    user = "onebox" if hardened == "yes" else "root"
     (home / ".ssh" / "config").write_text(
-        f"Host office-box\n  HostName {server12.address}\n  User root\n  IdentityFile {key}\n"
+        f"Host office-box\n  HostName {server12.address}\n  User {user}\n  IdentityFile {key}\n"
         f"  UserKnownHostsFile {known}\n"
     )
     env = {"HOME": str(home), "ONEBOX_SSH_CONFIG": str(home / ".ssh" / "config")}
@@ -274,13 +280,16 @@ def test_pipenv_project_deployed_by_a_sudo_user(server12, tmp_path):
     config_file.write_text(config_file.read_text().replace(f"{box}/id_ed25519", str(other)))
     refused = onebox("status", cwd=project, env=env, check=False)
     assert refused.returncode == 4
-    assert "the server refused your key for user 'ada'" in refused.stderr
+    # setup hardened SSH: onebox now logs in as the deploy user (written to onebox.toml)
+    assert 'user = "onebox"' in config.read_text()
+    assert "the server refused your key for user 'onebox'" in refused.stderr
 
 
 def test_undeclared_missing_variable_gets_a_hint(server12, tmp_path):
     """Settings that crash on a variable nobody declared: the step's output and the fix."""
     project = copy_project(FIXTURES / "shop", tmp_path / "shop2")
     onebox("init", "--host", server12.host, "--domain", "shop2.test", cwd=project)
+    use_deploy_user(project / "onebox.toml")
     config = project / "onebox.toml"
     edit(config, 'secrets = ["SHOP_API_TOKEN"]', "secrets = []")
     edit(config, "build = []", 'build = ["python assets/build.py"]')
@@ -316,6 +325,7 @@ def test_loose_requirements_take_the_versions_the_developer_tested(server12, tmp
         check=True,
     )
     onebox("init", "--host", server12.host, "--domain", "tested.test", cwd=project)
+    use_deploy_user(project / "onebox.toml")
     config = project / "onebox.toml"
     edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Tested" }')
     edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")

@@ -97,3 +97,40 @@ def test_env_values_must_be_single_lines(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert "'env.vars' the value of TITLE must be a single line" in info.value.message
+
+
+def test_security_skips_need_a_reason_and_a_known_name(tmp_path):
+    reasonless = GOOD + '\n[security]\nskip = { firewall = " " }\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, reasonless))
+    assert "say why firewall is skipped" in info.value.message
+    unknown = GOOD + '\n[security]\nskip = { selinux = "no" }\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, unknown))
+    assert "'selinux' is not a protection onebox sets up" in info.value.message
+    hour = GOOD + '\n[security]\nreboot_at = "25:00"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, hour))
+    assert "an hour of the day" in info.value.message
+
+
+def test_the_deploy_user_cannot_log_in_where_ssh_is_left_alone(tmp_path):
+    text = GOOD.replace("[server]\n", '[server]\nuser = "onebox"\n')
+    text += '\n[security]\nskip = { ssh = "a bastion host manages it" }\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "drop the skip" in info.value.message
+
+
+def test_setup_writes_the_deploy_user_and_keeps_comments(tmp_path):
+    from onebox.config import set_server_user
+
+    path = write(
+        tmp_path,
+        GOOD.replace('host = "203.0.113.7"', 'host = "root@203.0.113.7"\n# user = "root"  # note'),
+    )
+    assert set_server_user(path, "onebox")
+    text = path.read_text()
+    assert 'host = "203.0.113.7"' in text and text.count("user = ") == 1
+    assert load_config(path).server.user == "onebox"
+    assert not set_server_user(path, "onebox")  # already there: the file is not touched

@@ -171,7 +171,7 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         lockdown = project.config.security.wants("ssh")
         if result.get("confirm") or lockdown:
-            confirm_access(server.ssh.target, result.get("confirm", []), lockdown, reporter)
+            confirm_access(project, server.ssh.target, result.get("confirm", []), reporter)
         if lockdown and set_server_user(project.source, DEPLOY_USER):
             reporter.notice(
                 f"root and password logins are off on {server.ssh.target.name}: onebox "
@@ -181,14 +181,23 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         return {"host": server.ssh.target.name, "server": found, **result}
 
 
-def confirm_access(target: Target, changes: list[str], lockdown: bool, reporter: Reporter) -> None:
+def confirm_access(
+    project: Project, target: Target, changes: list[str], reporter: Reporter
+) -> None:
     """Brand-new SSH connections (no shared master) prove that setup's changes to the
     firewall and sshd let the user back in; only then does the server keep them. With
     lockdown, the connection is the deploy user's, and once it got in, root and password
     logins go off (confirmed by one more connection). If a connection fails, the server
     undoes the unconfirmed changes by itself within two minutes."""
+    security = project.config.security
+    lockdown = security.wants("ssh")
     login = replace(target, user=DEPLOY_USER) if lockdown else target
-    request = {"action": "confirm", "names": changes, "lockdown": lockdown}
+    request = {
+        "action": "confirm",
+        "names": changes,
+        "lockdown": lockdown,
+        "confirm_within": security.confirm_within,
+    }
     result = _confirm_once(login, request, changes or ["ssh"], reporter)
     again = result.get("confirm_again") or []
     if again:

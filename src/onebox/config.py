@@ -196,6 +196,9 @@ class SecurityConfig(_Section):
     # When unattended-upgrades may reboot the server after an update that needs it
     # ("04:00"); empty: never by itself (`onebox status` says when a reboot is pending).
     reboot_at: str = ""
+    # Seconds the server waits, after setup changed its firewall or sshd, for a new SSH
+    # connection to confirm that the user still gets in, before it undoes the change.
+    confirm_within: Annotated[int, Field(ge=10, le=3600)] = 120
 
     @field_validator("reboot_at")
     @classmethod

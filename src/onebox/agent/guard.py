@@ -18,6 +18,14 @@ from .system import ensure_dir, run, write_file
 
 GUARDS = Path("/var/lib/onebox/guards")
 GUARD_SECONDS = 120
+window = GUARD_SECONDS  # [security] confirm_within, set by setup and confirm
+
+
+def set_window(seconds: int | None) -> None:
+    global window
+    window = int(seconds or GUARD_SECONDS)
+
+
 NAME = re.compile(r"^[a-z0-9-]+$")
 
 
@@ -25,8 +33,9 @@ def unit(name: str) -> str:
     return f"onebox-guard-{name}"
 
 
-def arm(name: str, undo: str, seconds: int = GUARD_SECONDS) -> None:
+def arm(name: str, undo: str, seconds: int | None = None) -> None:
     """Run the shell script `undo` in `seconds` unless confirm(name) comes first."""
+    seconds = seconds or window
     disarm(name)
     ensure_dir(GUARDS, mode=0o700)
     script = GUARDS / f"{name}.sh"
@@ -73,6 +82,7 @@ def confirm(request: dict) -> dict[str, object]:
     login off next, guarded again: the client confirms that with one more connection."""
     from . import ssh_access
 
+    set_window(request.get("confirm_within"))
     names = [n for n in request.get("names", []) if NAME.match(n)]
     kept = [name for name in names if disarm(name)]
     again: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import bruteforce, firewall, ssh_access, updates
+from . import bruteforce, firewall, guard, ssh_access, updates
 
 Step = tuple[str, Callable[[], bool]]
 
@@ -29,6 +29,7 @@ def steps(
     app: str, security: dict, login: str, debian: str, notes: list[str], guarded: list[str]
 ) -> list[Step]:
     skip = security.get("skip", {})
+    guard.set_window(security.get("confirm_within"))
 
     def unless_skipped(protection: str, change: Callable[[], bool]) -> Callable[[], bool]:
         def step() -> bool:

@@ -1,0 +1,273 @@
+"""A server as `onebox setup` leaves it: checked with the tools security people use.
+
+One fresh practice server per Debian release, set up over its only SSH session (as root,
+the first time) with a MariaDB app, then deployed. From the host: a bounded scan of
+every TCP port, logins as root, with a password and as the deploy user, ssh-audit's
+hardened Debian policy, fail2ban banning a second network namespace of the test's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json, practice_server
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "sec.test"
+POLICY = {"12": "Hardened Debian 12 (version 3)", "13": "Hardened Debian 13 (version 1)"}
+
+
+@pytest.fixture(scope="module", params=["12", "13"], ids=["debian12", "debian13"])
+def secured(request, tmp_path_factory) -> Iterator[tuple[Server, Path, str]]:
+    for server in practice_server(f"sec{request.param}", request.param, tmp_path_factory):
+        project = copy_project(ROOT / "examples" / "mvp", tmp_path_factory.mktemp("sec") / "sec")
+        config = project / "onebox.toml"
+        text = config.read_text().replace('name = "mvp"', 'name = "sec"')
+        text = text.replace('host = "sandbox:demo"', f'host = "{server.host}"')
+        text = text.replace('engine = "sqlite"', 'engine = "mysql"')
+        text += "\n[security]\nconfirm_within = 20\n"
+        config.write_text(text.replace('domain = ""', f'domain = "{DOMAIN}"'))
+        setup = onebox("setup", cwd=project)
+        onebox("deploy", cwd=project)
+        server.ca.write_text(onebox("ca", cwd=project).stdout)
+        yield server, project, setup.stderr
+
+
+def ssh(server: Server, user: str, *options: str, command: str = "true"):
+    key = f"/var/lib/onebox/sandboxes/{server.name}/id_ed25519"
+    known = f"/var/lib/onebox/sandboxes/{server.name}/known_hosts"
+    argv = ["ssh", "-i", key, "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes"]
+    argv += ["-o", "ConnectTimeout=10", *options, f"{user}@{server.address}", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_setup_over_the_only_session_then_logs_in_as_the_deploy_user(secured):
+    _, project, output = secured
+    # the first setup: no deploy user yet, so root; then two new connections as onebox
+    assert "has no deploy user 'onebox' yet" in output
+    assert output.count("a new SSH connection as onebox gets in") == 2
+    status = onebox_json("status", cwd=project)["result"]
+    assert status["health"] == 200
+    again = onebox("setup", cwd=project)  # idempotent: nothing to confirm, nothing changed
+    assert "firewall (unchanged)" in again.stderr and "ssh access (unchanged)" in again.stderr
+
+
+async def _open_ports(address: str, ports: range, limit: int = 1000) -> list[int]:
+    """A connect() scan, bounded: each port once, at most `limit` at a time, 0.5 s each."""
+    gate = asyncio.Semaphore(limit)
+
+    async def probe(port: int) -> int | None:
+        async with gate:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 0.5)
+            except (TimeoutError, OSError):
+                return None
+            writer.close()
+            return port
+
+    found = await asyncio.gather(*(probe(port) for port in ports))
+    return sorted(port for port in found if port)
+
+
+def test_only_ssh_http_and_https_answer_from_outside(secured):
+    server, _, _ = secured
+    listening = server.ssh("ss -Hltn")
+    assert "127.0.0.1:3306" in listening  # MariaDB runs, on localhost only
+    # and a service bound to every address is dropped all the same
+    server.ssh("systemd-run --unit=onebox-test-listener python3 -m http.server 5432")
+    try:
+        time.sleep(1)
+        assert "0.0.0.0:5432" in server.ssh("ss -Hltn")
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+        open_ports = asyncio.run(_open_ports(server.address, range(1, 65536)))
+    finally:
+        server.ssh("systemctl stop onebox-test-listener", check=False)
+    assert open_ports == [22, 80, 443]
+    ruleset = server.ssh("nft list table inet onebox")
+    assert "policy drop" in ruleset and "tcp dport { 22, 80, 443 }" in ruleset
+    assert "inet" in ruleset.split("\n")[0]  # one table for IPv4 and IPv6
+
+
+def test_root_and_password_logins_are_refused_and_the_deploy_user_gets_in(secured):
+    server, _, _ = secured
+    assert ssh(server, "onebox").returncode == 0
+    root = ssh(server, "root")
+    assert root.returncode == 255 and "Permission denied" in root.stderr
+    password = ssh(
+        server,
+        "onebox",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+        "-o",
+        "PubkeyAuthentication=no",
+    )
+    assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr
+    effective = server.ssh("sshd -T")
+    for setting in ("permitrootlogin no", "passwordauthentication no", "x11forwarding no"):
+        assert setting in effective
+    # its sudo runs onebox's agent and nothing else
+    refused = ssh(server, "onebox", command="sudo -n id")
+    assert refused.returncode != 0 and "password is required" in refused.stderr
+
+
+def test_ssh_audit_passes_the_hardened_debian_policy(secured):
+    server, _, _ = secured
+    audit = Path(sys.executable).with_name("ssh-audit")
+    result = subprocess.run(
+        [str(audit), "-P", POLICY[server.debian], server.address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Passed" in result.stdout, result.stdout
+
+
+def netns(name: str, host_address: str, address: str) -> None:
+    """A second network namespace on this machine, routed to the practice servers."""
+    commands = [
+        f"ip netns add {name}",
+        f"ip link add {name}-h type veth peer name {name}-n",
+        f"ip link set {name}-n netns {name}",
+        f"ip addr add {host_address}/30 dev {name}-h",
+        f"ip link set {name}-h up",
+        f"ip -n {name} addr add {address}/30 dev {name}-n",
+        f"ip -n {name} link set {name}-n up",
+        f"ip -n {name} link set lo up",
+        f"ip -n {name} route add default via {host_address}",
+    ]
+    for command in commands:
+        subprocess.run(command.split(), check=True, capture_output=True)
+
+
+def test_fail2ban_bans_an_address_that_keeps_failing(secured):
+    server, _, _ = secured
+    name = f"obxf2b{server.debian}"
+    host_side, attacker = f"10.213.25{server.debian[-1]}.1", f"10.213.25{server.debian[-1]}.2"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    netns(name, host_side, attacker)
+    try:
+        assert "sshd" in server.ssh("fail2ban-client status")
+        for _ in range(6):  # an unknown user, six times: each is a failure in the jail
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    name,
+                    "ssh",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "ConnectTimeout=5",
+                    f"mallory@{server.address}",
+                    "true",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = server.ssh("fail2ban-client status sshd")
+            if attacker in status:
+                break
+            time.sleep(1)
+        assert attacker in status, status
+        blocked = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=3",
+                "-o",
+                "StrictHostKeyChecking=no",
+                f"x@{server.address}",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "timed out" in blocked.stderr, blocked.stderr
+        assert ssh(server, "onebox").returncode == 0  # only the attacker is shut out
+    finally:
+        server.ssh(f"fail2ban-client set sshd unbanip {attacker}", check=False)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        subprocess.run(["ip", "link", "del", f"{name}-h"], capture_output=True)
+
+
+def test_security_updates_are_on_and_reboots_are_not(secured):
+    server, _, _ = secured
+    periodic = server.ssh("apt-config dump APT::Periodic")
+    assert 'APT::Periodic::Unattended-Upgrade "1"' in periodic
+    assert 'Unattended-Upgrade::Automatic-Reboot "false"' in server.ssh(
+        "apt-config dump Unattended-Upgrade::Automatic-Reboot"
+    )
+    assert "enabled" in server.ssh("systemctl is-enabled apt-daily-upgrade.timer")
+
+
+def test_history_says_who_did_what(secured):
+    _, project, _ = secured
+    entries = onebox_json("history", cwd=project)["result"]["entries"]
+    actions = [(e["action"], e["result"]) for e in entries]
+    assert ("setup", "ok") in actions and ("deploy", "ok") in actions
+    deploy = next(e for e in entries if e["action"] == "deploy")
+    assert deploy["login"] == "onebox" and "@" in deploy["by"]
+    assert re.fullmatch(r"release \d{8}-\d{6}-\d{3}", deploy["detail"])
+
+
+def test_an_unconfirmed_change_undoes_itself(secured):
+    """The client dies between the firewall change and its confirmation (as it would if
+    the new rules shut it out): the server puts the old rules back by itself."""
+    server, project, _ = secured
+    config = project / "onebox.toml"
+    original = config.read_text()
+    config.write_text(
+        original.replace("confirm_within = 20", "confirm_within = 20\nopen_ports = [8080]")
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "onebox", "setup"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if re.search(r"✓ firewall\b", line):
+                break
+        process.kill()  # before it could confirm
+        process.wait()
+        assert "8080" in server.ssh("nft list table inet onebox")
+        deadline = time.monotonic() + 60
+        while "8080" in server.ssh("nft list table inet onebox") and time.monotonic() < deadline:
+            time.sleep(1)
+        assert "8080" not in server.ssh("nft list table inet onebox")
+    finally:
+        config.write_text(original)
+    onebox("setup", cwd=project)  # and the next setup is fine
+    assert server.ssh("ls /var/lib/onebox/guards").strip() == ""
+    assert (
+        fetch(f"https://{DOMAIN}/", server.ca, resolve=f"{DOMAIN}:443:{server.address}").status
+        == 200
+    )

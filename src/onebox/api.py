@@ -48,7 +48,7 @@ def resolve_target(spec: str, project: Project | None = None) -> Target:
     if spec.startswith("sandbox:"):
         target = sandbox.load(spec.removeprefix("sandbox:")).target()
         user = project.config.server.user if project else None
-        return replace(target, user=user) if user else target
+        return replace(target, user=user, fallback_user=target.user) if user else target
     user, _, host = spec.rpartition("@")
     port = None
     match = re.fullmatch(r"(.+):(\d+)", host)

@@ -68,6 +68,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
 
 def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, object]:
     """Send the stream to the agent, hand each event to on_event, return the result."""
+    ssh.connect()
     if ssh.login_user == DEPLOY_USER:  # its sudo allows onebox-agent only
         python = ssh.agent_command([])
     else:  # root or a sudo-capable user, before or after setup

@@ -34,6 +34,8 @@ class Target:
     known_hosts: Path | None = None  # None: the user's own known_hosts files
     label: str = ""
     extra_options: tuple[str, ...] = field(default=())
+    # Who logs in while the deploy user does not exist yet (None: ssh's default user).
+    fallback_user: str | None = None
 
     @property
     def name(self) -> str:
@@ -155,6 +157,7 @@ class SSH:
 
     def sudo(self, argv: Sequence[str]) -> list[str]:
         """Prefix argv with a non-interactive sudo unless we log in as root."""
+        self._first_contact()  # it settles who logs in
         return list(argv) if self.login_user == "root" else ["sudo", "-n", "--", *argv]
 
     def agent_command(self, args: Sequence[str]) -> list[str]:
@@ -164,6 +167,11 @@ class SSH:
         return self.sudo([AGENT_ENTRY, *args])
 
     # -- running -----------------------------------------------------------------------
+    def connect(self) -> None:
+        """Settle the login (and record a new host's key) before building commands: the
+        login user decides how the agent is started."""
+        self._first_contact()
+
     def popen(self, remote: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         self._first_contact()
         return subprocess.Popen(self.argv(remote), **kwargs)  # type: ignore[call-overload]
@@ -251,7 +259,7 @@ class SSH:
     def _fallback_login(self) -> None:
         """The deploy user exists only once `onebox setup` made it: on a server before
         that, log in as ssh's default user (root, or your ssh config's) this time."""
-        self.user = None
+        self.user = self.target.fallback_user
         self._resolved = None
         self.on_notice(
             f"{self.target.name} has no deploy user {DEPLOY_USER!r} yet (`onebox setup` makes "

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
-from . import backup, protocol, restore
+from . import backup, history, protocol, restore
 
 
 def main(argv: list[str]) -> int:
@@ -17,9 +18,12 @@ def main(argv: list[str]) -> int:
     protocol.PLAIN = True
     job, app = argv
     request = {"app": app, "deployer": f"{job} timer", "reason": "scheduled"}
+    audited = {**request, "action": job, "by": f"{job} timer", "login": "root"}
+    started = time.time()
     try:
         result = (backup.backup if job == "backup" else restore.verify)(request)
     except protocol.AgentError as exc:
+        history.record(audited, exc.code, started, None, exc.message)
         print(f"{job} FAILED: {exc.message}", file=sys.stderr)
         if exc.output:
             print(exc.output, file=sys.stderr)
@@ -29,6 +33,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # a bug: still recorded, so that status shows the failure
         backup.record(backup.AppPaths(app), job, ok=False, error=f"internal error: {exc!r}")
         raise
+    history.record(audited, 0, started, result, "")
     print(f"{job} done: {result.get('id')}")
     return 0
 

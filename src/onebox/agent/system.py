@@ -17,7 +17,9 @@ from pathlib import Path
 
 from .protocol import AgentError
 
-APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+# needrestart suspended: an install by onebox must never restart services (the app, the
+# database, onebox's own running agent) because a library it pulled in was upgraded.
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
 
 
 def tail(text: str, lines: int = 25) -> str:

@@ -10,21 +10,24 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .firewall import ssh_ports
 from .protocol import AgentError
 from .system import apt_install, run, write_file
 
 JAIL = Path("/etc/fail2ban/jail.d/onebox.local")
-PACKAGES = ["fail2ban", "python3-systemd"]
+PACKAGES = ["fail2ban", "python3-systemd", "netbase"]  # netbase: /etc/services
 
-JAIL_TEXT = """\
+JAIL_TEMPLATE = """\
 # Written by `onebox setup`: ban addresses that keep failing to log in over SSH.
-# [security] skip = { fail2ban = "why" } in onebox.toml removes it.
+# [security] skip = { fail2ban = "why" } in onebox.toml: setup leaves fail2ban alone.
 [DEFAULT]
 banaction = nftables-multiport
 banaction_allports = nftables-allports
 
 [sshd]
 enabled = true
+# the ports sshd listens on, as numbers (a name needs /etc/services)
+port = {ports}
 backend = systemd
 # normal: failed logins and unknown users. Not the "ddos" lines: a port scan or a health
 # probe that opens and closes the SSH port (onebox audit does) must not ban its user.
@@ -37,7 +40,8 @@ bantime = 1h
 
 def ensure() -> bool:
     changed = bool(apt_install(PACKAGES))
-    changed |= write_file(JAIL, JAIL_TEXT, mode=0o644)
+    ports = ",".join(map(str, ssh_ports()))
+    changed |= write_file(JAIL, JAIL_TEMPLATE.replace("{ports}", ports), mode=0o644)
     if changed or not active():
         run(["systemctl", "enable", "--quiet", "fail2ban"], check=False)
         run(["systemctl", "restart", "fail2ban"], what="restarting fail2ban")

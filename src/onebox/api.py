@@ -112,7 +112,15 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
     files = {key: render(name, project.root, **context) for key, name in names.items()}
     backup = cfg.backup
     for job, calendar in (("backup", backup.schedule), ("verify", backup.verify)):
-        job_context = {**context, "job": job, "calendar": calendar}
+        offsite_path = backup.offsite if backup.offsite.startswith("/") else ""
+        local_only = (offsite_path or not backup.offsite) and not cfg.database.url
+        job_context = {
+            **context,
+            "job": job,
+            "calendar": calendar,
+            "local_only": bool(local_only),
+            "offsite_path": offsite_path,
+        }
         files[f"{job}_service"] = render("job.service.j2", project.root, **job_context)
         files[f"{job}_timer"] = render("job.timer.j2", project.root, **job_context)
     return files

@@ -59,3 +59,22 @@ def test_resolve_target_forms(tmp_path):
     assert (t.user, t.host, t.port) == ("deploy", "203.0.113.7", 2222)
     t = resolve_target("myalias", project(tmp_path, user="admin"))
     assert (t.user, t.host, t.port) == ("admin", "myalias", None)
+
+
+def test_backup_jobs_are_sandboxed_and_offline_unless_they_need_the_network(tmp_path):
+    files = rendered_files(project(tmp_path), "203.0.113.7")
+    job = files["backup_service"]
+    assert "ProtectSystem=strict" in job and "CapabilityBoundingSet=CAP_DAC_OVERRIDE" in job
+    assert "PrivateNetwork=yes" in job and "RestrictAddressFamilies=AF_UNIX\n" in job
+    sftp = project(tmp_path)
+    config = sftp.config.model_copy(
+        update={"backup": sftp.config.backup.model_copy(update={"offsite": "sftp:b@h:/x"})}
+    )
+    networked = rendered_files(sftp.model_copy(update={"config": config}), "203.0.113.7")
+    assert "PrivateNetwork=yes" not in networked["backup_service"]
+    local = config.model_copy(
+        update={"backup": config.backup.model_copy(update={"offsite": "/mnt/usb/shop"})}
+    )
+    disk = rendered_files(sftp.model_copy(update={"config": local}), "203.0.113.7")
+    assert "PrivateNetwork=yes" in disk["backup_service"]
+    assert "-/var/log/onebox /mnt/usb/shop" in disk["backup_service"]

@@ -20,6 +20,7 @@ from typing import Protocol
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from uv import find_uv_bin
 
+from onebox import audit as outside
 from onebox import bundle, remote, sandbox
 from onebox.config import Project, set_server_user
 from onebox.errors import ConfigError, ConnectionFailed, RemoteStepFailed, UnsupportedError
@@ -445,6 +446,40 @@ def db_pull(
             "file": str(target),
             "bytes": target.stat().st_size,
         }
+
+
+def audit(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    lynis: bool = False,
+    all_ports: bool = False,
+) -> dict:
+    """The server's protections checked as they are now, from inside and from here."""
+    cfg = project.config
+    with connect(project, host, reporter) as server:
+        request = {
+            "action": "audit",
+            "app": cfg.app.name,
+            "manage": cfg.app.manage,
+            "security": cfg.security.model_dump(),
+            "lynis": lynis,
+        }
+        inside = remote.call(server.ssh, remote.pack(request), reporter.event)
+        address = server.ssh.hostname
+    checks = list(inside["checks"])  # type: ignore[arg-type]
+    if cfg.security.wants("firewall"):
+        allowed = {*inside["ssh_ports"], 80, 443, *cfg.security.open_ports}  # type: ignore[misc]
+        checks.append(outside.check_ports(address, allowed, all_ports))
+    checks += outside.check_site(address, cfg.server.domain or address)
+    counted = [c for c in checks if c["status"] in ("pass", "fail")]
+    passed = sum(c["status"] == "pass" for c in counted)
+    return {
+        "host": server.ssh.target.name,
+        "checks": checks,
+        "score": round(100 * passed / len(counted)) if counted else 100,
+        "failed": [c["name"] for c in checks if c["status"] == "fail"],
+    }
 
 
 def history(project: Project, host: str | None, reporter: Reporter, lines: int = 30) -> dict:

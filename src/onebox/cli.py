@@ -211,6 +211,29 @@ def releases(ctx: Context, host: str | None) -> None:
 
 @main.command()
 @host_option
+@click.option("--lynis", is_flag=True, help="Also run Lynis on the server (installs it; ~1 min).")
+@click.option("--all-ports", is_flag=True, help="Scan all 65,535 TCP ports, not the common ones.")
+@command
+def audit(ctx: Context, host: str | None, lynis: bool, all_ports: bool) -> int:
+    """Check the server's protections as they are now; exit 1 if one fails."""
+    result = api.audit(ctx.project(), host, ctx.reporter, lynis=lynis, all_ports=all_ports)
+    marks = {"pass": "ok  ", "fail": "FAIL", "warn": "warn", "skipped": "skip"}
+    rows = []
+    for check in result["checks"]:
+        rows.append(f"{marks[check['status']]}  {check['name']}: {check['detail']}")
+        if check["fix"] and check["status"] in ("fail", "warn"):
+            rows.append(f"      fix: {check['fix']}")
+    failed = result["failed"]
+    rows.append(
+        f"score {result['score']}/100 on {result['host']}: "
+        + (f"{len(failed)} failed ({', '.join(failed)})" if failed else "every check passed")
+    )
+    ctx.done(result, "\n".join(rows))
+    return int(ExitCode.FAILED) if failed else 0
+
+
+@main.command()
+@host_option
 @click.option("-n", "--lines", default=30, show_default=True, help="How many entries to show.")
 @command
 def history(ctx: Context, host: str | None, lines: int) -> None:

@@ -9,7 +9,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import backup, envfile, guard, history, provision, release, releases, restore, status
+from . import audit, backup, envfile, guard, history, provision, release, releases, restore, status
 from .protocol import EXIT_FAILED, AgentError, emit
 
 ACTIONS = {
@@ -29,6 +29,7 @@ ACTIONS = {
     "releases": lambda request, payload: releases.list_releases(request),
     "rollback": releases.rollback,
     "history": lambda request, payload: history.read(request),
+    "audit": lambda request, payload: audit.audit(request),
     "confirm": lambda request, payload: guard.confirm(request),
 }
 

@@ -1,0 +1,335 @@
+"""`onebox audit` on the server: each protection setup owns, checked as it is now.
+
+Every check reads the live state (sshd -T, nft, fail2ban-client, systemd-analyze, the
+release's own Django), never onebox's own records of what it did: a protection removed
+by hand fails its check. Each result is pass, fail, warn (worth knowing, not a hole) or
+skipped (with the reason from [security] skip); a failed one says how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from . import bruteforce, firewall, ssh_access, updates
+from .django import Release
+from .paths import ETC, AppPaths
+from .protocol import step
+from .releases import release_env
+from .status import backup_status
+from .switch import live_slot
+from .system import apt_install, run
+
+Check = dict[str, str]
+EXPOSURE_LIMIT = 2.0
+BACKUP_MAX_AGE_HOURS = 26
+VERIFY_MAX_AGE_DAYS = 8
+SETUP = "run `onebox setup`"
+
+
+def result(name: str, ok: bool | None, detail: str, fix: str = "") -> Check:
+    status = "pass" if ok else ("warn" if ok is None else "fail")
+    return {"name": name, "status": status, "detail": detail, "fix": "" if ok else fix}
+
+
+def audit(request: dict) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    skip = request.get("security", {}).get("skip", {})
+    checks: list[Check] = []
+    groups: list[tuple[str, str | None, Callable[[], list[Check]]]] = [
+        ("firewall", "firewall", check_firewall),
+        ("ssh", "ssh", check_ssh),
+        ("brute-force banning", "fail2ban", check_fail2ban),
+        ("security updates", "updates", check_updates),
+        ("service sandboxes", None, lambda: check_units(paths)),
+        ("secrets", None, lambda: check_secrets(paths)),
+        ("backups", None, lambda: check_backups(paths)),
+        ("django check --deploy", None, lambda: check_django(paths, request["manage"])),
+    ]
+    if request.get("lynis"):
+        groups.append(("lynis", None, check_lynis))
+    for title, protection, run_checks in groups:
+        with step(f"audit: {title}"):
+            if protection in skip:
+                checks.append(
+                    {"name": title, "status": "skipped", "detail": skip[protection], "fix": ""}
+                )
+            else:
+                checks += run_checks()
+    return {"checks": checks, "ssh_ports": firewall.ssh_ports()}
+
+
+# --------------------------------------------------------------------------- network
+
+
+def check_firewall() -> list[Check]:
+    listed = run(["nft", "list", "table", "inet", "onebox"], check=False)
+    active = listed.returncode == 0 and "policy drop" in listed.stdout
+    enabled = run(["systemctl", "is-enabled", "nftables"], check=False).stdout.strip()
+    boot = (
+        firewall.NFTABLES_CONF.is_file() and firewall.INCLUDE in firewall.NFTABLES_CONF.read_text()
+    )
+    return [
+        result(
+            "firewall drops what it does not allow",
+            active,
+            "table inet onebox, input policy drop" if active else "onebox's firewall is not loaded",
+            SETUP,
+        ),
+        result(
+            "firewall comes back after a reboot",
+            enabled == "enabled" and boot,
+            f"nftables.service {enabled}, /etc/nftables.conf includes onebox's rules: {boot}",
+            SETUP,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- ssh
+
+
+def sshd_settings() -> dict[str, str]:
+    out = run(["sshd", "-T"], check=False).stdout
+    return dict(line.partition(" ")[::2] for line in out.splitlines() if line)
+
+
+def check_ssh() -> list[Check]:
+    found = sshd_settings()
+    logins = {
+        "permitrootlogin": "no",
+        "passwordauthentication": "no",
+        "kbdinteractiveauthentication": "no",
+    }
+    wrong = [f"{k} {found.get(k, '?')}" for k, v in logins.items() if found.get(k) != v]
+    debian = _debian()
+    weak = []
+    for key, wanted in (
+        ("kexalgorithms", ssh_access.KEX.get(debian, "")),
+        ("ciphers", ssh_access.CIPHERS),
+        ("macs", ssh_access.MACS.get(debian, "")),
+    ):
+        allowed = set(wanted.split(","))
+        weak += [f"{key}: {name}" for name in found.get(key, "").split(",") if name not in allowed]
+    sudoers = ssh_access.SUDOERS
+    sudo_ok = sudoers.is_file() and sudoers.read_text() == ssh_access.SUDOERS_TEXT
+    return [
+        result(
+            "ssh: keys only, no root login",
+            not wrong,
+            "root and password logins are off" if not wrong else ", ".join(wrong),
+            SETUP,
+        ),
+        result(
+            "ssh: strong algorithms only",
+            not weak,
+            "as ssh-audit's hardened policy" if not weak else "offered: " + ", ".join(weak),
+            SETUP,
+        ),
+        result(
+            "deploy user's sudo: onebox-agent only",
+            sudo_ok,
+            str(sudoers) if sudo_ok else f"{sudoers} is missing or changed",
+            SETUP,
+        ),
+    ]
+
+
+def _debian() -> str:
+    text = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
+    match = re.search(r'^VERSION_ID="?(\d+)', text, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+# --------------------------------------------------------------------------- fail2ban
+
+
+def check_fail2ban() -> list[Check]:
+    jail = run(["fail2ban-client", "status", "sshd"], check=False)
+    ok = jail.returncode == 0 and bruteforce.JAIL.is_file()
+    banned = re.search(r"Currently banned:\s*(\d+)", jail.stdout)
+    detail = f"sshd jail active, {banned.group(1)} banned now" if ok and banned else "no sshd jail"
+    return [result("fail2ban's sshd jail", ok, detail, SETUP)]
+
+
+# --------------------------------------------------------------------------- updates
+
+
+def check_updates() -> list[Check]:
+    state = updates.state()
+    timer = run(["systemctl", "is-enabled", "apt-daily-upgrade.timer"], check=False).stdout
+    enabled = bool(state["unattended_upgrades"]) and timer.strip() == "enabled"
+    pending = pending_security_updates()
+    outdated = state["outdated_services"]
+    return [
+        result("security updates install by themselves", enabled, "unattended-upgrades", SETUP),
+        result(
+            "no security update waiting",
+            True if not pending else None,
+            f"{len(pending)} waiting: {', '.join(pending[:8])}" if pending else "none",
+            "they install by themselves within a day; or `apt-get upgrade` on the server",
+        ),
+        result(
+            "no reboot waiting",
+            True if not state["reboot_required"] else None,
+            "a reboot is needed (a new kernel)" if state["reboot_required"] else "none",
+            "reboot the server at a quiet hour, or set [security] reboot_at",
+        ),
+        result(
+            "no service runs replaced libraries",
+            True if not outdated else None,
+            ", ".join(outdated) if outdated else "none",
+            "restart them (a deploy restarts the app)",
+        ),
+    ]
+
+
+def pending_security_updates() -> list[str]:
+    out = run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"], check=False).stdout
+    return sorted({m.group(1) for m in re.finditer(r"^Inst (\S+) .*-[Ss]ecurity", out, re.M)})
+
+
+# --------------------------------------------------------------------------- units
+
+
+def exposure(unit: str) -> float | None:
+    out = run(["systemd-analyze", "security", "--no-pager", unit], check=False).stdout
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+    return float(match.group(1)) if match else None
+
+
+def check_units(paths: AppPaths) -> list[Check]:
+    units = [f"onebox-{paths.app}@{live_slot(paths) or 'blue'}.service"]
+    units += [f"onebox-{paths.app}-{job}.service" for job in ("backup", "verify")]
+    checks = []
+    for unit in units:
+        score = exposure(unit)
+        checks.append(
+            result(
+                f"sandbox of {unit}",
+                score is not None and score <= EXPOSURE_LIMIT,
+                f"systemd-analyze security: {score} (at most {EXPOSURE_LIMIT})",
+                f"{SETUP} (a unit template of your own in .onebox/templates may loosen it)",
+            )
+        )
+    return checks
+
+
+# --------------------------------------------------------------------------- files
+
+
+def check_secrets(paths: AppPaths) -> list[Check]:
+    wanted = [(ETC, 0o700), (paths.secrets, 0o600), (paths.backup_key, 0o600)]
+    if paths.backup_env.exists():
+        wanted.append((paths.backup_env, 0o600))
+    wrong = []
+    for path, mode in wanted:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            wrong.append(f"{path} is missing")
+            continue
+        if stat.S_IMODE(info.st_mode) != mode or info.st_uid != 0:
+            wrong.append(f"{path} is {stat.S_IMODE(info.st_mode):04o} uid {info.st_uid}")
+    return [
+        result(
+            "secrets readable by root only",
+            not wrong,
+            "; ".join(wrong) or "the secrets file, the backup key: 0600 root",
+            SETUP,
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def _age(stamp: str) -> float:
+    when = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - when).total_seconds()
+
+
+def check_backups(paths: AppPaths) -> list[Check]:
+    state = backup_status(paths)
+    last, verified = state.get("backup", {}), state.get("verify", {})
+    if not last:
+        fresh: Check = result("a recent backup", False, "no backup yet", "`onebox backup`")
+    else:
+        hours = _age(last["time"]) / 3600
+        fresh = result(
+            "a recent backup",
+            bool(last.get("ok")) and hours <= BACKUP_MAX_AGE_HOURS,
+            f"last {last.get('id', '?')}, {hours:.1f} h ago, "
+            + ("ok" if last.get("ok") else "FAILED"),
+            "`onebox backup`; `onebox logs` shows why the timer's backup failed",
+        )
+    if not verified:
+        proof = result(
+            "a backup proven restorable",
+            None,
+            "not verified yet (the weekly timer does it)",
+            "`onebox backup verify`",
+        )
+    else:
+        days = _age(verified["time"]) / 86400
+        proof = result(
+            "a backup proven restorable",
+            bool(verified.get("ok")) and days <= VERIFY_MAX_AGE_DAYS,
+            f"verified {days:.1f} days ago: {'ok' if verified.get('ok') else 'FAILED'}",
+            "`onebox backup verify`",
+        )
+    return [fresh, proof]
+
+
+# --------------------------------------------------------------------------- django
+
+
+def check_django(paths: AppPaths, manage: str) -> list[Check]:
+    if not paths.current.is_symlink():
+        return [result("django check --deploy", None, "nothing deployed yet", "`onebox deploy`")]
+    target = paths.current.resolve()
+    release = Release(paths.app, target, release_env(paths, target), manage)
+    argv = ["check", "--deploy", "--fail-level", "WARNING"]
+    found = run(
+        [release.python, str(target / manage), *argv],
+        env=release.env,
+        cwd=release.workdir,
+        user=paths.app,
+        check=False,
+        timeout=300,
+    )
+    issues = re.findall(r"\?: \((security\.\w+)\)", found.stdout + found.stderr)
+    return [
+        result(
+            "django check --deploy",
+            found.returncode == 0,
+            "no issues" if found.returncode == 0 else "issues: " + ", ".join(issues or ["?"]),
+            "fix the settings the check names (see docs/security.md), then deploy",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- lynis
+
+
+def check_lynis() -> list[Check]:
+    apt_install(["lynis"])
+    started = time.monotonic()
+    run(["lynis", "audit", "system", "--quick", "--no-colors", "--quiet"], check=False, timeout=900)
+    report = Path("/var/log/lynis-report.dat")
+    text = report.read_text(errors="replace") if report.is_file() else ""
+    index = re.search(r"^hardening_index=(\d+)", text, re.MULTILINE)
+    warnings = re.findall(r"^warning\[\]=([^|]+)\|([^|]*)", text, re.MULTILINE)
+    score = int(index.group(1)) if index else 0
+    listed = ", ".join(f"{test} {message}".strip() for test, message in warnings[:6])
+    return [
+        result(
+            "lynis hardening index",
+            score >= 80 if index else False,
+            f"{score} (in {time.monotonic() - started:.0f}s); warnings: {listed or 'none'}",
+            "read /var/log/lynis-report.dat on the server",
+        )
+    ]

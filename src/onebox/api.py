@@ -104,6 +104,9 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
         "address": address,
         "tls_internal": tls_internal(project, address),
     }
+    two_years, one_year = 63072000, 31536000
+    default_hsts = one_year if context["tls_internal"] else two_years
+    context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
     names = {
         "unit": "app.service.j2",
         "tmpfiles": "tmpfiles.conf.j2",

@@ -199,6 +199,9 @@ class SecurityConfig(_Section):
     # Seconds the server waits, after setup changed its firewall or sshd, for a new SSH
     # connection to confirm that the user still gets in, before it undoes the change.
     confirm_within: Annotated[int, Field(ge=10, le=3600)] = 120
+    # HSTS max-age in seconds; default: two years with a public certificate, one year
+    # with the private CA (a LAN name or an address).
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] | None = None
 
     @field_validator("reboot_at")
     @classmethod

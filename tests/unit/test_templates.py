@@ -78,3 +78,11 @@ def test_backup_jobs_are_sandboxed_and_offline_unless_they_need_the_network(tmp_
     disk = rendered_files(sftp.model_copy(update={"config": local}), "203.0.113.7")
     assert "PrivateNetwork=yes" in disk["backup_service"]
     assert "-/var/log/onebox /mnt/usb/shop" in disk["backup_service"]
+
+
+def test_hsts_is_two_years_with_a_public_certificate(tmp_path):
+    lan = rendered_files(project(tmp_path), "203.0.113.7")["site"]
+    assert 'Strict-Transport-Security "max-age=31536000"' in lan
+    public = rendered_files(project(tmp_path, domain="shop.example.com"), "shop.example.com")
+    assert 'Strict-Transport-Security "max-age=63072000"' in public["site"]
+    assert '?X-Frame-Options "DENY"' in public["site"] and "-Server" in public["site"]

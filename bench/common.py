@@ -54,7 +54,12 @@ class PracticeServer:
 
 
 def example_project(
-    target: Path, server: PracticeServer, name: str = "mvp", domain: str = "", engine: str = ""
+    target: Path,
+    server: PracticeServer,
+    name: str = "mvp",
+    domain: str = "",
+    engine: str = "",
+    harden_ssh: bool = False,
 ) -> Path:
     """A copy of examples/mvp pointed at the server (and renamed, with a domain, an engine)."""
     shutil.copytree(
@@ -68,8 +73,11 @@ def example_project(
     text = text.replace('domain = ""', f'domain = "{domain}"')
     if engine:
         text = text.replace('engine = "sqlite"', f'engine = "{engine}"')
-    # The benchmarks time raw commands as root over SSH beside onebox's: keep root login.
-    text = text.replace('user = "onebox"\n', "")
-    text += '\n[security]\nskip = { ssh = "the benchmark runs its raw commands as root over SSH" }\n'
+    if not harden_ssh:
+        # The benchmarks time raw commands as root over SSH beside onebox's: keep root login.
+        text = text.replace('user = "onebox"\n', "")
+        text += (
+            '\n[security]\nskip = { ssh = "the benchmark runs raw commands as root over SSH" }\n'
+        )
     config.write_text(text)
     return target

@@ -320,8 +320,20 @@ def status(ctx: Context, host: str | None) -> None:
         f"caddy    {result['caddy']}",
         f"health   {result.get('health', '-')}",
         *_backup_lines(result.get("backups") or {}),
+        *_update_lines(result.get("updates") or {}),
     ]
     ctx.done(result, "\n".join(lines))
+
+
+def _update_lines(state: dict) -> list[str]:
+    if not state:
+        return []
+    parts = ["security updates on" if state.get("unattended_upgrades") else "security updates OFF"]
+    if state.get("reboot_required"):
+        parts.append("a REBOOT is pending (a new kernel)")
+    if state.get("outdated_services"):
+        parts.append("restart needed: " + ", ".join(state["outdated_services"]))
+    return [f"updates  {'; '.join(parts)}"]
 
 
 def _backup_lines(state: dict) -> list[str]:

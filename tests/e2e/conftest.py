@@ -148,8 +148,10 @@ def _create(name: str, debian: str, tmp: Path) -> Server:
 def practice_server(prefix: str, debian: str, tmp_path_factory) -> Iterator[Server]:
     """A practice server for the session, destroyed at its end."""
     name = f"{prefix}-{os.getpid()}"
-    yield _create(name, debian, tmp_path_factory.mktemp("ca"))
-    onebox("sandbox", "destroy", name, check=False)
+    try:
+        yield _create(name, debian, tmp_path_factory.mktemp("ca"))
+    finally:  # also when the fixture that wraps this generator closes it early
+        onebox("sandbox", "destroy", name, check=False)
 
 
 @pytest.fixture(scope="session", params=["12", "13"], ids=["debian12", "debian13"])

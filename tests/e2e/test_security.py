@@ -30,7 +30,9 @@ POLICY = {"12": "Hardened Debian 12 (version 3)", "13": "Hardened Debian 13 (ver
 
 @pytest.fixture(scope="module", params=["12", "13"], ids=["debian12", "debian13"])
 def secured(request, tmp_path_factory) -> Iterator[tuple[Server, Path, str]]:
-    for server in practice_server(f"sec{request.param}", request.param, tmp_path_factory):
+    servers = practice_server(f"sec{request.param}", request.param, tmp_path_factory)
+    server = next(servers)
+    try:
         project = copy_project(ROOT / "examples" / "mvp", tmp_path_factory.mktemp("sec") / "sec")
         config = project / "onebox.toml"
         text = config.read_text().replace('name = "mvp"', 'name = "sec"')
@@ -42,6 +44,8 @@ def secured(request, tmp_path_factory) -> Iterator[tuple[Server, Path, str]]:
         onebox("deploy", cwd=project)
         server.ca.write_text(onebox("ca", cwd=project).stdout)
         yield server, project, setup.stderr
+    finally:
+        servers.close()  # destroys the practice server
 
 
 def ssh(server: Server, user: str, *options: str, command: str = "true"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from . import updates
 from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
@@ -32,6 +33,7 @@ def status(request: dict) -> dict[str, object]:
         except OSError as exc:
             result["health"] = str(exc)
     result["backups"] = backup_status(paths)
+    result["updates"] = updates.state()
     result["releases"] = (
         sorted(p.name for p in paths.releases.iterdir()) if paths.releases.is_dir() else []
     )

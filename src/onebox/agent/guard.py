@@ -39,9 +39,9 @@ def arm(name: str, undo: str, seconds: int | None = None) -> None:
     disarm(name)
     ensure_dir(GUARDS, mode=0o700)
     script = GUARDS / f"{name}.sh"
-    write_file(
-        script, "#!/bin/sh\n# armed by onebox setup; see agent/guard.py\n" + undo, mode=0o700
-    )
+    # the undo in a subshell, then the script removes itself: fired, it is no longer armed
+    text = f"#!/bin/sh\n# armed by onebox setup; see agent/guard.py\n(\n{undo}\n)\nrm -f {script}\n"
+    write_file(script, text, mode=0o700)
     result = run(
         [
             "systemd-run",

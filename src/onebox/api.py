@@ -276,6 +276,7 @@ def deploy(
             "engine": cfg.database.engine,
             "keep": cfg.deploy.keep,
             "probation": cfg.deploy.probation,
+            "security_skip": cfg.security.skip,
             "allow_breaking": allow_breaking,
         }
         if dry_run:

@@ -184,13 +184,14 @@ class BackupConfig(_Section):
         return value.strip()
 
 
-PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates")
+PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates", "django")
 
 
 class SecurityConfig(_Section):
     # TCP ports the firewall opens besides SSH, HTTP and HTTPS (e.g. a metrics exporter).
     open_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
-    # Protections onebox setup leaves alone, each with the reason (onebox audit shows it),
+    # Protections onebox leaves alone, each with the reason (onebox audit shows it). django:
+    # deploy even when Django's `check --deploy` fails.
     # e.g. { firewall = "the provider's cloud firewall does it" }.
     skip: dict[str, str] = {}
     # When unattended-upgrades may reboot the server after an update that needs it

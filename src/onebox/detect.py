@@ -45,6 +45,26 @@ ENGINE_MARKS = {
 }
 
 
+# What Django's `check --deploy` wants, right behind onebox's Caddy (which terminates
+# HTTPS, redirects HTTP and sets X-Forwarded-Proto, overwriting a client's own).
+DEPLOY_SETTINGS = """\
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 63072000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True"""
+DEPLOY_SETTING_NAMES = [
+    line.split("=")[0].strip() for line in DEPLOY_SETTINGS.splitlines() if "=" in line
+]
+
+
+def deploy_settings_missing(settings_files: list[Path]) -> list[str]:
+    text = "\n".join(path.read_text(errors="replace") for path in settings_files)
+    return [name for name in DEPLOY_SETTING_NAMES if name not in text]
+
+
 @dataclass
 class Detected:
     root: Path
@@ -84,6 +104,12 @@ def detect(root: Path) -> Detected:
         required_env=required_env(settings_files),
         engine=database_engine(root, find_requirements(root), settings_files),
     )
+    missing = deploy_settings_missing(settings_files)
+    if missing:
+        detected.notes.append(
+            f"your settings lack {', '.join(missing)}: Django's `check --deploy` fails, and "
+            "onebox refuses such a deploy. Add to the production settings:\n" + DEPLOY_SETTINGS
+        )
     if detected.requirements is None:
         detected.notes.append(
             "no dependency file found (uv.lock, requirements.txt, Pipfile.lock, pyproject.toml)"

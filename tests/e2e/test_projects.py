@@ -28,6 +28,11 @@ def ca(server12: Server, tmp_path_factory) -> Path:
     return server12.ca
 
 
+def skip_django_check(config: Path) -> None:
+    """The fixtures' settings are not production-ready (on purpose: see the blog test)."""
+    edit(config, "open_ports = []", 'open_ports = []\nskip = { django = "a test fixture" }')
+
+
 def get(server: Server, domain: str, path: str = "/"):
     return fetch(f"https://{domain}{path}", server.ca, resolve=f"{domain}:443:{server.address}")
 
@@ -36,6 +41,7 @@ def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
     project = copy_project(FIXTURES / "shop", tmp_path / "shop")
     init = onebox("init", "--host", server12.host, "--domain", "shop.test", cwd=project)
     use_deploy_user(project / "onebox.toml")
+    skip_django_check(project / "onebox.toml")
     assert "config.settings.production" in init.stdout
     config = project / "onebox.toml"
     text = config.read_text()
@@ -81,7 +87,8 @@ def test_shop_pyproject_split_settings_env_and_build_step(server12, tmp_path):
 
 def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
     project = copy_project(FIXTURES / "blog", tmp_path / "blog")
-    onebox("init", "--host", server12.host, "--domain", "blog.test", cwd=project)
+    init = onebox("init", "--host", server12.host, "--domain", "blog.test", cwd=project)
+    assert "your settings lack SECURE_PROXY_SSL_HEADER" in init.stdout
     use_deploy_user(project / "onebox.toml")
     config = project / "onebox.toml"
     text = config.read_text()
@@ -105,6 +112,14 @@ def test_blog_requirements_with_index_url_and_env_vars(server12, tmp_path):
 
     onebox("setup", cwd=project)
     server12.ca.write_text(onebox("ca", cwd=project).stdout)
+    # its settings are not ready for production (init said so): Django's check --deploy
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "Django's deployment check fails: security.W" in refused.stderr
+    assert 'SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")' in refused.stderr
+    assert 'skip = { django = "the reason" }' in refused.stderr
+    assert onebox_json("status", cwd=project)["result"]["releases"] == []
+    skip_django_check(config)
     onebox("deploy", cwd=project)
     page = get(server12, "blog.test")
     assert page.status == 200 and "<h1>Field notes</h1>" in page.body
@@ -261,6 +276,7 @@ def test_pipenv_project_deployed_by_a_sudo_user(server12, tmp_path):
     assert 'requirements = "Pipfile.lock"' in config.read_text()
     edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Notes via Pipenv" }')
     edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    skip_django_check(config)
 
     onebox("setup", cwd=project, env=env)
     onebox("deploy", cwd=project, env=env)
@@ -326,6 +342,7 @@ def test_loose_requirements_take_the_versions_the_developer_tested(server12, tmp
     )
     onebox("init", "--host", server12.host, "--domain", "tested.test", cwd=project)
     use_deploy_user(project / "onebox.toml")
+    skip_django_check(project / "onebox.toml")
     config = project / "onebox.toml"
     edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Tested" }')
     edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")

@@ -163,3 +163,22 @@ def test_database_engine_is_detected_and_written(tmp_path, settings, requirement
     assert detect(root).engine == engine
     config, _ = init_project(root)
     assert f'engine = "{engine}"' in config.read_text()
+
+
+def test_settings_not_ready_for_production_get_the_snippet(tmp_path):
+    from onebox.detect import DEPLOY_SETTINGS
+
+    files = {
+        "manage.py": MANAGE.format(module="site_.settings"),
+        "site_/__init__.py": "",
+        "site_/settings.py": "WSGI_APPLICATION = 'site_.wsgi.application'\n"
+        "SESSION_COOKIE_SECURE = True\n",
+        "site_/wsgi.py": "",
+    }
+    found = detect(make(tmp_path / "a", files))
+    note = next(n for n in found.notes if "check --deploy" in n)
+    assert "SECURE_PROXY_SSL_HEADER" in note and DEPLOY_SETTINGS in note
+    assert "lack SESSION_COOKIE_SECURE" not in note and ", SESSION_COOKIE_SECURE" not in note
+    files["site_/settings.py"] += DEPLOY_SETTINGS.replace("    ", "") + "\n"
+    ready = detect(make(tmp_path / "b", files))
+    assert not any("check --deploy" in n for n in ready.notes)

@@ -97,6 +97,19 @@ class Release:
         self._check(result, what, " ".join(["manage.py", *args]))
         return result.stdout
 
+    def deploy_check(self) -> tuple[bool, str]:
+        """Django's own `check --deploy`, with warnings counted as failures."""
+        argv = [self.python, str(self.path / self.manage), "check", "--deploy"]
+        result = run(
+            [*argv, "--fail-level", "WARNING"],
+            env=self.env,
+            cwd=self.workdir,
+            user=self.app,
+            check=False,
+            timeout=300,
+        )
+        return result.returncode == 0, tail(result.stdout + "\n" + result.stderr, 40)
+
     def settings(self) -> dict[str, object]:
         return self._probe(SETTINGS_PROBE, "ONEBOX-SETTINGS", "loading the Django settings")
 

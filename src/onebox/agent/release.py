@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from contextlib import ExitStack
@@ -149,6 +150,7 @@ def run_django_steps(
     with step("settings") as state:
         settings = release.settings()
         state["detail"] = link_public_dirs(AppPaths(release.app), release.path, settings)
+    check_deploy(release, request)
     for command in request.get("before_migrate", []):
         with step(f"before migrate: {command}"):
             release.shell(command, f"before-migrate command `{command}`")
@@ -157,6 +159,40 @@ def run_django_steps(
         with step(f"release: {command}"):
             release.shell(command, f"release command `{command}`")
     return settings, migrated
+
+
+DJANGO_SETTINGS_HINT = """\
+add to the production settings (onebox's Caddy terminates HTTPS, redirects HTTP and sets
+X-Forwarded-Proto):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 63072000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+or deploy anyway, saying why, in onebox.toml: [security] skip = { django = "the reason" }"""
+
+
+def check_deploy(release: Release, request: dict) -> None:
+    """Refuse a release that Django itself calls unfit for production (before anything
+    about the database or the live site changes)."""
+    skip = request.get("security_skip", {})
+    if "django" in skip:
+        emit("log", text=f"django check --deploy skipped: {skip['django']}")
+        return
+    with step("django check --deploy"):
+        ok, output = release.deploy_check()
+    if not ok:
+        found = sorted(set(re.findall(r"\((security\.[A-Z]\d+)\)", output)))
+        raise AgentError(
+            "Django's deployment check fails: "
+            + (", ".join(found) or "see below")
+            + "; nothing was changed",
+            output=output,
+            hint=DJANGO_SETTINGS_HINT,
+            code=EXIT_CONFIG,
+        )
 
 
 TRANSACTIONAL_DDL = ("sqlite", "postgresql")

@@ -125,7 +125,7 @@ def check_site(address: str, server_name: str) -> list[Check]:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        connection = http.client.HTTPSConnection(address, 443, timeout=10, context=context)
+        connection = _SiteConnection(address, server_name, context)
         connection.request("GET", "/", headers={"Host": server_name, "User-Agent": "onebox-audit"})
         response = connection.getresponse()
         version = connection.sock.version() if connection.sock else "?"
@@ -142,6 +142,18 @@ def check_site(address: str, server_name: str) -> list[Check]:
         ),
         *check_headers(headers),
     ]
+
+
+class _SiteConnection(http.client.HTTPSConnection):
+    """HTTPS to the server's address, naming the site (SNI) as a browser would."""
+
+    def __init__(self, address: str, server_name: str, context: ssl.SSLContext) -> None:
+        super().__init__(server_name, 443, timeout=10, context=context)
+        self.address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.address, 443), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
 def old_tls_accepted(address: str, server_name: str) -> bool:

@@ -77,7 +77,7 @@ def test_backup_jobs_are_sandboxed_and_offline_unless_they_need_the_network(tmp_
     )
     disk = rendered_files(sftp.model_copy(update={"config": local}), "203.0.113.7")
     assert "PrivateNetwork=yes" in disk["backup_service"]
-    assert "-/var/log/onebox /mnt/usb/shop" in disk["backup_service"]
+    assert "-/var/log/onebox -/mnt/usb/shop" in disk["backup_service"]
 
 
 def test_hsts_is_two_years_with_a_public_certificate(tmp_path):

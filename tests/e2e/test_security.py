@@ -8,10 +8,9 @@ hardened Debian policy, fail2ban banning a second network namespace of the test'
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -48,97 +47,6 @@ def secured(request, tmp_path_factory) -> Iterator[tuple[Server, Path, str]]:
         servers.close()  # destroys the practice server
 
 
-def ssh(server: Server, user: str, *options: str, command: str = "true"):
-    key = f"/var/lib/onebox/sandboxes/{server.name}/id_ed25519"
-    known = f"/var/lib/onebox/sandboxes/{server.name}/known_hosts"
-    argv = ["ssh", "-i", key, "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes"]
-    argv += ["-o", "ConnectTimeout=10", *options, f"{user}@{server.address}", command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
-
-
-def test_setup_over_the_only_session_then_logs_in_as_the_deploy_user(secured):
-    _, project, output = secured
-    # the first setup: no deploy user yet, so root; then two new connections as onebox
-    assert "has no deploy user 'onebox' yet" in output
-    assert output.count("a new SSH connection as onebox gets in") == 2
-    status = onebox_json("status", cwd=project)["result"]
-    assert status["health"] == 200
-    again = onebox("setup", cwd=project)  # idempotent: nothing to confirm, nothing changed
-    assert "firewall (unchanged)" in again.stderr and "ssh access (unchanged)" in again.stderr
-
-
-async def _open_ports(address: str, ports: range, workers: int = 2000) -> list[int]:
-    """A connect() scan, bounded: each port once, `workers` at a time, 1 s each."""
-    queue = iter(ports)
-    found: list[int] = []
-
-    async def worker() -> None:
-        for port in queue:  # shared: each port is taken by one worker
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1)
-            except (TimeoutError, OSError):
-                continue
-            writer.close()
-            found.append(port)
-
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    return sorted(found)
-
-
-def test_only_ssh_http_and_https_answer_from_outside(secured):
-    server, _, _ = secured
-    listening = server.ssh("ss -Hltn")
-    assert "127.0.0.1:3306" in listening  # MariaDB runs, on localhost only
-    # and a service bound to every address is dropped all the same
-    server.ssh("systemd-run --unit=onebox-test-listener python3 -m http.server 5432")
-    try:
-        time.sleep(1)
-        assert "0.0.0.0:5432" in server.ssh("ss -Hltn")
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
-        open_ports = asyncio.run(_open_ports(server.address, range(1, 65536)))
-    finally:
-        server.ssh("systemctl stop onebox-test-listener", check=False)
-    assert open_ports == [22, 80, 443]
-    ruleset = server.ssh("nft list table inet onebox")
-    assert "policy drop" in ruleset and "tcp dport { 22, 80, 443 }" in ruleset
-    assert "inet" in ruleset.split("\n")[0]  # one table for IPv4 and IPv6
-
-
-def test_root_and_password_logins_are_refused_and_the_deploy_user_gets_in(secured):
-    server, _, _ = secured
-    assert ssh(server, "onebox").returncode == 0
-    root = ssh(server, "root")
-    assert root.returncode == 255 and "Permission denied" in root.stderr
-    password = ssh(
-        server,
-        "onebox",
-        "-o",
-        "PreferredAuthentications=password,keyboard-interactive",
-        "-o",
-        "PubkeyAuthentication=no",
-    )
-    assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr
-    effective = server.ssh("sshd -T")
-    for setting in ("permitrootlogin no", "passwordauthentication no", "x11forwarding no"):
-        assert setting in effective
-    # its sudo runs onebox's agent and nothing else
-    refused = ssh(server, "onebox", command="sudo -n id")
-    assert refused.returncode != 0 and "password is required" in refused.stderr
-
-
-def test_ssh_audit_passes_the_hardened_debian_policy(secured):
-    server, _, _ = secured
-    audit = Path(sys.executable).with_name("ssh-audit")
-    result = subprocess.run(
-        [str(audit), "-P", POLICY[server.debian], server.address],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert "Passed" in result.stdout, result.stdout
-
-
 def netns(name: str, host_address: str, address: str) -> None:
     """A second network namespace on this machine, routed to the practice servers."""
     commands = [
@@ -156,11 +64,104 @@ def netns(name: str, host_address: str, address: str) -> None:
         subprocess.run(command.split(), check=True, capture_output=True)
 
 
+def drop_netns(name: str) -> None:
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "del", f"{name}-h"], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def outsider(secured) -> Iterator[list[str]]:
+    """A machine elsewhere on the network (a network namespace of this test's own), for
+    what must fail: logins as root or with a password, scans. OpenSSH 10 (Debian 13)
+    holds back addresses whose logins fail (PerSourcePenalties): failures must not come
+    from the address onebox itself uses."""
+    server = secured[0]
+    name = f"obxout{server.debian}"
+    drop_netns(name)
+    netns(name, f"10.213.24{server.debian[-1]}.1", f"10.213.24{server.debian[-1]}.2")
+    yield ["ip", "netns", "exec", name]
+    drop_netns(name)
+
+
+def ssh(server: Server, user: str, *options: str, command: str = "true", via: list[str] = ()):
+    key = f"/var/lib/onebox/sandboxes/{server.name}/id_ed25519"
+    known = f"/var/lib/onebox/sandboxes/{server.name}/known_hosts"
+    argv = ["ssh", "-i", key, "-o", f"UserKnownHostsFile={known}", "-o", "BatchMode=yes"]
+    argv = [*via, *argv, "-o", "ConnectTimeout=10", *options, f"{user}@{server.address}", command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_setup_over_the_only_session_then_logs_in_as_the_deploy_user(secured):
+    _, project, output = secured
+    # the first setup: no deploy user yet, so root; then two new connections as onebox
+    assert "has no deploy user 'onebox' yet" in output
+    assert output.count("a new SSH connection as onebox gets in") == 2
+    status = onebox_json("status", cwd=project)["result"]
+    assert status["health"] == 200
+    again = onebox("setup", cwd=project)  # idempotent: nothing to confirm, nothing changed
+    assert "firewall (unchanged)" in again.stderr and "ssh access (unchanged)" in again.stderr
+
+
+def test_only_ssh_http_and_https_answer_from_outside(secured, outsider):
+    server, _, _ = secured
+    listening = server.ssh("ss -Hltn")
+    assert "127.0.0.1:3306" in listening  # MariaDB runs, on localhost only
+    # and a service bound to every address is dropped all the same
+    server.ssh("systemd-run --unit=onebox-test-listener python3 -m http.server 5432")
+    try:
+        time.sleep(1)
+        assert "0.0.0.0:5432" in server.ssh("ss -Hltn")
+        scan = [*outsider, sys.executable, "-m", "tests.e2e.portscan", server.address]
+        found = subprocess.run(scan, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        open_ports = json.loads(found.stdout)
+    finally:
+        server.ssh("systemctl stop onebox-test-listener", check=False)
+    assert open_ports == [22, 80, 443]
+    ruleset = server.ssh("nft list table inet onebox")
+    assert "policy drop" in ruleset and "tcp dport { 22, 80, 443 }" in ruleset
+    assert "inet" in ruleset.split("\n")[0]  # one table for IPv4 and IPv6
+
+
+def test_root_and_password_logins_are_refused_and_the_deploy_user_gets_in(secured, outsider):
+    server, _, _ = secured
+    assert ssh(server, "onebox").returncode == 0
+    root = ssh(server, "root", via=outsider)
+    assert root.returncode == 255 and "Permission denied" in root.stderr
+    password = ssh(
+        server,
+        "onebox",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+        "-o",
+        "PubkeyAuthentication=no",
+        via=outsider,
+    )
+    assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr
+    effective = server.ssh("sshd -T")
+    for setting in ("permitrootlogin no", "passwordauthentication no", "x11forwarding no"):
+        assert setting in effective
+    # its sudo runs onebox's agent and nothing else
+    refused = ssh(server, "onebox", command="sudo -n id")
+    assert refused.returncode != 0 and "password is required" in refused.stderr
+
+
+def test_ssh_audit_passes_the_hardened_debian_policy(secured, outsider):
+    server, _, _ = secured
+    audit = Path(sys.executable).with_name("ssh-audit")
+    result = subprocess.run(
+        [*outsider, str(audit), "-P", POLICY[server.debian], server.address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Passed" in result.stdout, result.stdout
+
+
 def test_fail2ban_bans_an_address_that_keeps_failing(secured):
     server, _, _ = secured
     name = f"obxf2b{server.debian}"
     host_side, attacker = f"10.213.25{server.debian[-1]}.1", f"10.213.25{server.debian[-1]}.2"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    drop_netns(name)
     netns(name, host_side, attacker)
     attempt = ["ip", "netns", "exec", name, "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
     attempt += ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
@@ -185,8 +186,7 @@ def test_fail2ban_bans_an_address_that_keeps_failing(secured):
         assert ssh(server, "onebox").returncode == 0  # only the attacker is shut out
     finally:
         server.ssh(f"fail2ban-client set sshd unbanip {attacker}", check=False)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        subprocess.run(["ip", "link", "del", f"{name}-h"], capture_output=True)
+        drop_netns(name)
 
 
 def test_security_updates_are_on_and_reboots_are_not(secured):

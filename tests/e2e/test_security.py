@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -270,3 +271,28 @@ def test_audit_passes_then_fails_naming_a_protection_removed_by_hand(secured):
     assert "FAIL  firewall drops what it does not allow" in failed.stdout
     assert "fix: run `onebox setup`" in failed.stdout
     assert onebox("audit", cwd=project).returncode == 0  # setup put it back
+
+
+def test_a_secret_appears_in_no_unit_command_line_journal_or_output(secured):
+    """A known secret value, set with `onebox env set` and used by the live app, is in
+    the secrets file and nowhere else: not in a unit file, a process's command line, the
+    journal, onebox's history, or anything onebox printed."""
+    server, project, _ = secured
+    canary = "onebox-canary-" + os.urandom(8).hex()
+    printed = [onebox("env", "set", "CANARY_TOKEN=-", cwd=project, input=canary + "\n")]
+    printed.append(onebox("deploy", cwd=project))
+    printed += [onebox(*args, cwd=project) for args in (("env", "list"), ("status",))]
+    printed.append(onebox("backup", cwd=project))
+    printed.append(onebox("--json", "history", cwd=project))
+    printed.append(onebox("--json", "audit", cwd=project, check=False))  # (a warning is fine)
+    for result in printed:
+        assert canary not in result.stdout + result.stderr, result.args
+    # the app has it: systemd read it from the secrets file into the environment
+    pid = server.ssh("systemctl show -p MainPID --value onebox-sec@$(readlink /srv/sec/slots/live)")
+    assert canary in server.ssh(f"tr '\\0' '\\n' < /proc/{pid.strip()}/environ")
+    units = "/etc/systemd /run/systemd/transient /usr/lib/systemd/system"
+    assert server.ssh(f"grep -rl {canary} {units} || true").strip() == ""
+    assert canary not in server.ssh("ps -eo args")
+    assert canary not in server.ssh("journalctl --no-pager -o cat")
+    assert server.ssh(f"grep -rl {canary} /var/log /var/lib/onebox || true").strip() == ""
+    assert server.ssh(f"grep -l {canary} /etc/onebox/sec.env").strip() == "/etc/onebox/sec.env"

@@ -90,6 +90,7 @@ class Sandbox:
             "-i",
             env,
             "HOME=/root",
+            "LANG=C.UTF-8",  # as an SSH session from this machine would have it
             "/bin/sh",
             "-c",
             command,

@@ -97,7 +97,7 @@ def use_deploy_user(config: Path) -> None:
     """Log in as onebox's deploy user (the server may be hardened by an earlier test's
     setup already; on a fresh one, onebox falls back to root for the first setup)."""
     text = config.read_text()
-    if 'user = "onebox"' not in text:
+    if not re.search(r'^user = "onebox"', text, re.MULTILINE):
         config.write_text(text.replace("[server]\n", '[server]\nuser = "onebox"\n', 1))
 
 

@@ -277,6 +277,8 @@ def test_pipenv_project_deployed_by_a_sudo_user(server12, tmp_path):
     edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Notes via Pipenv" }')
     edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
     skip_django_check(config)
+    # as ada, the ssh config's user (not the deploy user init suggests): a sudo user's setup
+    edit(config, 'user = "onebox"\n', "")
 
     onebox("setup", cwd=project, env=env)
     onebox("deploy", cwd=project, env=env)

@@ -242,9 +242,7 @@ class SSH:
         result = self._probe()
         stderr = result.stderr.decode(errors="replace")
         if result.returncode == 255 and may_fall_back and "Permission denied" in stderr:
-            self._fallback_login()
-            result = self._probe()
-            stderr = result.stderr.decode(errors="replace")
+            result, stderr = self._fallback_login(stderr)
         if result.returncode == 255:
             raise self.connection_error(stderr)
         if not known:
@@ -256,15 +254,21 @@ class SSH:
             self.argv(["true"]), capture_output=True, stdin=subprocess.DEVNULL, check=False
         )
 
-    def _fallback_login(self) -> None:
+    def _fallback_login(self, refused: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
         """The deploy user exists only once `onebox setup` made it: on a server before
-        that, log in as ssh's default user (root, or your ssh config's) this time."""
-        self.user = self.target.fallback_user
-        self._resolved = None
+        that, log in as ssh's default user (root, or your ssh config's) this time. If that
+        is refused too, the error is about the deploy user, as configured."""
+        self.user, self._resolved = self.target.fallback_user, None
+        result = self._probe()
+        stderr = result.stderr.decode(errors="replace")
+        if result.returncode == 255 and "Permission denied" in stderr:
+            self.user, self._resolved = DEPLOY_USER, None
+            return result, refused
         self.on_notice(
             f"{self.target.name} has no deploy user {DEPLOY_USER!r} yet (`onebox setup` makes "
             f"it): logging in as {self.login_user!r} this time"
         )
+        return result, stderr
 
     def _show_recorded_key(self) -> None:
         name = self._host_key_name()

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onebox.agent.django import DEPLOY_SETTINGS
 from onebox.errors import ProjectError
 
 SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".onebox"}
@@ -45,16 +46,6 @@ ENGINE_MARKS = {
 }
 
 
-# What Django's `check --deploy` wants, right behind onebox's Caddy (which terminates
-# HTTPS, redirects HTTP and sets X-Forwarded-Proto, overwriting a client's own).
-DEPLOY_SETTINGS = """\
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = 63072000
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True"""
 DEPLOY_SETTING_NAMES = [
     line.split("=")[0].strip() for line in DEPLOY_SETTINGS.splitlines() if "=" in line
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from string import Template
 
 from . import restore
-from .django import Release, hint_for
+from .django import DEPLOY_SETTINGS, Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
@@ -161,17 +161,11 @@ def run_django_steps(
     return settings, migrated
 
 
-DJANGO_SETTINGS_HINT = """\
-add to the production settings (onebox's Caddy terminates HTTPS, redirects HTTP and sets
-X-Forwarded-Proto):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = 63072000
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-or deploy anyway, saying why, in onebox.toml: [security] skip = { django = "the reason" }"""
+DJANGO_SETTINGS_HINT = (
+    "add to the production settings (onebox's Caddy terminates HTTPS, redirects HTTP and "
+    "sets X-Forwarded-Proto):\n" + DEPLOY_SETTINGS + "\nor deploy anyway, saying why, in "
+    'onebox.toml: [security] skip = { django = "the reason" }'
+)
 
 
 def check_deploy(release: Release, request: dict) -> None:

@@ -184,7 +184,7 @@ class BackupConfig(_Section):
         return value.strip()
 
 
-PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates", "django")
+PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates", "system", "django")
 
 
 class SecurityConfig(_Section):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import bruteforce, firewall, ssh_access, updates
+from . import baseline, bruteforce, firewall, ssh_access, updates
 from .django import Release
 from .paths import ETC, AppPaths
 from .protocol import step
@@ -43,6 +43,7 @@ def audit(request: dict) -> dict[str, object]:
     groups: list[tuple[str, str | None, Callable[[], list[Check]]]] = [
         ("firewall", "firewall", check_firewall),
         ("ssh", "ssh", check_ssh),
+        ("system baseline", "system", check_baseline),
         ("brute-force banning", "fail2ban", check_fail2ban),
         ("security updates", "updates", check_updates),
         ("service sandboxes", None, lambda: check_units(paths)),
@@ -142,6 +143,33 @@ def _debian() -> str:
     text = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
     match = re.search(r'^VERSION_ID="?(\d+)', text, re.MULTILINE)
     return match.group(1) if match else ""
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def check_baseline() -> list[Check]:
+    wanted = {
+        baseline.SYSCTL: baseline.SYSCTL_TEXT,
+        baseline.MODPROBE: baseline.MODPROBE_TEXT,
+        baseline.LIMITS: baseline.LIMITS_TEXT,
+    }
+    wrong = [str(path) for path, text in wanted.items() if not _same(path, text)]
+    login = baseline.LOGIN_DEFS.read_text() if baseline.LOGIN_DEFS.is_file() else ""
+    if not re.search(r"^UMASK\s+027$", login, re.MULTILINE):
+        wrong.append(f"{baseline.LOGIN_DEFS} (UMASK)")
+    return [
+        result(
+            "system baseline (sysctl, modules, core dumps, umask)",
+            not wrong,
+            "missing or changed: " + ", ".join(wrong) if wrong else "as setup left it",
+            SETUP,
+        )
+    ]
+
+
+def _same(path: Path, text: str) -> bool:
+    return path.is_file() and path.read_text() == text
 
 
 # --------------------------------------------------------------------------- fail2ban

@@ -15,6 +15,13 @@ from .protocol import AgentError
 from .system import apt_install, run, write_file
 
 JAIL = Path("/etc/fail2ban/jail.d/onebox.local")
+# Where fail2ban wants local changes (jail.conf is the package's): made if missing, never
+# overwritten, so that your own settings have their place.
+JAIL_LOCAL = Path("/etc/fail2ban/jail.local")
+JAIL_LOCAL_TEXT = """\
+# Your own fail2ban settings go here (jail.conf is replaced by package updates).
+# onebox's sshd jail is in jail.d/onebox.local.
+"""
 PACKAGES = ["fail2ban", "python3-systemd", "netbase"]  # netbase: /etc/services
 
 JAIL_TEMPLATE = """\
@@ -42,6 +49,8 @@ def ensure() -> bool:
     changed = bool(apt_install(PACKAGES))
     ports = ",".join(map(str, ssh_ports()))
     changed |= write_file(JAIL, JAIL_TEMPLATE.replace("{ports}", ports), mode=0o644)
+    if not JAIL_LOCAL.exists():
+        changed |= write_file(JAIL_LOCAL, JAIL_LOCAL_TEXT, mode=0o644)
     if changed or not active():
         run(["systemctl", "enable", "--quiet", "fail2ban"], check=False)
         run(["systemctl", "restart", "fail2ban"], what="restarting fail2ban")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import bruteforce, firewall, guard, ssh_access, updates
+from . import baseline, bruteforce, firewall, guard, ssh_access, updates
 
 Step = tuple[str, Callable[[], bool]]
 
@@ -22,6 +22,8 @@ def packages(security: dict) -> list[str]:
         wanted += bruteforce.PACKAGES
     if "updates" not in skip:
         wanted += updates.PACKAGES
+    if "system" not in skip:
+        wanted += baseline.PACKAGES
     return wanted
 
 
@@ -51,6 +53,7 @@ def steps(
 
     reboot_at = security.get("reboot_at", "")
     return [
+        ("system baseline", unless_skipped("system", baseline.ensure)),
         ("brute-force banning", unless_skipped("fail2ban", bruteforce.ensure)),
         ("security updates", unless_skipped("updates", lambda: updates.ensure(reboot_at))),
         ("firewall", guarded_change("firewall", lambda: firewall.configure(app, security))),

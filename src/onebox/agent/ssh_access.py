@@ -69,7 +69,14 @@ KbdInteractiveAuthentication no
 PermitEmptyPasswords no
 AuthenticationMethods publickey
 X11Forwarding no
+AllowAgentForwarding no
+AllowTcpForwarding no
+Compression no
 LoginGraceTime 30
+LogLevel VERBOSE
+TCPKeepAlive no
+ClientAliveInterval 300
+ClientAliveCountMax 2
 """
 
 

@@ -106,15 +106,16 @@ def ensure() -> bool:
 
 
 def ensure_login_defs() -> bool:
+    """Set each key where it is active (never on a comment that mentions it)."""
     if not LOGIN_DEFS.is_file():
         return False
     text = LOGIN_DEFS.read_text()
     new = text
     for key, value in LOGIN_SETTINGS.items():
         line = f"{key}\t\t{value}"
-        pattern = re.compile(rf"^#?\s*{key}\s+.*$", re.MULTILINE)
+        pattern = re.compile(rf"^{key}[ \t]+\S.*$", re.MULTILINE)
         if pattern.search(new):
-            new = pattern.sub(line, new, count=1)
+            new = pattern.sub(line, new)
         else:
             new = new.rstrip("\n") + "\n" + line + "\n"
     return write_file(LOGIN_DEFS, new, mode=0o644) if new != text else False

@@ -63,6 +63,18 @@ def onebox(
     return result
 
 
+def onebox_background(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """The CLI started, not waited for: its output (stdout and stderr) to read line by
+    line, for a test that acts while it runs (kills it after a step, runs another)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "onebox", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def onebox_json(*args: str, cwd: Path | None = None, check: bool = True) -> dict:
     result = onebox("--json", *args, cwd=cwd, check=check)
     return json.loads(result.stdout)

@@ -9,14 +9,12 @@ Caddy for the whole of each operation, and every failed request fails the test.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json
+from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_background, onebox_json
 from .load import Load
 
 pytestmark = pytest.mark.e2e
@@ -201,23 +199,11 @@ def test_breaking_migration_is_refused_unless_allowed(server12: Server, project:
     """A NOT NULL column without a database default would fail the serving code's
     inserts: refused, with the expand/contract way; --allow-breaking runs it behind the
     maintenance page, which is down again once the new release serves."""
-    migrations = project / "guestbook" / "migrations"
-    latest = max(p.stem for p in migrations.glob("0*.py"))
-    (migrations / "0100_rating.py").write_text(
-        "from django.db import migrations, models\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        f"    dependencies = [('guestbook', '{latest}')]\n"
-        "    operations = [\n"
-        "        migrations.AddField('entry', 'rating', models.IntegerField(default=0)),\n"
-        "    ]\n"
-    )
-    models = project / "guestbook" / "models.py"
-    models.write_text(
-        models.read_text().replace(
-            "    created = models.DateTimeField(auto_now_add=True)\n",
-            "    created = models.DateTimeField(auto_now_add=True)\n"
-            "    rating = models.IntegerField(default=0)\n",
-        )
+    add_migration(
+        project,
+        "rating",
+        "migrations.AddField('entry', 'rating', models.IntegerField(default=0))",
+        "rating = models.IntegerField(default=0)",
     )
     live = onebox_json("releases", cwd=project)["result"]["live"]
     refused = onebox("deploy", cwd=project, check=False)
@@ -230,13 +216,7 @@ def test_breaking_migration_is_refused_unless_allowed(server12: Server, project:
     assert fetch_status(server12) == 200
 
     statuses: list[int] = []
-    deploying = subprocess.Popen(
-        [sys.executable, "-m", "onebox", "deploy", "--allow-breaking"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    deploying = onebox_background("deploy", "--allow-breaking", cwd=project)
     deadline = time.monotonic() + 300
     while deploying.poll() is None and time.monotonic() < deadline:
         statuses.append(fetch_status(server12))
@@ -253,25 +233,11 @@ def test_breaking_migration_is_refused_unless_allowed(server12: Server, project:
 def test_rollback_with_restore_db_undoes_the_newer_migrations(server12: Server, project: Path):
     """The deploy that applied a migration took a backup first; `rollback --restore-db`
     loads it (behind the maintenance page) and switches to the older release."""
-    migrations = project / "guestbook" / "migrations"
-    latest = max(p.stem for p in migrations.glob("0*.py"))
-    (migrations / "0101_mood.py").write_text(
-        "from django.db import migrations, models\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        f"    dependencies = [('guestbook', '{latest}')]\n"
-        "    operations = [\n"
-        "        migrations.AddField(\n"
-        "            'entry', 'mood', models.CharField(max_length=20, null=True)\n"
-        "        ),\n"
-        "    ]\n"
-    )
-    models = project / "guestbook" / "models.py"
-    models.write_text(
-        models.read_text().replace(
-            "    rating = models.IntegerField(default=0)\n",
-            "    rating = models.IntegerField(default=0)\n"
-            "    mood = models.CharField(max_length=20, null=True)\n",
-        )
+    add_migration(
+        project,
+        "mood",
+        "migrations.AddField('entry', 'mood', models.CharField(max_length=20, null=True))",
+        "mood = models.CharField(max_length=20, null=True)",
     )
     before = onebox_json("releases", cwd=project)["result"]["live"]
     deployed = onebox_json("deploy", cwd=project)["result"]
@@ -322,18 +288,30 @@ DEPLOY_STEPS = [
 ]
 
 
-def add_table(project: Path, model: str) -> None:
-    """A compatible migration (a new table), after the latest one."""
+def add_migration(project: Path, name: str, operation: str, field: str = "") -> None:
+    """A migration `NNNN_name` after the latest one, with one operation; `field`, when
+    given, is the model line that matches it, added to Entry."""
     migrations = project / "guestbook" / "migrations"
     latest = max(p.stem for p in migrations.glob("0*.py"))
     number = int(latest[:4]) + 1
-    (migrations / f"{number:04d}_{model.lower()}.py").write_text(
+    (migrations / f"{number:04d}_{name}.py").write_text(
         "from django.db import migrations, models\n\n\n"
         "class Migration(migrations.Migration):\n"
         f"    dependencies = [('guestbook', '{latest}')]\n"
-        f"    operations = [migrations.CreateModel('{model}', "
-        "[('id', models.BigAutoField(primary_key=True))])]\n"
+        f"    operations = [{operation}]\n"
     )
+    if field:
+        models = project / "guestbook" / "models.py"
+        anchor = "    created = models.DateTimeField(auto_now_add=True)\n"
+        models.write_text(models.read_text().replace(anchor, anchor + f"    {field}\n"))
+
+
+def add_table(project: Path, model: str) -> None:
+    """A compatible migration (a new table), after the latest one."""
+    operation = (
+        f"migrations.CreateModel('{model}', [('id', models.BigAutoField(primary_key=True))])"
+    )
+    add_migration(project, model.lower(), operation)
 
 
 def wait_until_idle(server: Server, app: str = "rel", limit: float = 120) -> None:
@@ -359,13 +337,7 @@ def test_killed_client_leaves_the_site_serving(server12: Server, project: Path, 
     before = onebox_json("releases", cwd=project)["result"]["live"]
     change_code(project, f"killed after {after}")
     add_table(project, "Killed" + re.sub(r"\W", "", after.title()))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "onebox", "deploy"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = onebox_background("deploy", cwd=project)
     seen = []
     deadline = time.monotonic() + 120
     assert process.stdout is not None
@@ -402,13 +374,7 @@ def fetch_status(server: Server) -> int:
 
 def test_second_deploy_while_one_runs_is_refused(server12: Server, project: Path):
     change_code(project, "concurrent")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "onebox", "deploy"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    first = onebox_background("deploy", cwd=project)
     assert first.stdout is not None
     for line in first.stdout:  # the first one holds the lock from its first step on
         if "unpack release" in line:

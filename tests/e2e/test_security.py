@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json, practice_server
+from .conftest import (
+    ROOT,
+    Server,
+    copy_project,
+    fetch,
+    onebox,
+    onebox_background,
+    onebox_json,
+    practice_server,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -219,13 +228,7 @@ def test_an_unconfirmed_change_undoes_itself(secured):
     config.write_text(
         original.replace("confirm_within = 20", "confirm_within = 20\nopen_ports = [8080]")
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "onebox", "setup"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = onebox_background("setup", cwd=project)
     try:
         assert process.stdout is not None
         for line in process.stdout:

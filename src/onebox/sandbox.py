@@ -10,6 +10,7 @@ cleaned up by the next create or destroy, because a practice server can die with
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -173,15 +175,27 @@ def create(name: str, debian: str = "12", log=print) -> Sandbox:
             )
         log(f"cleaning up what a dead practice server {name!r} left behind")
         _cleanup(old, existing)
-    image = ensure_image(debian, log)
-    box = Sandbox(name=name, index=_free_index(), debian=debian)
-    box.dir.mkdir(parents=True)
+    with _creation_lock():
+        image = ensure_image(debian, log)
+        box = Sandbox(name=name, index=_free_index(), debian=debian)
+        box.dir.mkdir(parents=True)
+        box.save()  # claims the index before another creation may look
     log(f"copying the Debian {debian} image")
     subprocess.run(["cp", "-a", "--reflink=auto", str(image), str(box.rootfs)], check=True)
     _personalise(box)
     _network_up()
     _boot(box, log)
     return box
+
+
+@contextlib.contextmanager
+def _creation_lock() -> Iterator[None]:
+    """One creation at a time builds the image and picks a free index (two at once would
+    pick the same one: a server only counts as used once its state is saved)."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "create.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _check_name(name: str) -> None:

@@ -199,6 +199,50 @@ def test_fail2ban_bans_an_address_that_keeps_failing(secured):
         drop_netns(name)
 
 
+def test_fail2ban_bans_an_address_that_keeps_failing_django_logins(secured):
+    """Wrong passwords on the Django admin, from a second network namespace: the app's
+    WSGI wrapper reports each failure to the journal, fail2ban bans the address from
+    HTTP(S) (not from SSH), and everyone else still gets the site."""
+    server, _, _ = secured
+    name = f"obxweb{server.debian}"
+    host_side, attacker = f"10.213.23{server.debian[-1]}.1", f"10.213.23{server.debian[-1]}.2"
+    drop_netns(name)
+    netns(name, host_side, attacker)
+    jar = server.ca.with_name(f"{name}.cookies")
+    curl = ["ip", "netns", "exec", name, "curl", "-sS", "--max-time", "5", "--cacert"]
+    curl += [str(server.ca), "--resolve", f"{DOMAIN}:443:{server.address}", "-b", str(jar)]
+    curl += ["-c", str(jar)]
+    login = f"https://{DOMAIN}/admin/login/"
+    try:
+        for _ in range(10):
+            page = subprocess.run([*curl, login], capture_output=True, text=True, timeout=10)
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.stdout)
+            assert token, page.stdout + page.stderr
+            form = f"csrfmiddlewaretoken={token.group(1)}&username=admin&password=wrong"
+            post = [*curl, "-o", "/dev/null", "-w", "%{http_code}", "-e", login, "-d", form]
+            answer = subprocess.run([*post, login], capture_output=True, text=True, timeout=10)
+            assert answer.stdout == "200", answer  # the form again: a failed login
+        assert "failed login from " + attacker in server.ssh(
+            "journalctl -q -o cat SYSLOG_IDENTIFIER=onebox-auth"
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = server.ssh("fail2ban-client status onebox-django")
+            if attacker in status:
+                break
+            time.sleep(1)
+        assert attacker in status, status
+        blocked = subprocess.run([*curl, login], capture_output=True, text=True, timeout=10)
+        assert blocked.returncode != 0, blocked.stdout  # refused (or unanswered)
+        via = ["ip", "netns", "exec", name]
+        assert ssh(server, "onebox", via=via).returncode == 0  # SSH still open to it
+        assert fetch(login, server.ca, resolve=f"{DOMAIN}:443:{server.address}").status == 200
+    finally:
+        server.ssh(f"fail2ban-client set onebox-django unbanip {attacker}", check=False)
+        drop_netns(name)
+        jar.unlink(missing_ok=True)
+
+
 def test_security_updates_are_on_and_reboots_are_not(secured):
     server, _, _ = secured
     periodic = server.ssh("apt-config dump APT::Periodic")
@@ -274,6 +318,22 @@ def test_audit_passes_then_fails_naming_a_protection_removed_by_hand(secured):
     assert "FAIL  firewall drops what it does not allow" in failed.stdout
     assert "fix: run `onebox setup`" in failed.stdout
     assert onebox("audit", cwd=project).returncode == 0  # setup put it back
+
+
+def test_lynis_hardening_index_is_at_least_80_with_no_warnings(secured):
+    """Lynis (Debian's package, quick audit), run by `onebox audit --lynis`. Setup also
+    installed the security updates that were waiting, which Lynis would warn about."""
+    server, project, _ = secured
+    onebox("backup", cwd=project)  # the audit fails without one
+    report = onebox_json("audit", "--lynis", cwd=project)["result"]
+    names = {check["name"]: check for check in report["checks"]}
+    lynis = names["lynis hardening index"]
+    print(f"Debian {server.debian}: lynis {lynis['detail']}")
+    assert lynis["status"] == "pass", lynis  # index >= 80
+    assert lynis["detail"].endswith("warnings: none"), lynis
+    assert names["no security update waiting"]["status"] == "pass"
+    assert server.ssh("stat -c %a $(readlink -f /usr/bin/as)").strip() == "750"
+    assert "Storage=none" in server.ssh("systemd-analyze cat-config systemd/coredump.conf")
 
 
 def test_a_secret_appears_in_no_unit_command_line_journal_or_output(secured):

@@ -176,11 +176,14 @@ def _same(path: Path, text: str) -> bool:
 
 
 def check_fail2ban() -> list[Check]:
-    jail = run(["fail2ban-client", "status", "sshd"], check=False)
-    ok = jail.returncode == 0 and bruteforce.JAIL.is_file()
-    banned = re.search(r"Currently banned:\s*(\d+)", jail.stdout)
-    detail = f"sshd jail active, {banned.group(1)} banned now" if ok and banned else "no sshd jail"
-    return [result("fail2ban's sshd jail", ok, detail, SETUP)]
+    checks = []
+    for name in bruteforce.JAILS:
+        jail = run(["fail2ban-client", "status", name], check=False)
+        ok = jail.returncode == 0 and bruteforce.JAIL.is_file()
+        banned = re.search(r"Currently banned:\s*(\d+)", jail.stdout)
+        detail = f"active, {banned.group(1)} banned now" if ok and banned else "not running"
+        checks.append(result(f"fail2ban's {name} jail", ok, detail, SETUP))
+    return checks
 
 
 # --------------------------------------------------------------------------- updates
@@ -190,7 +193,7 @@ def check_updates() -> list[Check]:
     state = updates.state()
     timer = run(["systemctl", "is-enabled", "apt-daily-upgrade.timer"], check=False).stdout
     enabled = bool(state["unattended_upgrades"]) and timer.strip() == "enabled"
-    pending = pending_security_updates()
+    pending = updates.pending_security_updates()
     outdated = state["outdated_services"]
     return [
         result("security updates install by themselves", enabled, "unattended-upgrades", SETUP),
@@ -210,14 +213,9 @@ def check_updates() -> list[Check]:
             "no service runs replaced libraries",
             True if not outdated else None,
             ", ".join(outdated) if outdated else "none",
-            "restart them (a deploy restarts the app)",
+            "restart them at a quiet moment, or reboot (a deploy restarts the app)",
         ),
     ]
-
-
-def pending_security_updates() -> list[str]:
-    out = run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"], check=False).stdout
-    return sorted({m.group(1) for m in re.finditer(r"^Inst (\S+) .*-[Ss]ecurity", out, re.M)})
 
 
 # --------------------------------------------------------------------------- units

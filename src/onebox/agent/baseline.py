@@ -4,12 +4,17 @@ Lynis and the CIS benchmarks look for, and none of which the app can notice.
 - kernel and network sysctls (no redirects or source routing, reverse-path filtering,
   kernel pointers and dmesg hidden, no core dumps of setuid programs); a container
   refuses some of them, which is fine: the host sets those;
-- no core dumps; rare network protocols and USB/FireWire storage not loadable;
+- no core dumps; idle login shells log out after 15 minutes; rare network protocols
+  and USB/FireWire storage not loadable;
 - a default umask of 027, password ageing and hashing rounds (for accounts that have a
   password at all: onebox's have none);
 - a legal banner on the console and for SSH;
-- per-session temp dirs (libpam-tmpdir), process accounting (acct) and sysstat, package
-  checksums (debsums), apt-listchanges and apt-show-versions for patch management.
+- per-session temp dirs (libpam-tmpdir), password strength checks (libpam-pwquality),
+  process accounting (acct) and sysstat, package checksums (debsums), apt-listchanges and
+  apt-show-versions for patch management;
+- compilers (as, gcc, cc, clang) runnable by root only, through dpkg-statoverride so that
+  upgrades keep it: an intruder in the app's account cannot build tools on the server,
+  while onebox's own builds of C extensions run as root.
 
 Every file it writes is onebox's own; `[security] skip = { system = "why" }` leaves all of
 it alone.
@@ -18,11 +23,20 @@ it alone.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from .system import run, write_file
 
-PACKAGES = ["libpam-tmpdir", "acct", "sysstat", "debsums", "apt-listchanges", "apt-show-versions"]
+PACKAGES = [
+    "libpam-tmpdir",
+    "libpam-pwquality",
+    "acct",
+    "sysstat",
+    "debsums",
+    "apt-listchanges",
+    "apt-show-versions",
+]
 
 SYSCTL = Path("/etc/sysctl.d/90-onebox.conf")
 SYSCTL_TEXT = """\
@@ -72,6 +86,26 @@ install firewire-ohci /bin/false
 
 LIMITS = Path("/etc/security/limits.d/90-onebox.conf")
 LIMITS_TEXT = "# Written by `onebox setup`: no core dumps.\n* hard core 0\n* soft core 0\n"
+# Core dumps hold memory, and so secrets: none from services (systemd-coredump) or shells.
+COREDUMP = Path("/etc/systemd/coredump.conf.d/90-onebox.conf")
+COREDUMP_TEXT = """\
+# Written by `onebox setup`: no core dumps.
+[Coredump]
+Storage=none
+ProcessSizeMax=0
+"""
+# Login shells: no core dumps either, and an idle interactive shell logs out after 15
+# minutes (CIS 5.4.5); onebox's own commands run no login shell, so this never cuts them.
+PROFILE = Path("/etc/profile.d/onebox.sh")
+PROFILE_TEXT = """\
+# Written by `onebox setup` ([security] skip = { system = "why" } leaves it alone).
+ulimit -c 0
+TMOUT=900
+readonly TMOUT
+export TMOUT
+"""
+
+COMPILERS = ("as", "cc", "gcc", "clang")
 
 BANNER = """\
 Authorised access only. Activity on this system is logged and may be monitored.
@@ -94,6 +128,9 @@ def ensure() -> bool:
         run(["sysctl", "--quiet", "--load", str(SYSCTL)], check=False)
     changed |= write_file(MODPROBE, MODPROBE_TEXT, mode=0o644)
     changed |= write_file(LIMITS, LIMITS_TEXT, mode=0o644)
+    changed |= write_file(COREDUMP, COREDUMP_TEXT, mode=0o644)
+    changed |= write_file(PROFILE, PROFILE_TEXT, mode=0o644)
+    changed |= restrict_compilers()
     for banner in (Path("/etc/issue"), Path("/etc/issue.net")):
         changed |= write_file(banner, BANNER, mode=0o644)
     changed |= ensure_login_defs()
@@ -119,3 +156,27 @@ def ensure_login_defs() -> bool:
         else:
             new = new.rstrip("\n") + "\n" + line + "\n"
     return write_file(LOGIN_DEFS, new, mode=0o644) if new != text else False
+
+
+def in_effect() -> bool:
+    """Whether setup applied the baseline (a deploy that installs a compiler restricts it)."""
+    return PROFILE.is_file()
+
+
+def restrict_compilers() -> bool:
+    """Mode 0750 on each compiler found, recorded with dpkg-statoverride (upgrades keep it)."""
+    changed = False
+    for name in COMPILERS:
+        found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
+        if not found:
+            continue
+        real = Path(found).resolve()
+        if real.stat().st_mode & 0o001 == 0:
+            continue
+        # --update applies it now; an override someone else set for the file is kept.
+        result = run(
+            ["dpkg-statoverride", "--update", "--add", "root", "root", "0750", str(real)],
+            check=False,
+        )
+        changed |= result.returncode == 0
+    return changed

@@ -1,8 +1,12 @@
-"""Brute-force banning: fail2ban's sshd jail, reading the journal.
+"""Brute-force banning: fail2ban's sshd jail and its onebox-django jail, both reading
+the journal.
 
-Debian 12 and 13 log sshd to the journal only (there is no auth.log), so the jail needs
-`backend = systemd` (and python3-systemd). Bans go into nftables, in fail2ban's own
-table; onebox's firewall table accepts SSH, fail2ban's drops the banned addresses.
+Debian 12 and 13 log sshd to the journal only (there is no auth.log), so the jails need
+`backend = systemd` (and python3-systemd). Each failed Django login (the admin's, or any
+login through `django.contrib.auth`) is reported to the journal as `onebox-auth` by the
+app's WSGI wrapper (wsgi_health.py), with the client's address. Bans go into nftables,
+in fail2ban's own table: onebox's firewall accepts SSH and HTTP(S), fail2ban's table
+drops the banned addresses (from SSH for the sshd jail, from HTTP(S) for the other).
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ JAIL = Path("/etc/fail2ban/jail.d/onebox.local")
 JAIL_LOCAL = Path("/etc/fail2ban/jail.local")
 JAIL_LOCAL_TEXT = """\
 # Your own fail2ban settings go here (jail.conf is replaced by package updates).
-# onebox's sshd jail is in jail.d/onebox.local.
+# onebox's jails are in jail.d/onebox.local.
 """
 PACKAGES = ["fail2ban", "python3-systemd", "netbase"]  # netbase: /etc/services
 
 JAIL_TEMPLATE = """\
-# Written by `onebox setup`: ban addresses that keep failing to log in over SSH.
+# Written by `onebox setup`: ban addresses that keep failing to log in (SSH, Django).
 # [security] skip = { fail2ban = "why" } in onebox.toml: setup leaves fail2ban alone.
 [DEFAULT]
 banaction = nftables-multiport
@@ -42,12 +46,38 @@ mode = normal
 maxretry = 5
 findtime = 10m
 bantime = 1h
+
+[onebox-django]
+# failed Django logins (reported by onebox's WSGI wrapper as onebox-auth): an address
+# failing 10 times in 10 minutes loses HTTP and HTTPS for an hour, not SSH.
+enabled = true
+backend = systemd
+filter = onebox-django
+action = %(banaction)s[port="80,443", protocol="tcp"]
+         %(banaction)s[actname=onebox-django-quic, port="443", protocol="udp"]
+maxretry = 10
+findtime = 10m
+bantime = 1h
 """
+
+FILTER = Path("/etc/fail2ban/filter.d/onebox-django.conf")
+FILTER_TEXT = """\
+# Written by `onebox setup`: failed Django logins, as onebox's WSGI wrapper reports them.
+[INCLUDES]
+before = common.conf
+
+[Definition]
+_daemon = onebox-auth
+failregex = ^%(__prefix_line)sfailed login from <HOST>$
+journalmatch = SYSLOG_IDENTIFIER=onebox-auth
+"""
+JAILS = ("sshd", "onebox-django")
 
 
 def ensure() -> bool:
     changed = bool(apt_install(PACKAGES))
     ports = ",".join(map(str, ssh_ports()))
+    changed |= write_file(FILTER, FILTER_TEXT, mode=0o644)
     changed |= write_file(JAIL, JAIL_TEMPLATE.replace("{ports}", ports), mode=0o644)
     if not JAIL_LOCAL.exists():
         changed |= write_file(JAIL_LOCAL, JAIL_LOCAL_TEXT, mode=0o644)
@@ -64,18 +94,24 @@ def active() -> bool:
 
 def wait_for_jail(timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if run(["fail2ban-client", "status", "sshd"], check=False).returncode == 0:
-            return
-        time.sleep(0.5)
-    status = run(["systemctl", "status", "--no-pager", "fail2ban"], check=False)
-    raise AgentError("fail2ban's sshd jail did not start", output=status.stdout[-2000:])
+    waiting = list(JAILS)
+    while waiting and time.monotonic() < deadline:
+        if run(["fail2ban-client", "status", waiting[0]], check=False).returncode == 0:
+            waiting.pop(0)
+        else:
+            time.sleep(0.5)
+    if waiting:
+        status = run(["systemctl", "status", "--no-pager", "fail2ban"], check=False)
+        raise AgentError(
+            f"fail2ban's {waiting[0]} jail did not start", output=status.stdout[-2000:]
+        )
 
 
 def remove() -> bool:
     if not JAIL.exists():
         return False
     JAIL.unlink()
+    FILTER.unlink(missing_ok=True)
     if active():
         run(["systemctl", "restart", "fail2ban"], check=False)
     return True

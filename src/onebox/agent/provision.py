@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import hardening
+from . import hardening, updates
 from .database import Engine, engine_for
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_UNSUPPORTED, AgentError, step
@@ -21,6 +21,7 @@ from .system import (
     format_env_file,
     group_members,
     read_env_file,
+    refresh_package_lists,
     run,
     tail,
     user_exists,
@@ -86,7 +87,7 @@ def setup(request: dict) -> dict[str, object]:
     packages += hardening.packages(security)
     login, debian = request.get("login", "root"), str(found["os_version"])
     for name, action in (
-        ("packages", lambda: bool(apt_install(packages))),
+        ("packages", lambda: ensure_packages(packages, security, notes)),
         ("uv", lambda: ensure_uv(request["uv_version"])),
         ("app user", lambda: ensure_app_user(paths.app)),
         ("directories", lambda: ensure_layout(paths)),
@@ -104,6 +105,15 @@ def setup(request: dict) -> dict[str, object]:
         if state["changed"]:
             changed.append(name)
     return {"changed": changed, "notes": notes, "confirm": guarded}
+
+
+def ensure_packages(packages: list[str], security: dict, notes: list[str]) -> bool:
+    changed = False
+    if "updates" not in security.get("skip", {}):
+        # Security updates first: the services installed and started next start patched.
+        refresh_package_lists(stale_after=3600)
+        changed = updates.install_waiting(notes)
+    return bool(apt_install(packages)) or changed
 
 
 def ensure_database(paths: AppPaths, db: Engine) -> bool:

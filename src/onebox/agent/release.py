@@ -17,7 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from string import Template
 
-from . import restore
+from . import baseline, restore
 from .django import DEPLOY_SETTINGS, Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
@@ -131,6 +131,8 @@ def unpack(
         run(["chown", "-R", f"{app}:{app}", str(release_dir)])  # build commands write here
     with step("build packages") as state:
         state["changed"] = bool(apt_install(request.get("packages", [])))
+        if state["changed"] and baseline.in_effect():
+            baseline.restrict_compilers()  # build-essential brings gcc and as
     with step("virtualenv") as state:
         venv, state["changed"] = ensure_venv(paths, request)
         os.symlink(venv, release_dir / ".venv")

@@ -12,6 +12,7 @@ import pwd
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -160,11 +161,28 @@ def missing_packages(packages: Sequence[str]) -> list[str]:
     return missing
 
 
+# apt-get update's last success: onebox's own runs, or apt's daily timer.
+LISTS_STAMPS = (
+    Path("/var/lib/onebox/apt-lists.stamp"),
+    Path("/var/lib/apt/periodic/update-success-stamp"),
+)
+
+
+def refresh_package_lists(stale_after: float) -> None:
+    """apt-get update, unless the lists are younger than stale_after seconds."""
+    ages = [time.time() - s.stat().st_mtime for s in LISTS_STAMPS if s.exists()]
+    if ages and min(ages) < stale_after:
+        return
+    run(["apt-get", "update", "-qq"], env=APT_ENV, what="apt-get update", timeout=600)
+    LISTS_STAMPS[0].parent.mkdir(parents=True, exist_ok=True)
+    LISTS_STAMPS[0].touch()
+
+
 def apt_install(packages: Sequence[str]) -> list[str]:
     """Install the packages that are missing; return those installed."""
     missing = missing_packages(packages)
     if missing:
-        run(["apt-get", "update", "-qq"], env=APT_ENV, what="apt-get update", timeout=600)
+        refresh_package_lists(stale_after=300)
         run(
             ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
             env=APT_ENV,

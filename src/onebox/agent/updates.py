@@ -8,9 +8,10 @@ libraries, and /run/reboot-required says a new kernel waits for a reboot.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
-from .system import apt_install, run, write_file
+from .system import APT_ENV, apt_install, run, write_file
 
 PERIODIC = Path("/etc/apt/apt.conf.d/20auto-upgrades")
 POLICY = Path("/etc/apt/apt.conf.d/52onebox-unattended-upgrades")
@@ -64,6 +65,70 @@ def ensure(reboot_at: str) -> bool:
     return changed
 
 
+def install_waiting(notes: list[str]) -> bool:
+    """Install now what unattended-upgrades would install within a day: a server that
+    onebox just set up starts with every security update Debian has published. Setup
+    does it before installing its packages, so the services it starts run patched code."""
+    waiting = pending_security_updates()
+    if not waiting:
+        return False
+    # The packages Debian's security archive has newer versions of, and only those; your
+    # changed config files are kept. An update that fails is named (the daily run retries).
+    run(
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--only-upgrade",
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+            *waiting,
+        ],
+        env=APT_ENV,
+        check=False,
+        timeout=1800,
+    )
+    left = pending_security_updates()
+    installed = [name for name in waiting if name not in left]
+    if installed:
+        notes.append(f"installed {len(installed)} security updates: {', '.join(installed)}")
+        restart_safe_services()
+    if left:
+        notes.append(
+            f"{len(left)} security updates did not install ({', '.join(left)}): "
+            "they install by themselves within a day, or run `apt-get upgrade` on the server"
+        )
+    return bool(installed)
+
+
+# What may restart under a running app without it noticing. Not the database, Caddy, the
+# app, sshd or dbus: those wait for a deploy, the user, or a reboot (status shows them).
+SAFE_TO_RESTART = (
+    "systemd-journald.service",
+    "cron.service",
+    "fail2ban.service",
+    "unattended-upgrades.service",
+)
+
+
+def restart_safe_services() -> None:
+    stale = state()["outdated_services"]
+    if "systemd-manager" in stale:
+        run(["systemctl", "daemon-reexec"], check=False)
+    for unit in SAFE_TO_RESTART:
+        if unit in stale:
+            run(["systemctl", "try-restart", unit], check=False)
+
+
+def pending_security_updates() -> list[str]:
+    """Packages with a newer version in Debian's security archive (apt's current lists)."""
+    out = run(["apt-get", "-s", "-o", "Debug::NoLocking=1", "upgrade"], check=False).stdout
+    return sorted({m.group(1) for m in re.finditer(r"^Inst (\S+) .*-[Ss]ecurity", out, re.M)})
+
+
 def remove() -> bool:
     existed = POLICY.exists() or PERIODIC.exists()
     for path in (POLICY, PERIODIC, NEEDRESTART):
@@ -76,7 +141,9 @@ def state() -> dict[str, object]:
     enabled = PERIODIC.is_file() and 'Unattended-Upgrade "1"' in PERIODIC.read_text()
     services: list[str] = []
     kernel_pending = False
-    out = run(["needrestart", "-b", "-r", "l"], check=False).stdout
+    out = ""
+    if shutil.which("needrestart"):  # not before setup installed it
+        out = run(["needrestart", "-b", "-r", "l"], check=False).stdout
     for line in out.splitlines():
         if line.startswith("NEEDRESTART-SVC:"):
             services.append(line.split(":", 1)[1].strip())

@@ -8,18 +8,68 @@ Every other request reaches the app untouched.
 
 Importing the app's module here, at worker start, means a release that cannot import
 never boots: onebox sees the crash before any traffic moves.
+
+It also reports each failed Django login (the admin's and any form that uses
+`django.contrib.auth.authenticate`) to the journal as `onebox-auth`, with the client's
+address; fail2ban's onebox-django jail bans an address that keeps failing.
 """
 
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import os
+import socket
 import sys
 
 HEALTH_PATH = "/.onebox/health"
 
 _module, _, _attribute = os.environ["ONEBOX_WSGI"].partition(":")
 app = getattr(importlib.import_module(_module), _attribute or "application")
+
+
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+def report_failed_login(sender, credentials=None, request=None, **kwargs) -> None:
+    """A `user_login_failed` receiver: one journal entry per failure, never the username
+    (people type passwords into that field)."""
+    address = client_address(request)
+    if address:
+        journal(f"failed login from {address}", ONEBOX_CLIENT=address)
+
+
+def client_address(request) -> str:
+    """The address Caddy saw. Caddy sets X-Forwarded-For to it (dropping what a client
+    sent, unless trusted_proxies says otherwise); the last entry is Caddy's either way."""
+    if request is None:
+        return ""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    candidate = forwarded.rsplit(",", 1)[-1].strip() or request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return ""
+
+
+def journal(message: str, **fields: str) -> None:
+    """An entry with its own identifier, written with the journal's native protocol: no
+    line the app prints (say, a logged request path) can pass for one."""
+    entry = {"MESSAGE": message, "SYSLOG_IDENTIFIER": "onebox-auth", "PRIORITY": "5", **fields}
+    data = "".join(f"{key}={value}\n" for key, value in entry.items()).encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(data, JOURNAL_SOCKET)
+    except OSError:
+        print(f"onebox: {message}", file=sys.stderr, flush=True)
+
+
+try:
+    from django.contrib.auth.signals import user_login_failed
+except ImportError:  # not a Django app after all: nothing to report
+    pass
+else:
+    user_login_failed.connect(report_failed_login, dispatch_uid="onebox-failed-login")
 
 
 def application(environ, start_response):

@@ -203,6 +203,10 @@ class SecurityConfig(_Section):
     # HSTS max-age in seconds; default: two years with a public certificate, one year
     # with the private CA (a LAN name or an address).
     hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] | None = None
+    # What the deploy user's sudo allows: "agent" (onebox's agent and nothing else), or
+    # "all" (anything as root, without a password: for people who administer the server
+    # as that user; `onebox audit` then says so).
+    deploy_sudo: Literal["agent", "all"] = "agent"
 
     @field_validator("reboot_at")
     @classmethod

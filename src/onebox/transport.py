@@ -249,10 +249,15 @@ class SSH:
             self._show_recorded_key()
 
     def _probe(self) -> subprocess.CompletedProcess[bytes]:
-        # stdin closed: the user's input (a piped SQL script) is for the real command
-        return subprocess.run(
-            self.argv(["true"]), capture_output=True, stdin=subprocess.DEVNULL, check=False
-        )
+        """Log in once. A shared connection opens its master and runs nothing (-N; -f: it
+        goes to the background once logged in): the command that follows rides it, so
+        the probe costs no round trip of its own. stdin closed: the user's input (a
+        piped SQL script) is for the real command."""
+        if self.shared:
+            argv = ["ssh", "-N", "-f", *self.options(), self.target.host]
+        else:
+            argv = self.argv(["true"])
+        return subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, check=False)
 
     def _fallback_login(self, refused: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
         """The deploy user exists only once `onebox setup` made it: on a server before

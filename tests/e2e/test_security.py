@@ -110,6 +110,7 @@ def test_setup_over_the_only_session_then_logs_in_as_the_deploy_user(secured):
     assert status["health"] == 200
     again = onebox("setup", cwd=project)  # idempotent: nothing to confirm, nothing changed
     assert "firewall (unchanged)" in again.stderr and "ssh access (unchanged)" in again.stderr
+    assert "a new SSH connection" not in again.stderr  # nothing changed: nothing to prove
 
 
 def test_only_ssh_http_and_https_answer_from_outside(secured, outsider):
@@ -151,6 +152,25 @@ def test_root_and_password_logins_are_refused_and_the_deploy_user_gets_in(secure
     for setting in ("permitrootlogin no", "passwordauthentication no", "x11forwarding no"):
         assert setting in effective
     # its sudo runs onebox's agent and nothing else
+    refused = ssh(server, "onebox", command="sudo -n id")
+    assert refused.returncode != 0 and "password is required" in refused.stderr
+
+
+def test_full_sudo_only_when_asked_and_the_audit_says_so(secured):
+    server, project, _ = secured
+    config = project / "onebox.toml"
+    original = config.read_text()
+    config.write_text(original.replace("[security]\n", '[security]\ndeploy_sudo = "all"\n'))
+    try:
+        onebox("setup", cwd=project)
+        allowed = ssh(server, "onebox", command="sudo -n id -u")
+        assert allowed.returncode == 0 and allowed.stdout.strip() == "0", allowed
+        checks = onebox_json("audit", cwd=project, check=False)["result"]["checks"]
+        sudo = next(c for c in checks if c["name"].startswith("deploy user's sudo"))
+        assert sudo["status"] == "warn" and "anything as root" in sudo["detail"], sudo
+    finally:
+        config.write_text(original)
+    onebox("setup", cwd=project)  # back to the agent alone
     refused = ssh(server, "onebox", command="sudo -n id")
     assert refused.returncode != 0 and "password is required" in refused.stderr
 

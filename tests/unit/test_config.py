@@ -112,6 +112,10 @@ def test_security_skips_need_a_reason_and_a_known_name(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, hour))
     assert "an hour of the day" in info.value.message
+    sudo = GOOD + '\n[security]\ndeploy_sudo = "everything"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, sudo))
+    assert "deploy_sudo" in info.value.message and "'agent' or 'all'" in info.value.message
 
 
 def test_the_deploy_user_cannot_log_in_where_ssh_is_left_alone(tmp_path):

@@ -38,11 +38,12 @@ def result(name: str, ok: bool | None, detail: str, fix: str = "") -> Check:
 
 def audit(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
-    skip = request.get("security", {}).get("skip", {})
+    security = request.get("security", {})
+    skip = security.get("skip", {})
     checks: list[Check] = []
     groups: list[tuple[str, str | None, Callable[[], list[Check]]]] = [
         ("firewall", "firewall", check_firewall),
-        ("ssh", "ssh", check_ssh),
+        ("ssh", "ssh", lambda: check_ssh(security.get("deploy_sudo", "agent"))),
         ("system baseline", "system", check_baseline),
         ("brute-force banning", "fail2ban", check_fail2ban),
         ("security updates", "updates", check_updates),
@@ -98,7 +99,7 @@ def sshd_settings() -> dict[str, str]:
     return dict(line.partition(" ")[::2] for line in out.splitlines() if line)
 
 
-def check_ssh() -> list[Check]:
+def check_ssh(deploy_sudo: str = "agent") -> list[Check]:
     found = sshd_settings()
     logins = {
         "permitrootlogin": "no",
@@ -116,7 +117,13 @@ def check_ssh() -> list[Check]:
         allowed = set(wanted.split(","))
         weak += [f"{key}: {name}" for name in found.get(key, "").split(",") if name not in allowed]
     sudoers = ssh_access.SUDOERS
-    sudo_ok = sudoers.is_file() and sudoers.read_text() == ssh_access.SUDOERS_TEXT
+    sudo_ok = sudoers.is_file() and sudoers.read_text() == ssh_access.sudoers_text(deploy_sudo)
+    sudo_detail = f"{sudoers} is missing or changed"
+    if sudo_ok:
+        everything = deploy_sudo == "all"
+        sudo_detail = (
+            f'{sudoers}: anything as root (deploy_sudo = "all")' if everything else str(sudoers)
+        )
     return [
         result(
             "ssh: keys only, no root login",
@@ -132,8 +139,9 @@ def check_ssh() -> list[Check]:
         ),
         result(
             "deploy user's sudo: onebox-agent only",
-            sudo_ok,
-            str(sudoers) if sudo_ok else f"{sudoers} is missing or changed",
+            # everything, as [security] deploy_sudo = "all" asked: said, not failed
+            (None if deploy_sudo == "all" else True) if sudo_ok else False,
+            sudo_detail,
             SETUP,
         ),
     ]
@@ -153,14 +161,17 @@ def check_baseline() -> list[Check]:
         baseline.SYSCTL: baseline.SYSCTL_TEXT,
         baseline.MODPROBE: baseline.MODPROBE_TEXT,
         baseline.LIMITS: baseline.LIMITS_TEXT,
+        baseline.COREDUMP: baseline.COREDUMP_TEXT,
+        baseline.PROFILE: baseline.PROFILE_TEXT,
     }
     wrong = [str(path) for path, text in wanted.items() if not _same(path, text)]
+    wrong += [f"{path} runnable by all" for path in baseline.open_compilers()]
     login = baseline.LOGIN_DEFS.read_text() if baseline.LOGIN_DEFS.is_file() else ""
     if not re.search(r"^UMASK\s+027$", login, re.MULTILINE):
         wrong.append(f"{baseline.LOGIN_DEFS} (UMASK)")
     return [
         result(
-            "system baseline (sysctl, modules, core dumps, umask)",
+            "system baseline (sysctl, modules, core dumps, umask, compilers)",
             not wrong,
             "missing or changed: " + ", ".join(wrong) if wrong else "as setup left it",
             SETUP,

@@ -163,16 +163,20 @@ def in_effect() -> bool:
     return PROFILE.is_file()
 
 
+def open_compilers() -> list[Path]:
+    """The compilers (their real files) that anyone may run."""
+    found = []
+    for name in COMPILERS:
+        path = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
+        if path and Path(path).resolve().stat().st_mode & 0o001:
+            found.append(Path(path).resolve())
+    return found
+
+
 def restrict_compilers() -> bool:
     """Mode 0750 on each compiler found, recorded with dpkg-statoverride (upgrades keep it)."""
     changed = False
-    for name in COMPILERS:
-        found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")
-        if not found:
-            continue
-        real = Path(found).resolve()
-        if real.stat().st_mode & 0o001 == 0:
-            continue
+    for real in open_compilers():
         # --update applies it now; an override someone else set for the file is kept.
         result = run(
             ["dpkg-statoverride", "--update", "--add", "root", "root", "0750", str(real)],

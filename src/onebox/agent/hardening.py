@@ -52,6 +52,7 @@ def steps(
         return step
 
     reboot_at = security.get("reboot_at", "")
+    sudo = security.get("deploy_sudo", "agent")
     return [
         ("system baseline", unless_skipped("system", baseline.ensure)),
         ("brute-force banning", unless_skipped("fail2ban", bruteforce.ensure)),
@@ -59,6 +60,8 @@ def steps(
         ("firewall", guarded_change("firewall", lambda: firewall.configure(app, security))),
         (
             "ssh access",
-            unless_skipped("ssh", guarded_change("ssh", lambda: ssh_access.ensure(login, debian))),
+            unless_skipped(
+                "ssh", guarded_change("ssh", lambda: ssh_access.ensure(login, debian, sudo))
+            ),
         ),
     ]

@@ -23,6 +23,9 @@ from .protocol import EXIT_FAILED, emit
 DETACHED = {"setup", "deploy", "rollback", "restore", "backup", "verify"}
 RUNS = Path("/var/lib/onebox/runs")
 EXIT_FILE = "exit-code"
+# systemd answers nothing while it re-executes itself (an upgrade of systemd, or setup
+# after a libc update does that): a unit is gone only when it stays gone this long.
+GONE_FOR = 5.0
 
 
 def launch(workdir: str) -> int:
@@ -70,6 +73,7 @@ def launch(workdir: str) -> int:
 def follow(run_dir: Path, unit: str) -> int:
     """Relay the unit's events until it has finished; its exit code is ours."""
     events = run_dir / "events.jsonl"
+    gone_since: float | None = None
     with events.open() as handle:
         while True:
             line = handle.readline()
@@ -85,7 +89,11 @@ def follow(run_dir: Path, unit: str) -> int:
                 value = int(code.read_text() or EXIT_FAILED)
                 shutil.rmtree(run_dir, ignore_errors=True)
                 return value
-            if not unit_running(unit) and not code.is_file():
+            if unit_running(unit):
+                gone_since = None
+            elif gone_since is None:
+                gone_since = time.monotonic()
+            elif time.monotonic() - gone_since > GONE_FOR:
                 stderr = (run_dir / "stderr").read_text(errors="replace")[-2000:]
                 emit("error", message="the onebox agent stopped unexpectedly", output=stderr)
                 return EXIT_FAILED

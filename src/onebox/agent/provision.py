@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import hardening, updates
+from . import hardening, ssh_access, updates
 from .database import Engine, engine_for
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_UNSUPPORTED, AgentError, step
@@ -104,7 +104,8 @@ def setup(request: dict) -> dict[str, object]:
             state["changed"] = action()
         if state["changed"]:
             changed.append(name)
-    return {"changed": changed, "notes": notes, "confirm": guarded}
+    locked = "ssh" not in security.get("skip", {}) and ssh_access.locked_down()
+    return {"changed": changed, "notes": notes, "confirm": guarded, "locked_down": locked}
 
 
 def ensure_packages(packages: list[str], security: dict, notes: list[str]) -> bool:

@@ -38,6 +38,16 @@ SUDOERS_TEXT = f"""\
 # this key is as strong as root's through it: keep it like a root key.
 {DEPLOY_USER} ALL=(root) NOPASSWD: {ENTRY}
 """
+SUDOERS_ALL_TEXT = f"""\
+# Written by `onebox setup`, as [security] deploy_sudo = "all" in onebox.toml asks:
+# onebox's deploy user may run anything as root, without a password.
+{DEPLOY_USER} ALL=(ALL:ALL) NOPASSWD: ALL
+"""
+
+
+def sudoers_text(deploy_sudo: str) -> str:
+    return SUDOERS_ALL_TEXT if deploy_sudo == "all" else SUDOERS_TEXT
+
 
 HOST_KEYS = "HostKey /etc/ssh/ssh_host_ed25519_key\nHostKey /etc/ssh/ssh_host_rsa_key\n"
 CIPHERS = (
@@ -103,12 +113,12 @@ def supported(kind: str, wanted: str) -> str:
 # --------------------------------------------------------------------------- setup
 
 
-def ensure(login: str, debian: str) -> tuple[bool, bool]:
+def ensure(login: str, debian: str, deploy_sudo: str = "agent") -> tuple[bool, bool]:
     """The deploy user, its sudo rule and the agent's entry point, then sshd's algorithms
     (guarded). (changed, guard armed)"""
     changed = ensure_deploy_user(login)
     changed |= write_file(ENTRY, ENTRY_SOURCE.read_text(), mode=0o755)
-    changed |= ensure_sudoers()
+    changed |= ensure_sudoers(sudoers_text(deploy_sudo))
     hardened, armed = ensure_sshd_config(HARDENING, hardening_text(debian), "ssh", moduli=True)
     return changed or hardened, armed
 
@@ -164,11 +174,11 @@ def _keys(path: Path) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def ensure_sudoers() -> bool:
-    if SUDOERS.is_file() and SUDOERS.read_text() == SUDOERS_TEXT:
+def ensure_sudoers(text: str) -> bool:
+    if SUDOERS.is_file() and SUDOERS.read_text() == text:
         return False
     candidate = SUDOERS.with_name(".onebox.new")  # sudo skips names with a dot
-    write_file(candidate, SUDOERS_TEXT, mode=0o440)
+    write_file(candidate, text, mode=0o440)
     checked = run(["visudo", "-c", "-q", "-f", str(candidate)], check=False)
     if checked.returncode != 0:
         candidate.unlink(missing_ok=True)
@@ -268,3 +278,9 @@ def _new_rsa_host_key() -> None:
 def lockdown() -> tuple[bool, bool]:
     """Root and password login off (called once the deploy user has logged in)."""
     return ensure_sshd_config(LOCKDOWN, LOCKDOWN_TEXT, "ssh-lockdown")
+
+
+def locked_down() -> bool:
+    """Root and password login are off as onebox left them (setup then needs no new
+    connection to prove anything)."""
+    return LOCKDOWN.is_file() and LOCKDOWN.read_text() == LOCKDOWN_TEXT

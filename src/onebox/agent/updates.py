@@ -62,7 +62,12 @@ def ensure(reboot_at: str) -> bool:
         if run(["systemctl", "is-enabled", timer], check=False).stdout.strip() != "enabled":
             run(["systemctl", "enable", "--now", "--quiet", timer], check=False)
             changed = True
+    if _updated_now:
+        restart_safe_services()
     return changed
+
+
+_updated_now: list[bool] = []  # install_waiting() installed updates in this agent run
 
 
 def install_waiting(notes: list[str]) -> bool:
@@ -95,7 +100,7 @@ def install_waiting(notes: list[str]) -> bool:
     installed = [name for name in waiting if name not in left]
     if installed:
         notes.append(f"installed {len(installed)} security updates: {', '.join(installed)}")
-        restart_safe_services()
+        _updated_now.append(True)  # ensure() restarts what it may, once needrestart is there
     if left:
         notes.append(
             f"{len(left)} security updates did not install ({', '.join(left)}): "

@@ -187,6 +187,16 @@ def test_ssh_audit_passes_the_hardened_debian_policy(secured, outsider):
     assert "Passed" in result.stdout, result.stdout
 
 
+def wait_for_ban(server: Server, jail: str, address: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        status = server.ssh(f"fail2ban-client status {jail}")
+        if address in status or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert address in status, status
+
+
 def test_fail2ban_bans_an_address_that_keeps_failing(secured):
     server, _, _ = secured
     name = f"obxf2b{server.debian}"
@@ -202,13 +212,7 @@ def test_fail2ban_bans_an_address_that_keeps_failing(secured):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 run = [*attempt, f"mallory@{server.address}", "true"]
                 subprocess.run(run, capture_output=True, timeout=10)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = server.ssh("fail2ban-client status sshd")
-            if attacker in status:
-                break
-            time.sleep(1)
-        assert attacker in status, status
+        wait_for_ban(server, "sshd", attacker)
         blocked = subprocess.run(
             [*attempt, f"x@{server.address}", "true"], capture_output=True, text=True, timeout=30
         )
@@ -245,13 +249,7 @@ def test_fail2ban_bans_an_address_that_keeps_failing_django_logins(secured):
         assert "failed login from " + attacker in server.ssh(
             "journalctl -q -o cat SYSLOG_IDENTIFIER=onebox-auth"
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = server.ssh("fail2ban-client status onebox-django")
-            if attacker in status:
-                break
-            time.sleep(1)
-        assert attacker in status, status
+        wait_for_ban(server, "onebox-django", attacker)
         blocked = subprocess.run([*curl, login], capture_output=True, text=True, timeout=10)
         assert blocked.returncode != 0, blocked.stdout  # refused (or unanswered)
         via = ["ip", "netns", "exec", name]

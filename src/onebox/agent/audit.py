@@ -353,7 +353,9 @@ def check_django(paths: AppPaths, manage: str) -> list[Check]:
 
 
 def check_lynis() -> list[Check]:
-    apt_install(["lynis"])
+    if apt_install(["lynis"]):
+        # Debian 13's package schedules a daily audit of its own: asked for once, run once.
+        run(["systemctl", "disable", "--now", "--quiet", "lynis.timer"], check=False)
     started = time.monotonic()
     run(["lynis", "audit", "system", "--quick", "--no-colors", "--quiet"], check=False, timeout=900)
     report = Path("/var/log/lynis-report.dat")

@@ -99,14 +99,18 @@ def install_waiting(notes: list[str]) -> bool:
     left = pending_security_updates()
     installed = [name for name in waiting if name not in left]
     if installed:
-        notes.append(f"installed {len(installed)} security updates: {', '.join(installed)}")
+        notes.append(f"installed {_count(installed)}: {', '.join(installed)}")
         _updated_now.append(True)  # ensure() restarts what it may, once needrestart is there
     if left:
         notes.append(
-            f"{len(left)} security updates did not install ({', '.join(left)}): "
+            f"{_count(left)} did not install ({', '.join(left)}): "
             "they install by themselves within a day, or run `apt-get upgrade` on the server"
         )
     return bool(installed)
+
+
+def _count(packages: list[str]) -> str:
+    return f"{len(packages)} security update{'' if len(packages) == 1 else 's'}"
 
 
 # What may restart under a running app without it noticing. Not the database, Caddy, the

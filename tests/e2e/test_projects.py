@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Server, copy_project, fetch, onebox, onebox_json, use_deploy_user
+from .conftest import (
+    FIXTURES,
+    ROOT,
+    Server,
+    copy_project,
+    fetch,
+    onebox,
+    onebox_json,
+    use_deploy_user,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -301,6 +310,35 @@ def test_pipenv_project_deployed_by_a_sudo_user(server12, tmp_path):
     # setup hardened SSH: onebox now logs in as the deploy user (written to onebox.toml)
     assert 'user = "onebox"' in config.read_text()
     assert "the server refused your key for user 'onebox'" in refused.stderr
+
+
+def test_ssh_left_alone_and_a_sudo_user_still_gets_every_command(server12, tmp_path):
+    """[security] skip ssh: no deploy user, the login is a sudo user of the company's own;
+    the fixed commands (ca, manage, logs) go through the agent's entry all the same."""
+    server12.ssh(
+        "id grace >/dev/null 2>&1 || useradd --create-home --shell /bin/bash grace; "
+        "mkdir -p ~grace/.ssh && cp /root/.ssh/authorized_keys ~grace/.ssh/ && "
+        "chown -R grace: ~grace/.ssh && echo 'grace ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/grace"
+    )
+    project = copy_project(ROOT / "examples" / "mvp", tmp_path / "plain")
+    config = project / "onebox.toml"
+    edit(config, 'name = "mvp"', 'name = "plain"')
+    edit(config, 'host = "sandbox:demo"', f'host = "{server12.host}"')
+    edit(config, 'user = "onebox"', 'user = "grace"')
+    edit(config, 'domain = ""', 'domain = "plain.test"')
+    config.write_text(
+        config.read_text() + '\n[security]\nskip = { ssh = "the company manages sshd" }\n'
+    )
+    setup = onebox("setup", cwd=project)
+    assert "ssh left alone: the company manages sshd" in setup.stderr
+    onebox("deploy", cwd=project)
+    ca = onebox("ca", cwd=project).stdout
+    assert "BEGIN CERTIFICATE" in ca
+    server12.ca.write_text(ca)  # Caddy's one CA on this server, whichever app asks
+    checked = onebox("manage", "--", "check", cwd=project)
+    assert "System check identified no issues" in checked.stdout
+    assert onebox("logs", "-n", "5", cwd=project).returncode == 0
+    assert get(server12, "plain.test").status == 200
 
 
 def test_undeclared_missing_variable_gets_a_hint(server12, tmp_path):

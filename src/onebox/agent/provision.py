@@ -129,10 +129,12 @@ def ensure_database(paths: AppPaths, db: Engine) -> bool:
 
 
 def install_agent() -> bool:
-    """A copy of this agent for the scheduled jobs (backups run without a client)."""
+    """A copy of this agent for the scheduled jobs (backups run without a client), and
+    /usr/local/sbin/onebox-agent, through which the client runs the agent's fixed
+    commands (logs, manage, dbshell, ca, dump), whoever logs in."""
     source = Path(__file__).parent
     target = AGENT_HOME / "onebox_agent"
-    changed = False
+    changed = write_file(ssh_access.ENTRY, ssh_access.ENTRY_SOURCE.read_text(), mode=0o755)
     for path in sorted(source.glob("*.py")):
         changed |= write_file(target / path.name, path.read_bytes())
     for stale in target.glob("*.py"):

@@ -114,11 +114,10 @@ def supported(kind: str, wanted: str) -> str:
 
 
 def ensure(login: str, debian: str, deploy_sudo: str = "agent") -> tuple[bool, bool]:
-    """The deploy user, its sudo rule and the agent's entry point, then sshd's algorithms
-    (guarded). (changed, guard armed)"""
+    """The deploy user and its sudo rule, then sshd's algorithms (guarded).
+    (changed, guard armed)"""
     changed = ensure_deploy_user(login)
-    changed |= write_file(ENTRY, ENTRY_SOURCE.read_text(), mode=0o755)
-    changed |= ensure_sudoers(sudoers_text(deploy_sudo))
+    changed |= ensure_sudoers(sudoers_text(deploy_sudo))  # the entry: the "onebox agent" step
     hardened, armed = ensure_sshd_config(HARDENING, hardening_text(debian), "ssh", moduli=True)
     return changed or hardened, armed
 

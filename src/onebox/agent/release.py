@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from string import Template
@@ -395,7 +396,13 @@ def freeze(
     write_file(release_dir / COMPLETE, "", mode=0o640, group=app)
 
 
-def switch(request: dict, paths: AppPaths, release_dir: Path, site: str) -> None:
+def switch(
+    request: dict,
+    paths: AppPaths,
+    release_dir: Path,
+    site: str,
+    before_traffic: Callable[[], None] | None = None,
+) -> None:
     """Start the release beside the live one; only once it is healthy does anything the
     live release uses change: the Caddy site (if the settings' URLs moved), then traffic.
 
@@ -412,6 +419,8 @@ def switch(request: dict, paths: AppPaths, release_dir: Path, site: str) -> None
             wait_healthy(paths, new, request["address"], request["health_path"])
         with step("caddy site") as state:
             state["changed"] = install_caddy_config(paths.caddy_site, site)
+        if before_traffic:  # the last word before traffic moves (a rollback's schema check)
+            before_traffic()
     except BaseException:
         run(["systemctl", "stop", paths.unit(new)], check=False)
         if old_site is not None:

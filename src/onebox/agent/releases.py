@@ -9,6 +9,8 @@ applied migrations the older code does not know: those stand in the way.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .backup import load_settings
@@ -58,34 +60,58 @@ def _rollback(request: dict, paths: AppPaths) -> dict[str, object]:
     live = live_release(paths)
     target = choose(paths, live, request.get("release"))
     release = Release(paths.app, target, release_env(paths, target), request["manage"])
-    with step("schema check") as state:
-        newer = release.migrations()["newer"]
-        state["detail"] = f"{len(newer)} migration(s) newer than {target.name}"
     site_file = target / ".onebox" / "site.caddy"
     site = site_file.read_text() if site_file.is_file() else paths.caddy_site.read_text()
-    result = {"release": target.name, "previous": live, "newer": newer, "restored": None}
-    if newer and request.get("restore_db"):
-        backup = backup_before(paths, target, newer)
-        # The newer code must not meet the older schema either: the maintenance page
-        # stays up from before the restore until the older release serves.
-        with (
-            maintenance(paths),
-            deploy_lock(paths.backups / ".lock", request["deployer"], "restore"),
-        ):
-            with step(f"restore backup {backup}"):
-                result["restored"] = restore_backup(paths, load_settings(paths), backup)
-            check_schema_matches(release)
+    result: dict[str, object] = {"release": target.name, "previous": live, "restored": None}
+    if request.get("restore_db"):
+        newer = schema_check(release, release.migrations)
+        result["newer"] = newer
+        if newer:
+            _restore_then_switch(request, paths, release, newer, site, result)
+        else:
             switch(request, paths, target, site)
-    elif newer and not request.get("force"):
-        raise AgentError(
-            f"the database has migrations that release {target.name} does not know: "
-            + ", ".join(newer),
-            hint=refusal_hint(paths, target, newer),
-            code=EXIT_CONFIG,
-        )
-    else:
-        switch(request, paths, target, site)
+        return {**result, "slot": live_slot(paths)}
+
+    def refuse_if_newer() -> None:
+        newer = schema_check(release, pending.result)
+        result["newer"] = newer
+        if newer and not request.get("force"):
+            raise AgentError(
+                f"the database has migrations that release {target.name} does not know: "
+                + ", ".join(newer),
+                hint=refusal_hint(paths, target, newer),
+                code=EXIT_CONFIG,
+            )
+
+    # The schema check is a Django process of its own (half a second): it runs while the
+    # older release starts, and traffic moves only once it found nothing in the way.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(release.migrations)
+        switch(request, paths, target, site, before_traffic=refuse_if_newer)
     return {**result, "slot": live_slot(paths)}
+
+
+def schema_check(release: Release, migrations: Callable[[], dict]) -> list[str]:
+    with step("schema check") as state:
+        newer = migrations()["newer"]
+        state["detail"] = f"{len(newer)} migration(s) newer than {release.path.name}"
+    return newer
+
+
+def _restore_then_switch(
+    request: dict, paths: AppPaths, release: Release, newer: list[str], site: str, result: dict
+) -> None:
+    backup = backup_before(paths, release.path, newer)
+    # The newer code must not meet the older schema either: the maintenance page stays up
+    # from before the restore until the older release serves.
+    with (
+        maintenance(paths),
+        deploy_lock(paths.backups / ".lock", request["deployer"], "restore"),
+    ):
+        with step(f"restore backup {backup}"):
+            result["restored"] = restore_backup(paths, load_settings(paths), backup)
+        check_schema_matches(release)
+        switch(request, paths, release.path, site)
 
 
 def backup_before(paths: AppPaths, target: Path, newer: list[str]) -> str:

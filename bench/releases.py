@@ -59,14 +59,18 @@ NAIVE_SITE = """naive.test {
 
 def prepare(tmp: Path) -> tuple[PracticeServer, Path, Path]:
     server = PracticeServer(f"brel-{os.getpid()}")
-    project = example_project(tmp / "rel", server, name="rel", domain="rel.test")
-    onebox("setup", cwd=project)
-    onebox("deploy", cwd=project)
-    ca = tmp / "ca.pem"
-    ca.write_text(onebox("ca", cwd=project)[1])
-    server.ssh("cat > /etc/systemd/system/naive.service", input=NAIVE_UNIT)
-    server.ssh("cat > /etc/caddy/sites/naive.caddy", input=NAIVE_SITE)
-    server.ssh("systemctl daemon-reload && systemctl start naive && systemctl reload caddy")
+    try:
+        project = example_project(tmp / "rel", server, name="rel", domain="rel.test")
+        onebox("setup", cwd=project)
+        onebox("deploy", cwd=project)
+        ca = tmp / "ca.pem"
+        ca.write_text(onebox("ca", cwd=project)[1])
+        server.ssh("cat > /etc/systemd/system/naive.service", input=NAIVE_UNIT)
+        server.ssh("cat > /etc/caddy/sites/naive.caddy", input=NAIVE_SITE)
+        server.ssh("systemctl daemon-reload && systemctl start naive && systemctl reload caddy")
+    except BaseException:
+        server.destroy()  # a failed preparation leaves no practice server behind
+        raise
     time.sleep(2)
     return server, project, ca
 

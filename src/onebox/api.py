@@ -182,9 +182,9 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         check_python(project, found)
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         lockdown = project.config.security.wants("ssh")
-        # Nothing to confirm and root login already off: no new connection to prove it.
-        settled = not result.get("confirm") and result.get("locked_down")
-        if (result.get("confirm") or lockdown) and not settled:
+        # New connections prove changes, or get root login turned off; a setup that
+        # changed nothing on a server already locked down needs none.
+        if result.get("confirm") or (lockdown and not result.get("locked_down")):
             confirm_access(project, server.ssh.target, result.get("confirm", []), reporter)
         if lockdown and set_server_user(project.source, DEPLOY_USER):
             reporter.notice(

@@ -10,7 +10,7 @@ def test_waiting_updates_are_installed_and_the_ones_that_failed_are_named(monkey
     ran: list[list[str]] = []
     monkeypatch.setattr(updates, "pending_security_updates", lambda: next(pending))
     monkeypatch.setattr(updates, "run", lambda argv, **kwargs: ran.append(list(argv)))
-    monkeypatch.setattr(updates, "_updated_now", [])
+    monkeypatch.setattr(updates, "installed_this_run", False)
     notes: list[str] = []
     assert updates.install_waiting(notes)
     assert ran[0][:4] == ["apt-get", "install", "-y", "-qq"] and "--only-upgrade" in ran[0]
@@ -18,7 +18,7 @@ def test_waiting_updates_are_installed_and_the_ones_that_failed_are_named(monkey
     assert "--force-confold" in " ".join(ran[0])  # a config file you changed stays yours
     assert notes[0] == "installed 1 security update: libssl3"
     assert notes[1].startswith("1 security update did not install (openssl)")
-    assert updates._updated_now == [True]
+    assert updates.installed_this_run
 
 
 def test_nothing_waiting_runs_nothing(monkeypatch):

@@ -10,7 +10,6 @@ def test_waiting_updates_are_installed_and_the_ones_that_failed_are_named(monkey
     ran: list[list[str]] = []
     monkeypatch.setattr(updates, "pending_security_updates", lambda: next(pending))
     monkeypatch.setattr(updates, "run", lambda argv, **kwargs: ran.append(list(argv)))
-    monkeypatch.setattr(updates, "installed_this_run", False)
     notes: list[str] = []
     assert updates.install_waiting(notes)
     assert ran[0][:4] == ["apt-get", "install", "-y", "-qq"] and "--only-upgrade" in ran[0]
@@ -18,7 +17,6 @@ def test_waiting_updates_are_installed_and_the_ones_that_failed_are_named(monkey
     assert "--force-confold" in " ".join(ran[0])  # a config file you changed stays yours
     assert notes[0] == "installed 1 security update: libssl3"
     assert notes[1].startswith("1 security update did not install (openssl)")
-    assert updates.installed_this_run
 
 
 def test_nothing_waiting_runs_nothing(monkeypatch):
@@ -37,3 +35,18 @@ def test_only_security_archive_versions_count_as_waiting(monkeypatch):
     result = type("R", (), {"stdout": simulated})()
     monkeypatch.setattr(updates, "run", lambda argv, **kwargs: result)
     assert updates.pending_security_updates() == ["libssl3"]
+
+
+def test_setup_restarts_stale_services_once_its_packages_are_in(monkeypatch):
+    from onebox.agent import provision
+
+    calls: list[str] = []
+    monkeypatch.setattr(provision, "refresh_package_lists", lambda stale_after: None)
+    monkeypatch.setattr(updates, "install_waiting", lambda notes: calls.append("updates") or 1)
+    monkeypatch.setattr(provision, "apt_install", lambda p: calls.append("packages") or [])
+    monkeypatch.setattr(updates, "restart_safe_services", lambda: calls.append("restart"))
+    assert provision.ensure_packages(["needrestart"], {}, [])
+    assert calls == ["updates", "packages", "restart"]  # needrestart installed before it runs
+    calls.clear()
+    assert not provision.ensure_packages(["x"], {"skip": {"updates": "no"}}, [])
+    assert calls == ["packages"]

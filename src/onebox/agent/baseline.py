@@ -158,11 +158,6 @@ def ensure_login_defs() -> bool:
     return write_file(LOGIN_DEFS, new, mode=0o644) if new != text else False
 
 
-def in_effect() -> bool:
-    """Whether setup applied the baseline (a deploy that installs a compiler restricts it)."""
-    return PROFILE.is_file()
-
-
 def open_compilers() -> list[Path]:
     """The compilers (their real files) that anyone may run."""
     found = []

@@ -109,12 +109,16 @@ def setup(request: dict) -> dict[str, object]:
 
 
 def ensure_packages(packages: list[str], security: dict, notes: list[str]) -> bool:
-    changed = False
+    """Security updates first, so the services installed and started next start patched;
+    then setup's packages (needrestart among them), which name what still runs old code."""
+    updated = False
     if "updates" not in security.get("skip", {}):
-        # Security updates first: the services installed and started next start patched.
         refresh_package_lists(stale_after=3600)
-        changed = updates.install_waiting(notes)
-    return bool(apt_install(packages)) or changed
+        updated = updates.install_waiting(notes)
+    installed = bool(apt_install(packages))
+    if updated:
+        updates.restart_safe_services()
+    return updated or installed
 
 
 def ensure_database(paths: AppPaths, db: Engine) -> bool:

@@ -133,7 +133,7 @@ def unpack(
         run(["chown", "-R", f"{app}:{app}", str(release_dir)])  # build commands write here
     with step("build packages") as state:
         state["changed"] = bool(apt_install(request.get("packages", [])))
-        if state["changed"] and baseline.in_effect():
+        if state["changed"] and "system" not in request.get("security_skip", {}):
             baseline.restrict_compilers()  # build-essential brings gcc and as
     with step("virtualenv") as state:
         venv, state["changed"] = ensure_venv(paths, request)

@@ -62,21 +62,13 @@ def ensure(reboot_at: str) -> bool:
         if run(["systemctl", "is-enabled", timer], check=False).stdout.strip() != "enabled":
             run(["systemctl", "enable", "--now", "--quiet", timer], check=False)
             changed = True
-    if installed_this_run:
-        restart_safe_services()
     return changed
-
-
-# Set by install_waiting() (setup's first step); ensure() restarts what it may once
-# needrestart, which names the stale services, is installed.
-installed_this_run = False
 
 
 def install_waiting(notes: list[str]) -> bool:
     """Install now what unattended-upgrades would install within a day: a server that
     onebox just set up starts with every security update Debian has published. Setup
     does it before installing its packages, so the services it starts run patched code."""
-    global installed_this_run
     waiting = pending_security_updates()
     if not waiting:
         return False
@@ -103,7 +95,6 @@ def install_waiting(notes: list[str]) -> bool:
     installed = [name for name in waiting if name not in left]
     if installed:
         notes.append(f"installed {_count(installed)}: {', '.join(installed)}")
-        installed_this_run = True
     if left:
         notes.append(
             f"{_count(left)} did not install ({', '.join(left)}): "

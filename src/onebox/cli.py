@@ -628,6 +628,27 @@ def sandbox_list(ctx: Context) -> None:
     ctx.done(data, text or "no practice servers")
 
 
+@sandbox_group.command("start")
+@click.argument("name")
+@command
+def sandbox_start(ctx: Context, name: str) -> None:
+    """Boot a stopped practice server again (its disk is kept)."""
+    box = sandbox.start(name, log=ctx.reporter.log)
+    ctx.done(
+        {"name": box.name, "address": box.address, "running": True},
+        f"practice server {name} is up at {box.address}",
+    )
+
+
+@sandbox_group.command("stop")
+@click.argument("name")
+@command
+def sandbox_stop(ctx: Context, name: str) -> None:
+    """Power a practice server off, keeping its disk (`sandbox start` boots it)."""
+    sandbox.stop(name, log=ctx.reporter.log)
+    ctx.done({"name": name, "running": False}, None)
+
+
 @sandbox_group.command("destroy")
 @click.argument("name")
 @command

@@ -27,8 +27,50 @@ from pydantic import (
 from onebox.errors import ConfigError
 
 CONFIG_FILE = "onebox.toml"
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Every pattern is used with fullmatch: `$` would also match before a trailing newline,
+# and these values land in root's unit files, the Caddyfile and command lines.
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MODULE = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+SETTINGS_MODULE = re.compile(MODULE)
+WSGI_OBJECT = re.compile(rf"{MODULE}(?::[A-Za-z_][A-Za-z0-9_]*)?")
+RELATIVE_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
+URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+SSH_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@:\[\]-]*")
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+CALENDAR_WORDS = {
+    "minutely", "hourly", "daily", "monthly", "weekly", "yearly", "annually",
+    "quarterly", "semiannually", "off",
+}  # fmt: skip
+WEEKDAY = r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*"
+CALENDAR_PARTS = (
+    re.compile(rf"{WEEKDAY}(?:\.\.{WEEKDAY})?(?:,{WEEKDAY}(?:\.\.{WEEKDAY})?)*", re.I),
+    re.compile(r"[0-9*,./~]+-[0-9*,./]+(?:-[0-9*,./~]+)?"),  # a date: [Y-]M-D
+    re.compile(r"[0-9*,./]+:[0-9*,./]+(?::[0-9*,./]+)?"),  # a time: h:m[:s]
+    re.compile(r"UTC|[A-Za-z]+/[A-Za-z_]+(?:/[A-Za-z_]+)?"),  # a time zone
+)
+
+
+def is_hostname(value: str) -> bool:
+    labels = value.removesuffix(".").split(".")
+    return 0 < len(value) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def is_calendar(value: str) -> bool:
+    """A systemd OnCalendar expression, by its shape (the server checks it exactly)."""
+    if value.lower() in CALENDAR_WORDS:
+        return True
+    parts = value.split()
+    if not parts or len(parts) > 4:
+        return False
+    kinds = []
+    for part in parts:
+        kind = next((i for i, p in enumerate(CALENDAR_PARTS) if p.fullmatch(part)), None)
+        if kind is None:
+            return False
+        kinds.append(kind)
+    return kinds == sorted(kinds) and len(set(kinds)) == len(kinds) and kinds != [3]
 
 
 class _Section(BaseModel):
@@ -55,18 +97,45 @@ class AppConfig(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not APP_NAME.match(value):
+        if not APP_NAME.fullmatch(value):
             raise ValueError(
                 "must be lowercase letters, digits and dashes, start with a letter, "
                 "at most 31 characters (it names a system user and systemd units)"
             )
         return value
 
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: str) -> str:
+        if not SETTINGS_MODULE.fullmatch(value):
+            raise ValueError('must be a dotted Python module path, like "config.settings"')
+        return value
+
+    @field_validator("wsgi")
+    @classmethod
+    def _wsgi(cls, value: str) -> str:
+        if not WSGI_OBJECT.fullmatch(value):
+            raise ValueError('must be module:object, like "config.wsgi:application"')
+        return value
+
+    @field_validator("manage")
+    @classmethod
+    def _manage(cls, value: str) -> str:
+        if not RELATIVE_PATH.fullmatch(value) or ".." in value.split("/"):
+            raise ValueError(
+                'must be a path inside the project, like "manage.py" or "src/manage.py" '
+                "(letters, digits, . _ - /)"
+            )
+        return value
+
     @field_validator("health_path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("/"):
-            raise ValueError("must start with '/'")
+        if value is not None and not URL_PATH.fullmatch(value):
+            raise ValueError(
+                'must be a URL path starting with "/", like "/health/", without spaces '
+                "(percent-encode other characters)"
+            )
         return value
 
 
@@ -76,6 +145,36 @@ class ServerConfig(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     domain: str = ""
     tls: Literal["auto", "public", "internal"] = "auto"
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if value and not SSH_NAME.fullmatch(value):
+            raise ValueError(
+                'must be an address, a host name, user@host or sandbox:NAME, like "203.0.113.7"'
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+            raise ValueError('must be a user name on the server, like "onebox" or "root"')
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not value:
+            return value
+        bare = re.sub(r"^[a-z]+://", "", value).split("/")[0]
+        if bare != value and is_hostname(bare):
+            raise ValueError(f'must be the name alone, without scheme or path: domain = "{bare}"')
+        if not is_hostname(value):
+            raise ValueError(
+                'must be a host name, like "shop.example.com" (letters, digits, dashes and dots)'
+            )
+        return value.lower()
 
 
 class BuildConfig(_Section):
@@ -105,9 +204,9 @@ class EnvConfig(_Section):
     @classmethod
     def _values(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
-            if not ENV_NAME.match(name):
+            if not ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
-            if "\n" in text or "\0" in text:
+            if "\n" in text or "\r" in text or "\0" in text:
                 raise ValueError(f"the value of {name} must be a single line")
         return value
 
@@ -115,7 +214,7 @@ class EnvConfig(_Section):
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not ENV_NAME.match(name):
+            if not ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         return value
 
@@ -145,6 +244,8 @@ class DatabaseConfig(_Section):
                 f"url must start with {URL_SCHEMES[self.engine][0]}:// for engine "
                 f"{self.engine!r}, not {parsed.scheme or 'nothing'}://"
             )
+        if re.search(r"[\s\"'\\]", self.url):
+            raise ValueError("url must not hold spaces, quotes or backslashes")
         if parsed.password:
             raise ValueError(
                 "url holds a password: remove it from the file (it would be committed) and "
@@ -174,13 +275,19 @@ class BackupConfig(_Section):
             raise ValueError(
                 "must be an absolute path, sftp:user@host:/path or s3:https://host/bucket/path"
             )
+        if re.search(r"[\s%\\\"']", value):  # it lands in a unit file and restic's argv
+            raise ValueError("must not hold spaces, quotes, backslashes or %")
         return value
 
     @field_validator("schedule", "verify")
     @classmethod
     def _calendar(cls, value: str) -> str:
-        if not value.strip() or "\n" in value:
-            raise ValueError('must be a systemd OnCalendar expression (like "daily") or "off"')
+        if not is_calendar(value.strip()):
+            raise ValueError(
+                f'{value!r} is not a systemd OnCalendar expression: use one like "daily", '
+                '"*-*-* 03:15:00" or "Sun *-*-* 04:15:00", or "off" '
+                "(`systemd-analyze calendar EXPR` checks one)"
+            )
         return value.strip()
 
 
@@ -229,6 +336,23 @@ class SecurityConfig(_Section):
 
     def wants(self, protection: str) -> bool:
         return protection not in self.skip
+
+
+def _no_control_characters(data: Any, path: Path, where: str = "") -> None:
+    """No string anywhere in the file may hold a control character: each lands in a unit
+    file, the Caddyfile, an env file or a command line, where a newline starts a new line."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _no_control_characters(key, path, where)
+            _no_control_characters(value, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for item in data:
+            _no_control_characters(item, path, where)
+    elif isinstance(data, str) and CONTROL.search(data):
+        raise ConfigError(
+            f"{path}: '{where}' holds a control character (a newline, tab or the like): {data!r}",
+            hint="write it on one line, without control characters",
+        )
 
 
 class Config(_Section):
@@ -285,7 +409,12 @@ def load_project(start: Path | None = None) -> Project:
 
 
 def load_config(path: Path) -> Config:
-    text = path.read_text()
+    try:  # utf-8-sig: a byte-order mark some editors write is not TOML, but harmless
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text ({exc.reason})", hint="save it as UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -294,6 +423,7 @@ def load_config(path: Path) -> Config:
     if path.name == "pyproject.toml":
         data = data.get("tool", {}).get("onebox", {})
         prefix = ("tool", "onebox")
+    _no_control_characters(data, path)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -47,7 +47,11 @@ class Lock:
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        """What names the virtualenv on the server: the pins alone, never a comment (a
+        comment may name the temp file the lock was made from)."""
+        lines = [line.split(" #")[0].rstrip() for line in self.text.splitlines()]
+        pins = "\n".join(line for line in lines if line and not line.lstrip().startswith("#"))
+        return hashlib.sha256(pins.encode()).hexdigest()[:16]
 
 
 CACHE = Path.home() / ".cache" / "onebox" / "locks"
@@ -135,6 +139,14 @@ def _lock(root: Path, source: str | None, python_version: str, tested: str = "")
             "[build] requirements in onebox.toml",
         )
     path = root / source
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.txt"))
+        raise ConfigError(
+            f"[build] requirements: {source} is a folder; it must name one file",
+            hint=f'pick the file the server installs, like "{source.rstrip("/")}/'
+            f'{found[-1] if found else "production.txt"}"'
+            + (f" (the folder holds {', '.join(found)})" if found else ""),
+        )
     if not path.is_file():
         raise ConfigError(
             f"[build] requirements: {source} does not exist in {root}",
@@ -218,6 +230,7 @@ def _compile(path: Path, root: Path, python_version: str, constraints: str = "")
                 "--generate-hashes",
                 "--emit-index-url",
                 "--no-header",
+                "--no-annotate",  # "# via /tmp/…": the same lock must read the same
                 "--python-version",
                 python_version,
                 "--python-platform",

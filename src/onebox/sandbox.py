@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -135,6 +136,7 @@ def require_host() -> None:
 
 
 def load(name: str) -> Sandbox:
+    _check_name(name)
     state = STATE_DIR / "sandboxes" / name / "state.json"
     if not state.is_file():
         raise SandboxError(
@@ -198,10 +200,16 @@ def _creation_lock() -> Iterator[None]:
         yield
 
 
+# A name is a folder under STATE_DIR/sandboxes: it can never be a path ("..", "/x", "").
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
+
+
 def _check_name(name: str) -> None:
-    if not name.replace("-", "").isalnum() or len(name) > 40 or name.startswith("-"):
+    if not NAME.fullmatch(name):
         raise SandboxError(
-            f"bad practice server name {name!r}", hint="use letters, digits and dashes"
+            f"bad practice server name {name!r}",
+            hint="use ASCII letters, digits and dashes, starting with a letter or digit, "
+            "at most 40 characters",
         )
 
 
@@ -397,10 +405,37 @@ def _port_open(address: str, port: int) -> bool:
         return False
 
 
+def start(name: str, log=print) -> Sandbox:
+    """Boot a stopped practice server again (rebooted from inside, or `sandbox stop`)."""
+    require_host()
+    box = load(name)
+    if box.running:
+        log(f"practice server {name} already runs at {box.address}")
+        return box
+    subprocess.run(["ip", "link", "delete", box.veth], capture_output=True)  # a leftover
+    _network_up()
+    _boot(box, log)
+    return box
+
+
+def stop(name: str, log=print) -> Sandbox:
+    """Power a practice server off, keeping its disk; `sandbox start` boots it again."""
+    require_host()
+    box = load(name)
+    _stop(box)
+    subprocess.run(["ip", "link", "delete", box.veth], capture_output=True)
+    SSH(box.target()).close()
+    box.pid = 0
+    box.save()
+    log(f"practice server {name} stopped")
+    return box
+
+
 def destroy(name: str, log=print) -> None:
     require_host()
+    _check_name(name)
     folder = STATE_DIR / "sandboxes" / name
-    if not folder.exists():
+    if not (folder / "state.json").is_file() and not (folder / "rootfs").is_dir():
         raise SandboxError(
             f"no practice server named {name!r}", hint="`onebox sandbox list` shows them"
         )

@@ -96,7 +96,7 @@ def test_env_values_must_be_single_lines(tmp_path):
     text = GOOD + '\n[env]\nvars = { TITLE = """two\nlines""" }\n'
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
-    assert "'env.vars' the value of TITLE must be a single line" in info.value.message
+    assert "'env.vars.TITLE' holds a control character" in info.value.message
 
 
 def test_security_skips_need_a_reason_and_a_known_name(tmp_path):
@@ -138,3 +138,67 @@ def test_setup_writes_the_deploy_user_and_keeps_comments(tmp_path):
     assert 'host = "203.0.113.7"' in text and text.count("user = ") == 1
     assert load_config(path).server.user == "onebox"
     assert not set_server_user(path, "onebox")  # already there: the file is not touched
+
+
+# What reached root's unit files before: each value must be refused when the file loads.
+INJECTIONS = [
+    ("app", "wsgi", 'config.wsgi:application\nExecStartPre=+/bin/touch /root/X'),
+    ("app", "name", "shop\n"),
+    ("app", "name", "shop\nExecStartPre=+/bin/touch /root/X"),
+    ("app", "settings", "config.settings; touch /root/X"),
+    ("app", "wsgi", "config.wsgi:application --bind 0.0.0.0:80"),
+    ("app", "manage", "../../etc/manage.py"),
+    ("app", "manage", "src/manage.py\nUser=root"),
+    ("app", "health_path", "/he alth/"),
+    ("app", "health_path", "/health\r\nX: y"),
+    ("server", "domain", "shop.test\nimport /etc/passwd"),
+    ("server", "domain", "shop.test {"),
+    ("server", "domain", "https://shop.test"),
+    ("server", "host", "-oProxyCommand=touch /tmp/X"),
+    ("backup", "offsite", "/mnt/backup\nExecStartPre=+/bin/touch /root/X"),
+    ("backup", "offsite", "/mnt/back up"),
+    ("backup", "offsite", "/mnt/%h"),
+    ("backup", "schedule", "daily\nExecStartPre=+/bin/touch /root/X"),
+    ("backup", "schedule", "whenever"),
+    ("backup", "verify", "Sun *-*-* 04:15:00 extra words"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), INJECTIONS)
+def test_values_that_land_in_unit_files_are_checked(tmp_path, section, key, value):
+    import json
+
+    text = GOOD if section not in ("backup",) else GOOD + "\n[backup]\n"
+    lines = text.splitlines()
+    header = lines.index(f"[{section}]")
+    lines = [line for line in lines if not line.startswith(f"{key} =")] or lines
+    header = lines.index(f"[{section}]")
+    lines.insert(header + 1, f"{key} = {json.dumps(value)}")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "\n".join(lines) + "\n"))
+    assert f"{key}" in info.value.message
+
+
+def test_a_scheme_in_the_domain_names_the_fix(tmp_path):
+    text = GOOD + 'domain = "https://shop.test/"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert 'without scheme or path: domain = "shop.test"' in info.value.message
+
+
+@pytest.mark.parametrize(
+    "calendar",
+    ["daily", "weekly", "off", "*-*-* 03:15:00", "Sun *-*-* 04:15:00", "Mon..Fri 22:30",
+     "*-*-1 00:00", "Sat,Sun 10:00", "2026-12-24 18:00:00 UTC", "hourly", "*:0/15"],
+)
+def test_good_calendars_pass(tmp_path, calendar):
+    import json
+
+    config = load_config(write(tmp_path, GOOD + f"\n[backup]\nschedule = {json.dumps(calendar)}\n"))
+    assert config.backup.schedule == calendar
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "onebox.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert load_config(path).app.name == "shop"

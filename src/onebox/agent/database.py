@@ -30,6 +30,44 @@ CHUNK = 1 << 20
 END = "ONEBOX-END"
 
 
+# SQL is sent as text through a client's stdin, so every value in it is quoted here, and
+# every name: table and column names come from the app's own migrations, and the agent's
+# queries run as the database's superuser.
+def pg_literal(value: str) -> str:
+    """A PostgreSQL string literal (standard_conforming_strings: only ' is special)."""
+    _no_nul(value)
+    return "'" + value.replace("'", "''") + "'"
+
+
+def pg_ident(name: str) -> str:
+    _no_nul(name)
+    return '"' + name.replace('"', '""') + '"'
+
+
+def my_literal(value: str) -> str:
+    """A MariaDB/MySQL string literal (backslash is an escape there, as is ')."""
+    _no_nul(value)
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def my_ident(name: str) -> str:
+    _no_nul(name)
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _no_nul(text: str) -> None:
+    if "\0" in text:
+        raise AgentError("a database name or value holds a NUL character", code=EXIT_CONFIG)
+
+
+def redact(text: str, *secrets_: str) -> str:
+    """An error message with the secrets it may quote (a statement echoed back) masked."""
+    for secret in secrets_:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
 def first_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:200] if lines else "no message"

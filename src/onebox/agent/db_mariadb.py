@@ -14,7 +14,10 @@ from .database import (
     finish,
     first_line,
     in_thread,
+    my_ident,
+    my_literal,
     pump,
+    redact,
     run_reading,
 )
 from .protocol import AgentError
@@ -73,14 +76,17 @@ class MariaDB(Engine):
         argv += ["--default-character-set=utf8mb4", *([database] if database else [])]
         return argv, env
 
-    def sql(self, text: str, database: str = "", what: str = "a database query") -> list[list[str]]:
+    def sql(
+        self, text: str, database: str = "", what: str = "a database query", secret: str = ""
+    ) -> list[list[str]]:
         argv, env = self._client(database)
         result = run(argv, env=env, input=text, check=False, timeout=3600)
         if result.returncode != 0:
+            error = redact(result.stderr, secret, self.conn["password"])
             raise AgentError(
-                f"{what} failed: {first_line(result.stderr)}",
-                output=tail(result.stderr),
-                hint=self._hint(result.stderr),
+                f"{what} failed: {first_line(error)}",
+                output=tail(error),
+                hint=self._hint(error),
             )
         return [line.split("\t") for line in result.stdout.splitlines()]
 
@@ -101,21 +107,25 @@ class MariaDB(Engine):
             zones = run(["mariadb-tzinfo-to-sql", "/usr/share/zoneinfo"], check=False).stdout
             self.sql(zones, "mysql", what="loading time zones")  # for Django's USE_TZ lookups
         name, user, password = self.database, self.database, values["DATABASE_PASSWORD"]
-        exists = self.sql(f"SELECT 1 FROM mysql.user WHERE user='{user}' AND host='localhost'")
+        account = f"{my_literal(user)}@'localhost'"
+        exists = self.sql(
+            f"SELECT 1 FROM mysql.user WHERE user={my_literal(user)} AND host='localhost'"
+        )
         self.sql(
-            f"CREATE DATABASE IF NOT EXISTS `{name}` "
+            f"CREATE DATABASE IF NOT EXISTS {my_ident(name)} "
             "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;\n"
-            f"CREATE USER IF NOT EXISTS '{user}'@'localhost' IDENTIFIED BY '{password}';\n"
-            f"ALTER USER '{user}'@'localhost' IDENTIFIED BY '{password}';\n"
-            f"GRANT ALL PRIVILEGES ON `{name}`.* TO '{user}'@'localhost';",
+            f"CREATE USER IF NOT EXISTS {account} IDENTIFIED BY {my_literal(password)};\n"
+            f"ALTER USER {account} IDENTIFIED BY {my_literal(password)};\n"
+            f"GRANT ALL PRIVILEGES ON {my_ident(name)}.* TO {account};",
             what="creating the database and its user",
+            secret=password,
         )
         return changed or not exists
 
     def size(self) -> int:
         rows = self.sql(
             "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-            f"WHERE table_schema = '{self.database}'",
+            f"WHERE table_schema = {my_literal(self.database)}",
             what="reading the database's size",
         )
         return int(rows[0][0])
@@ -167,10 +177,10 @@ class MariaDB(Engine):
         for table, column in session.query(
             "SELECT c.table_name, c.column_name FROM information_schema.columns c "
             "JOIN information_schema.tables t USING (table_schema, table_name) "
-            f"WHERE c.table_schema = '{database}' AND t.table_type = 'BASE TABLE' "
+            f"WHERE c.table_schema = {my_literal(database)} AND t.table_type = 'BASE TABLE' "
             "ORDER BY c.table_name, c.ordinal_position"
         ):
-            columns.setdefault(table, []).append(f"`{column}`")
+            columns.setdefault(table, []).append(my_ident(column))
         out: Checksums = {}
         for table, cols in sorted(columns.items()):
             # CRC32 per row, summed: order-free, and a third of MD5's cost on a big table.
@@ -178,7 +188,7 @@ class MariaDB(Engine):
             nulls = ", ".join(f"ISNULL({c})" for c in cols)
             row = f"CONCAT_WS(0x1f, {', '.join(cols)}, CONCAT({nulls}))"
             [[count, total]] = session.query(
-                f"SELECT COUNT(*), COALESCE(SUM(CRC32({row})), 0) FROM `{table}`"
+                f"SELECT COUNT(*), COALESCE(SUM(CRC32({row})), 0) FROM {my_ident(table)}"
             )
             out[table] = [int(count), int(total)]
         return out
@@ -187,7 +197,7 @@ class MariaDB(Engine):
         database = self.scratch_name() if scratch else self.database
         if scratch:
             self.drop_scratch()
-            self.sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+            self.sql(f"CREATE DATABASE {my_ident(database)} CHARACTER SET utf8mb4")
         else:
             self._drop_tables(database)
         argv, env = self._client(database)
@@ -196,12 +206,12 @@ class MariaDB(Engine):
     def _drop_tables(self, database: str) -> None:
         tables = self.sql(
             "SELECT table_name, table_type FROM information_schema.tables "
-            f"WHERE table_schema = '{database}'"
+            f"WHERE table_schema = {my_literal(database)}"
         )
         if not tables:
             return
-        views = [f"`{name}`" for name, kind in tables if kind == "VIEW"]
-        bases = [f"`{name}`" for name, kind in tables if kind != "VIEW"]
+        views = [my_ident(name) for name, kind in tables if kind == "VIEW"]
+        bases = [my_ident(name) for name, kind in tables if kind != "VIEW"]
         statements = ["SET FOREIGN_KEY_CHECKS = 0"]
         if views:
             statements.append(f"DROP VIEW IF EXISTS {', '.join(views)}")
@@ -218,4 +228,4 @@ class MariaDB(Engine):
             session.close()
 
     def drop_scratch(self) -> None:
-        self.sql(f"DROP DATABASE IF EXISTS `{self.scratch_name()}`")
+        self.sql(f"DROP DATABASE IF EXISTS {my_ident(self.scratch_name())}")

@@ -14,7 +14,10 @@ from .database import (
     finish,
     first_line,
     in_thread,
+    pg_ident,
+    pg_literal,
     pump,
+    redact,
     run_reading,
 )
 from .protocol import AgentError
@@ -52,15 +55,18 @@ class PostgreSQL(Engine):
         argv = ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", *args]
         return argv, env, user
 
-    def sql(self, text: str, database: str = "", what: str = "a database query") -> list[list[str]]:
+    def sql(
+        self, text: str, database: str = "", what: str = "a database query", secret: str = ""
+    ) -> list[list[str]]:
         default = self.database if self.external else "postgres"
         argv, env, user = self._psql(database or default)
         result = run(argv, env=env, user=user, input=text, check=False, cwd=Path("/"), timeout=3600)
         if result.returncode != 0:
+            error = redact(result.stderr, secret, self.conn["password"])
             raise AgentError(
-                f"{what} failed: {first_line(result.stderr)}",
-                output=tail(result.stderr),
-                hint=self._hint(result.stderr),
+                f"{what} failed: {first_line(error)}",
+                output=tail(error),
+                hint=self._hint(error),
             )
         return [line.split("\t") for line in result.stdout.splitlines() if line]
 
@@ -74,12 +80,17 @@ class PostgreSQL(Engine):
         changed = False
         run(["systemctl", "start", "postgresql"], check=False)
         role, password = self.role, values["DATABASE_PASSWORD"]
-        exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+        exists = self.sql(f"SELECT 1 FROM pg_roles WHERE rolname = {pg_literal(role)}")
         verb = "ALTER" if exists else "CREATE"
-        self.sql(f"{verb} ROLE \"{role}\" LOGIN PASSWORD '{password}'", what="creating the role")
-        if not self.sql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"):
+        self.sql(
+            f"{verb} ROLE {pg_ident(role)} NOSUPERUSER NOCREATEDB NOCREATEROLE LOGIN "
+            f"PASSWORD {pg_literal(password)}",
+            what="creating the role",
+            secret=password,
+        )
+        if not self.sql(f"SELECT 1 FROM pg_database WHERE datname = {pg_literal(self.database)}"):
             self.sql(
-                f'CREATE DATABASE "{self.database}" OWNER "{role}" '
+                f"CREATE DATABASE {pg_ident(self.database)} OWNER {pg_ident(role)} "
                 "ENCODING 'UTF8' TEMPLATE template0",
                 what="creating the database",
             )
@@ -87,7 +98,7 @@ class PostgreSQL(Engine):
         return changed or not exists
 
     def size(self) -> int:
-        query = f"SELECT pg_database_size('{self.database}')"
+        query = f"SELECT pg_database_size({pg_literal(self.database)})"
         return int(self.sql(query, what="reading the database's size")[0][0])
 
     def dump(self, sink: Sink) -> Checksums:
@@ -128,7 +139,7 @@ class PostgreSQL(Engine):
             # and half md5's cost; compared only ever on the same server.
             [[count, total]] = session.query(
                 "SELECT count(*), coalesce(sum(hashtext(t::text)::bigint), 0) "
-                f'FROM "{schema}"."{table}" t'
+                f"FROM {pg_ident(schema)}.{pg_ident(table)} t"
             )
             out[name] = [int(count), int(total)]
         return out
@@ -137,10 +148,13 @@ class PostgreSQL(Engine):
         database = self.scratch_name() if scratch else self.database
         if scratch:
             self.drop_scratch()
-            self.sql(f'CREATE DATABASE "{database}" OWNER "{self.role}" TEMPLATE template0')
+            self.sql(
+                f"CREATE DATABASE {pg_ident(database)} OWNER {pg_ident(self.role)} "
+                "TEMPLATE template0"
+            )
         self.sql(
             "DROP SCHEMA IF EXISTS public CASCADE; "
-            f'CREATE SCHEMA public AUTHORIZATION "{self.role}"',
+            f"CREATE SCHEMA public AUTHORIZATION {pg_ident(self.role)}",
             database,
             what="emptying the database",
         )
@@ -161,4 +175,4 @@ class PostgreSQL(Engine):
             session.close()
 
     def drop_scratch(self) -> None:
-        self.sql(f'DROP DATABASE IF EXISTS "{self.scratch_name()}"')
+        self.sql(f"DROP DATABASE IF EXISTS {pg_ident(self.scratch_name())}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from . import hardening, ssh_access, updates
 from .database import Engine, engine_for
 from .paths import CACHE, ETC, TOOLS, AppPaths
-from .protocol import EXIT_UNSUPPORTED, AgentError, step
+from .protocol import EXIT_CONFIG, EXIT_UNSUPPORTED, AgentError, step
 from .restic import Repository
 from .system import (
     apt_install,
@@ -86,6 +86,10 @@ def setup(request: dict) -> dict[str, object]:
     security = request.get("security", {})
     packages += hardening.packages(security)
     login, debian = request.get("login", "root"), str(found["os_version"])
+    # Before anything changes: a bad schedule must not stop setup half-way, or replace a
+    # good timer.
+    for key in ("schedule", "verify"):
+        check_calendar(request["backup"][key], f"[backup] {key}")
     for name, action in (
         ("packages", lambda: ensure_packages(packages, security, notes)),
         ("uv", lambda: ensure_uv(request["uv_version"])),
@@ -208,6 +212,20 @@ def ensure_timers(paths: AppPaths, files: dict[str, str], backup: dict) -> bool:
             run(["systemctl", "disable", "--now", timer])
             changed = True
     return changed
+
+
+def check_calendar(calendar: str, where: str) -> None:
+    if calendar == "off":
+        return
+    result = run(["systemd-analyze", "calendar", calendar], check=False)
+    if result.returncode != 0:
+        raise AgentError(
+            f"{where} = {calendar!r} is not a calendar expression systemd accepts; "
+            "the timers were left as they were",
+            output=tail(result.stderr),
+            hint='use one like "daily", "*-*-* 03:15:00" or "Sun *-*-* 04:15:00", or "off"',
+            code=EXIT_CONFIG,
+        )
 
 
 def ensure_uv(version: str) -> bool:

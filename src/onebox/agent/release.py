@@ -8,6 +8,7 @@ failure before it removes the half-built release and leaves the site as it was.
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import re
@@ -51,7 +52,30 @@ def deploy(request: dict, payload: Path) -> dict[str, object]:
             code=EXIT_CONFIG,
         )
     with deploy_lock(paths.lock, request["deployer"], "deploy"):
+        request["release_id"] = new_release_id(paths)
         return _deploy(request, payload, paths)
+
+
+def new_release_id(paths: AppPaths, now: float | None = None) -> str:
+    """Release ids sort in deploy order, so they come from the server's clock (a client
+    whose clock is behind would make its release the oldest), and always after the
+    newest release there, should the server's own clock have gone back."""
+    now = time.time() if now is None else now
+    wanted = _stamp(now)
+    existing = [p.name for p in paths.releases.iterdir()] if paths.releases.is_dir() else []
+    newest = max((name for name in existing if RELEASE_ID.fullmatch(name)), default="")
+    if wanted > newest:
+        return wanted
+    parsed = time.strptime(newest[:15], "%Y%m%d-%H%M%S")
+    return _stamp(calendar.timegm(parsed) + int(newest[16:]) / 1000 + 0.001)
+
+
+RELEASE_ID = re.compile(r"\d{8}-\d{6}-\d{3}")
+
+
+def _stamp(moment: float) -> str:
+    millis = round(moment * 1000)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(millis // 1000)) + f"-{millis % 1000:03d}"
 
 
 def check_engine_set_up(paths: AppPaths, engine: str) -> None:
@@ -87,6 +111,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
             switch(request, paths, release_dir, site)
     except BaseException:
         discard(paths, release_dir)
+        prune_venvs(paths)  # a failed release's new virtualenv goes with it
         raise
     hooks_failed = after_switch(request, release)
     pruned = prune(paths, request.get("keep", 5))
@@ -498,10 +523,17 @@ def prune(paths: AppPaths, keep: int) -> list[str]:
         if path not in complete or path not in complete[-keep:]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path.name)
+    prune_venvs(paths)
+    return removed
+
+
+def prune_venvs(paths: AppPaths) -> None:
+    """Virtualenvs no kept release links to."""
+    if not paths.venvs.is_dir():
+        return
     used = {
         os.readlink(p / ".venv") for p in paths.releases.iterdir() if (p / ".venv").is_symlink()
     }
     for venv in paths.venvs.iterdir():
         if str(venv) not in used:
             shutil.rmtree(venv, ignore_errors=True)
-    return removed

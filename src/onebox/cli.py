@@ -14,6 +14,7 @@ import click
 
 from onebox import __version__, api, sandbox
 from onebox.agent.backup import human
+from onebox.agent.system import env_entry_problem
 from onebox.config import load_project
 from onebox.errors import ConfigError, ExitCode, OneboxError
 from onebox.init import init_project
@@ -410,12 +411,13 @@ def env_set(ctx: Context, host: str | None, backup: bool, pairs: tuple[str, ...]
     values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
+        if not sep:
             raise ConfigError(f"{pair!r} is not KEY=VALUE", hint="e.g. onebox env set API_KEY=abc")
-        if value == "-":
-            value = sys.stdin.readline().rstrip("\n")
-        if "\n" in value or "\0" in value:
-            raise ConfigError(f"the value of {key} holds a newline", hint="use one line")
+        if value == "-":  # one line; its line ending (\n or \r\n) is not part of it
+            value = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+        problem = env_entry_problem(key, value)
+        if problem:
+            raise ConfigError(problem, hint="nothing was changed; e.g. onebox env set API_KEY=abc")
         values[key] = value
     result = api.env_set(ctx.project(), host, values, ctx.reporter, backup=backup)
     changed = ", ".join(result["changed"]) or "nothing"

@@ -60,3 +60,23 @@ def test_pack_carries_agent_and_request(tmp_path):
         assert tar.getmember("request.json").mode == 0o600
     assert "onebox_agent/main.py" in names and "payload/manage.py" in names
     assert request["action"] == "facts" and "@" in request["by"]  # who, for history
+
+
+def test_env_file_lines_end_at_newlines_only(tmp_path):
+    """A CR, a form feed or U+2028 inside a value is not a line break (systemd's reading)."""
+    path = tmp_path / "app.env"
+    path.write_text('API_KEY="sek\rrit"\nOTHER="a\u2028B=phantom"\nX="\x0cy"\n')
+    assert read_env_file(path) == {"API_KEY": "sek\rrit", "OTHER": "a\u2028B=phantom", "X": "\x0cy"}
+
+
+def test_env_entries_systemd_cannot_hold_are_refused():
+    from onebox.agent.system import MAX_ENTRY, env_entry_problem
+
+    assert env_entry_problem("API_KEY", "sekrit") == ""
+    assert env_entry_problem("TAB", "a\tb") == ""
+    assert "control character" in env_entry_problem("API_KEY", "sekrit\r")
+    assert "control character" in env_entry_problem("API_KEY", "a\nb")
+    assert "not a variable name" in env_entry_problem("ÄPFEL", "x")
+    assert "not a variable name" in env_entry_problem("1X", "x")
+    assert "MAX_ARG_STRLEN" in env_entry_problem("BIG", "x" * MAX_ENTRY)
+    assert env_entry_problem("B", "x" * (MAX_ENTRY - 2)) == ""

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import baseline, bruteforce, firewall, ssh_access, updates
+from . import baseline, bruteforce, firewall, isolation, ssh_access, updates
 from .django import Release
+from .isolation import SETUP, Check, result
 from .paths import ETC, AppPaths
 from .protocol import step
 from .releases import release_env
@@ -24,16 +25,9 @@ from .status import backup_status
 from .switch import live_slot
 from .system import apt_install, run
 
-Check = dict[str, str]
 EXPOSURE_LIMIT = 2.0
 BACKUP_MAX_AGE_HOURS = 26
 VERIFY_MAX_AGE_DAYS = 8
-SETUP = "run `onebox setup`"
-
-
-def result(name: str, ok: bool | None, detail: str, fix: str = "") -> Check:
-    status = "pass" if ok else ("warn" if ok is None else "fail")
-    return {"name": name, "status": status, "detail": detail, "fix": "" if ok else fix}
 
 
 def audit(request: dict) -> dict[str, object]:
@@ -42,6 +36,7 @@ def audit(request: dict) -> dict[str, object]:
     skip = security.get("skip", {})
     checks: list[Check] = []
     groups: list[tuple[str, str | None, Callable[[], list[Check]]]] = [
+        ("unconfirmed changes", None, isolation.check_guards),
         ("firewall", "firewall", check_firewall),
         ("ssh", "ssh", lambda: check_ssh(security.get("deploy_sudo", "agent"))),
         ("system baseline", "system", check_baseline),
@@ -49,6 +44,7 @@ def audit(request: dict) -> dict[str, object]:
         ("security updates", "updates", check_updates),
         ("service sandboxes", None, lambda: check_units(paths)),
         ("secrets", None, lambda: check_secrets(paths)),
+        ("what the app can reach", None, lambda: isolation.check_app_isolation(paths)),
         ("backups", None, lambda: check_backups(paths)),
         ("django check --deploy", None, lambda: check_django(paths, request["manage"])),
     ]

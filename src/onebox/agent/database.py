@@ -260,7 +260,18 @@ def run_reading(
     argv: list[str], path: Path, env: dict[str, str], user: str | None, what: str
 ) -> None:
     """Run a loader with a file as its stdin."""
-    full_env = {**BASE_ENV, **env}
+    reading(argv, path, user, env, what)
+
+
+def reading(
+    argv: list[str],
+    path: Path,
+    user: str | None,
+    env: dict[str, str] | None = None,
+    what: str = "reading the dump",
+) -> str:
+    """Run argv with a file (opened here, by root) as its stdin; return its stdout."""
+    full_env = {**BASE_ENV, **(env or {})}
     with path.open("rb") as stdin:
         result = subprocess.run(
             argv,
@@ -273,6 +284,7 @@ def run_reading(
         )
     if result.returncode != 0:
         raise AgentError(f"{what} failed", output=tail(result.stderr.decode(errors="replace")))
+    return result.stdout.decode()
 
 
 def in_thread(work: Callable[[], Checksums]) -> Callable[[], Checksums]:

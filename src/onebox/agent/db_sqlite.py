@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
+import subprocess
 from pathlib import Path
 
-from .database import CHUNK, Checksums, Engine, Sink
+from .database import Checksums, Engine, Sink, finish, pump, reading, run_reading
 from .protocol import AgentError
-from .system import run
+from .system import BASE_ENV, as_user, run
 
+# Runs as the app's user. Root never opens a path in the app's folders (the app could
+# swap any of them for a symlink to root's secrets): the data crosses in pipes only, and
+# the scratch copies this script makes are the app's own, in the database's folder.
 SQLITE_SCRIPT = r"""
-import hashlib, json, sqlite3, sys
+import hashlib, json, os, shutil, sqlite3, sys, tempfile
 action, path = sys.argv[1], sys.argv[2]
 
 def checksums(db):
@@ -31,25 +34,50 @@ def check(db):
     if problem != "ok":
         sys.exit("integrity check failed: " + problem)
 
-if action == "dump":  # online backup API: a consistent copy while the app writes
-    src = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-    dst = sqlite3.connect(sys.argv[3])
-    src.backup(dst)
-    src.close()
-    dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
-    check(dst)
-    print(json.dumps(checksums(dst)))
-elif action == "checksums":
-    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-    check(db)
-    print(json.dumps(checksums(db)))
-elif action == "load":  # the backup API again, into the live file: readers see old or new
-    src = sqlite3.connect("file:%s?mode=ro" % sys.argv[3], uri=True)
-    check(src)
-    dst = sqlite3.connect(path, timeout=30)
-    src.backup(dst)
-    dst.execute("PRAGMA journal_mode=WAL")
-    check(dst)
+def scratch():
+    folder = tempfile.mkdtemp(prefix=".onebox-", dir=os.path.dirname(path))
+    return folder, os.path.join(folder, "db.sqlite3")
+
+def from_stdin(target):
+    with open(target, "wb") as handle:
+        shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
+
+folder, copy = scratch()
+try:
+    if action == "dump":  # online backup API: a consistent copy while the app writes
+        src = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        dst = sqlite3.connect(copy)
+        src.backup(dst)
+        src.close()
+        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+        check(dst)
+        sums = checksums(dst)
+        dst.close()
+        out = sys.stdout.buffer
+        out.write(json.dumps(sums).encode() + b"\n")  # the checksums first, then the file
+        with open(copy, "rb") as handle:
+            shutil.copyfileobj(handle, out, 1 << 20)
+        out.flush()
+    elif action == "checksums":  # of the live database
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+        check(db)
+        print(json.dumps(checksums(db)))
+    elif action == "checksums-of-stdin":  # of a dump (a backup being verified)
+        from_stdin(copy)
+        db = sqlite3.connect("file:%s?mode=ro" % copy, uri=True)
+        check(db)
+        print(json.dumps(checksums(db)))
+        db.close()
+    elif action == "load":  # the backup API again, into the live file: readers see old or new
+        from_stdin(copy)
+        src = sqlite3.connect("file:%s?mode=ro" % copy, uri=True)
+        check(src)
+        dst = sqlite3.connect(path, timeout=30)
+        src.backup(dst)
+        dst.execute("PRAGMA journal_mode=WAL")
+        check(dst)
+finally:
+    shutil.rmtree(folder, ignore_errors=True)
 """
 
 
@@ -74,13 +102,11 @@ class SQLite(Engine):
     def size(self) -> int:
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.is_file())
 
-    def _script(self, *args: str, what: str) -> str:
-        return run(
-            ["/usr/bin/python3", "-c", SQLITE_SCRIPT, *args],
-            user=self.app,
-            what=what,
-            cwd=Path("/"),
-        ).stdout
+    def _argv(self, action: str) -> list[str]:
+        return ["/usr/bin/python3", "-c", SQLITE_SCRIPT, action, str(self.path)]
+
+    def _script(self, action: str, what: str) -> str:
+        return run(self._argv(action), user=self.app, what=what, cwd=Path("/")).stdout
 
     def dump(self, sink: Sink) -> Checksums:
         if not self.path.is_file():
@@ -89,39 +115,45 @@ class SQLite(Engine):
                 hint="deploy the app first (its migrations create it)",
             )
         # The copy is made by the app's user (a root-owned -wal/-shm file beside the live
-        # database would lock the app out of it), in a folder of the app's.
-        staging = self._folder(".onebox-dump")
+        # database would lock the app out of it) and reaches root through a pipe.
+        full_env = dict(BASE_ENV)
+        process = subprocess.Popen(
+            self._argv("dump"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            cwd="/",
+            **as_user(self.app, full_env),  # type: ignore[arg-type]
+        )
+        assert process.stdout
+        header = process.stdout.readline(1 << 24)
         try:
-            copy = staging / self.dump_file
-            sums = json.loads(self._script("dump", str(self.path), str(copy), what="SQLite backup"))
-            with copy.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    sink(chunk)
-            return sums
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def staging(self) -> Path:
-        return self._folder(".onebox-restore")
-
-    def _folder(self, name: str) -> Path:
-        folder = self.paths.db / name
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(mode=0o700, parents=True)
-        shutil.chown(folder, self.app, self.app)
-        return folder
+            sums = json.loads(header)
+        except ValueError:
+            sums = None
+        if sums is not None:
+            pump(process, sink, None)
+        else:
+            process.kill()
+        finish(process, "the SQLite backup")
+        if not isinstance(sums, dict):
+            raise AgentError("the SQLite backup gave no checksums", output=header[:200].decode())
+        return sums
 
     def load(self, path: Path, scratch: bool = False) -> None:
-        shutil.chown(path, self.app, self.app)
+        """`path` is in root's own folder: its content goes to the app's user on stdin."""
         if scratch:
-            self._scratch = path  # a SQLite dump is a database already: checksum it in place
+            self._scratch = path  # a SQLite dump is a database already: checksum that
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._script("load", str(self.path), str(path), what="restoring the SQLite database")
+        run_reading(self._argv("load"), path, {}, self.app, "restoring the SQLite database")
 
     def checksums(self, scratch: bool = False) -> Checksums:
-        path = self._scratch if scratch else self.path
-        return json.loads(self._script("checksums", str(path), what="reading the SQLite database"))
+        if not scratch:
+            return json.loads(self._script("checksums", what="reading the SQLite database"))
+        out = reading(self._argv("checksums-of-stdin"), self._scratch, self.app)
+        return json.loads(out)
 
     def drop_scratch(self) -> None:
         pass

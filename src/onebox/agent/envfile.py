@@ -7,7 +7,14 @@ from pathlib import Path
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError
 from .provision import SECRETS_HEADER
-from .system import ensure_dir, format_env_file, read_env_file, write_file
+from .system import (
+    MAX_ENV_FILE,
+    ensure_dir,
+    env_entry_problem,
+    format_env_file,
+    read_env_file,
+    write_file,
+)
 
 BACKUP_HEADER = """Credentials of the off-site backup repository (e.g. AWS_ACCESS_KEY_ID), read by
 restic only, never by the app. Mode 0600, owner root. Change with `onebox env set --backup`."""
@@ -25,9 +32,20 @@ def _file(request: dict) -> tuple[Path, str]:
 def set_values(request: dict) -> dict[str, object]:
     path, header = _file(request)
     values = read_env_file(path)
+    problems = [env_entry_problem(k, v) for k, v in request["values"].items()]
+    if any(problems):
+        raise AgentError("; ".join(p for p in problems if p), code=EXIT_CONFIG)
     changed = [key for key, value in request["values"].items() if values.get(key) != value]
     values.update(request["values"])
-    write_file(path, format_env_file(values, header), mode=0o600)
+    text = format_env_file(values, header)
+    if len(text.encode()) > MAX_ENV_FILE:
+        raise AgentError(
+            f"the secrets would take {len(text.encode())} bytes; onebox keeps them under "
+            f"{MAX_ENV_FILE} (all of the app's environment must fit the kernel's ARG_MAX)",
+            hint="keep large values in a file (or the database) and put its path here",
+            code=EXIT_CONFIG,
+        )
+    write_file(path, text, mode=0o600)
     return {"changed": changed, "restart_needed": bool(changed) and not request.get("backup")}
 
 

@@ -11,6 +11,7 @@ user, are never shut out for longer than that.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from .protocol import AgentError
@@ -40,7 +41,11 @@ def arm(name: str, undo: str, seconds: int | None = None) -> None:
     ensure_dir(GUARDS, mode=0o700)
     script = GUARDS / f"{name}.sh"
     # the undo in a subshell, then the script removes itself: fired, it is no longer armed
-    text = f"#!/bin/sh\n# armed by onebox setup; see agent/guard.py\n(\n{undo}\n)\nrm -f {script}\n"
+    fires = int(time.time() + seconds)
+    text = (
+        f"#!/bin/sh\n# armed by onebox setup; see agent/guard.py\n# fires at {fires}\n"
+        f"(\n{undo}\n)\nrm -f {script}\n"
+    )
     write_file(script, text, mode=0o700)
     result = run(
         [
@@ -74,6 +79,14 @@ def disarm(name: str) -> bool:
 
 def armed() -> list[str]:
     return sorted(p.stem for p in GUARDS.glob("*.sh")) if GUARDS.is_dir() else []
+
+
+def fires_at(name: str) -> float:
+    """When the armed guard's undo runs (epoch seconds); 0 if its timer is not running
+    (a reboot stops it: the change then stays, unconfirmed)."""
+    active = run(["systemctl", "is-active", f"{unit(name)}.timer"], check=False).stdout.strip()
+    found = re.search(r"^# fires at (\d+)$", (GUARDS / f"{name}.sh").read_text(), re.M)
+    return float(found.group(1)) if found and active == "active" else 0.0
 
 
 def confirm(request: dict) -> dict[str, object]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,13 @@ def launch(workdir: str) -> int:
     # Who logged in: the detached unit no longer has sudo's environment to tell.
     request.setdefault("login", os.environ.get("SUDO_USER") or "root")
     (root / "request.json").write_text(json.dumps(request))
-    run_dir = RUNS / f"onebox-{request.get('app', 'x')}-{request['action']}-{os.getpid()}"
     RUNS.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A name no earlier run had: PIDs start low again after a reboot, and a folder of the
+    # same name (kept for a day) would hand this client that run's events and result.
+    run_dir = RUNS / f"onebox-{request.get('app', 'x')}-{request['action']}-{secrets.token_hex(6)}"
+    if run_dir.exists():  # never moved into an old one: its result would be this one's
+        emit("error", message=f"run folder {run_dir} exists already; try again")
+        return EXIT_FAILED
     shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
     events = run_dir / "events.jsonl"
     events.touch(mode=0o600)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from . import hardening, ssh_access, updates
+from . import guard, hardening, isolation, ssh_access, updates
 from .database import Engine, engine_for
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, EXIT_UNSUPPORTED, AgentError, step
@@ -109,7 +110,13 @@ def setup(request: dict) -> dict[str, object]:
         if state["changed"]:
             changed.append(name)
     locked = "ssh" not in security.get("skip", {}) and ssh_access.locked_down()
-    return {"changed": changed, "notes": notes, "confirm": guarded, "locked_down": locked}
+    # An undo still armed by an earlier setup that never got its confirmation (its
+    # client was killed): confirmed over this run's new connection, or it fires later.
+    waiting = [name for name in guard.armed() if name not in guarded]
+    if waiting:
+        notes.append(f"unconfirmed changes of an earlier setup: {', '.join(waiting)}")
+    confirm = guarded + waiting
+    return {"changed": changed, "notes": notes, "confirm": confirm, "locked_down": locked}
 
 
 def ensure_packages(packages: list[str], security: dict, notes: list[str]) -> bool:
@@ -282,6 +289,9 @@ def ensure_layout(paths: AppPaths) -> bool:
         ensure_dir(ETC, mode=0o700),
         ensure_dir(CACHE, mode=0o700),
     ]
+    for folder in isolation.old_staging(paths):  # root no longer stages dumps there
+        if folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
     return any(results)
 
 
@@ -295,6 +305,15 @@ def ensure_units(paths: AppPaths, files: dict[str, str]) -> bool:
     return unit_changed or tmpfiles_changed
 
 
+CADDY_DROPIN = Path("/etc/systemd/system/caddy.service.d/onebox.conf")
+CADDY_DROPIN_TEXT = """# Written by onebox: Caddy's admin API listens on /run/caddy/admin.sock (see
+# the Caddyfile), in this folder that only Caddy and root may enter.
+[Service]
+RuntimeDirectory=caddy
+RuntimeDirectoryMode=0700
+"""
+
+
 def ensure_caddy(caddyfile: str) -> bool:
     ensure_dir(Path("/etc/caddy/sites"))
     if CADDYFILE.is_file():
@@ -302,14 +321,20 @@ def ensure_caddy(caddyfile: str) -> bool:
         backup = CADDYFILE.with_name("Caddyfile.before-onebox")
         if CADDY_MARK not in old and not backup.exists():
             write_file(backup, old)  # the user's own Caddyfile is never lost
-    changed = install_caddy_config(CADDYFILE, caddyfile)
-    if run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() != "active":
+    moved = write_file(CADDY_DROPIN, CADDY_DROPIN_TEXT)
+    if moved:
+        run(["systemctl", "daemon-reload"])
+    # A reload reaches Caddy at the new config's admin address: where that moved (off
+    # TCP, onto the socket), only a restart gets there.
+    changed = install_caddy_config(CADDYFILE, caddyfile, reload=not moved)
+    active = run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active"
+    if moved or not active:
         run(["systemctl", "restart", "caddy"], what="starting Caddy")
         changed = True
-    return changed
+    return changed or moved
 
 
-def install_caddy_config(path: Path, content: str) -> bool:
+def install_caddy_config(path: Path, content: str, reload: bool = True) -> bool:
     """Put a Caddy config live only if Caddy accepts it; on failure the old one stays.
 
     A site file is checked through the main Caddyfile (which imports it), so it is put
@@ -330,7 +355,8 @@ def install_caddy_config(path: Path, content: str) -> bool:
             output=tail(check.stdout + check.stderr),
             hint="if you override onebox's Caddy template, fix it",
         )
-    run(["systemctl", "reload-or-restart", "caddy"], what="reloading Caddy")
+    if reload:
+        run(["systemctl", "reload-or-restart", "caddy"], what="reloading Caddy")
     return True
 
 

@@ -179,7 +179,7 @@ def swap_media(paths: AppPaths, restored: Path) -> None:
     """Replace the media folder's contents in two renames; owner and modes come from restic."""
     old = paths.backup_tmp / "media-before"
     shutil.rmtree(old, ignore_errors=True)
-    info = paths.media.stat() if paths.media.exists() else None
+    info = paths.media.lstat() if paths.media.exists() else None
     if paths.media.exists():
         os.rename(paths.media, old)
     os.rename(restored, paths.media)

@@ -92,11 +92,14 @@ def write_file(
     """Write atomically (temp file + rename); return False when nothing differed."""
     data = content.encode() if isinstance(content, str) else content
     uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
-    if path.is_file() and path.read_bytes() == data:
+    if not path.is_symlink() and path.is_file() and path.read_bytes() == data:
         return fix_mode(path, mode, uid, gid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.onebox-tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # Never through a link: a folder the app once wrote (a release, during its build) may
+    # hold one planted where this temp file goes, pointing at a file of root's.
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     os.chown(tmp, uid, gid)
@@ -193,11 +196,14 @@ def apt_install(packages: Sequence[str]) -> list[str]:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Parse a systemd EnvironmentFile as onebox writes it (KEY="value", escaped)."""
+    """Parse a systemd EnvironmentFile as onebox writes it (KEY="value", escaped).
+
+    Lines end at a newline only, as systemd reads them (str.splitlines would also split
+    at a CR, a form feed or U+2028, and turn the rest of a value into keys)."""
     values: dict[str, str] = {}
     if not path.is_file():
         return values
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode().split("\n"):  # read_text would turn CRs into \n
         if not line.strip() or line.lstrip().startswith("#") or "=" not in line:
             continue
         key, _, raw = line.partition("=")
@@ -205,6 +211,36 @@ def read_env_file(path: Path) -> dict[str, str]:
             raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
         values[key.strip()] = raw
     return values
+
+
+# The kernel's limit on one environment string ("KEY=value"): MAX_ARG_STRLEN, 128 KiB.
+# Past it, exec fails ("Argument list too long") and the app cannot start. All of them
+# together must also fit beside the arguments (ARG_MAX): onebox keeps the file under 1 MiB.
+MAX_ENTRY = 128 * 1024 - 1
+MAX_ENV_FILE = 1024 * 1024
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def env_entry_problem(key: str, value: str) -> str:
+    """Why systemd's EnvironmentFile (or exec) cannot hold KEY=value; "" when it can."""
+    if not ENV_KEY.fullmatch(key):
+        return (
+            f"{key!r} is not a variable name systemd keeps: ASCII letters, digits and _, "
+            "not starting with a digit"
+        )
+    if ENV_CONTROL.search(value):
+        return (
+            f"the value of {key} holds a control character (a newline, CR or the like), "
+            "which an environment file cannot hold"
+        )
+    size = len(key.encode()) + 1 + len(value.encode())
+    if size > MAX_ENTRY:
+        return (
+            f"{key} is {size} bytes long; one environment variable can be at most "
+            f"{MAX_ENTRY} bytes (the kernel's MAX_ARG_STRLEN, 128 KiB)"
+        )
+    return ""
 
 
 def format_env_file(values: Mapping[str, str], header: str = "") -> str:

@@ -21,7 +21,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from uv import find_uv_bin
 
 from onebox import audit as outside
-from onebox import bundle, remote, sandbox
+from onebox import bundle, no_deploy_user, remote, sandbox
 from onebox.config import Project, set_server_user
 from onebox.errors import ConfigError, ConnectionFailed, RemoteStepFailed, UnsupportedError
 from onebox.lock import lock
@@ -186,6 +186,8 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         # changed nothing on a server already locked down needs none.
         if result.get("confirm") or (lockdown and not result.get("locked_down")):
             confirm_access(project, server.ssh.target, result.get("confirm", []), reporter)
+        if lockdown:  # the deploy user exists now: log in as it again
+            no_deploy_user.forget(server.ssh.target)
         if lockdown and set_server_user(project.source, DEPLOY_USER):
             reporter.notice(
                 f"root and password logins are off on {server.ssh.target.name}: onebox "

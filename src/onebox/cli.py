@@ -59,9 +59,11 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             ctx.reporter.error(
                 OneboxError(
-                    "interrupted",
-                    hint="the server finishes or undoes "
-                    "the current step on its own; check `onebox status`",
+                    "interrupted: this client stopped following",
+                    hint="a setup, deploy, rollback, restore or backup already under way goes "
+                    "on to its end on the server (or undoes itself if a step fails); "
+                    "`onebox status` and `onebox history` show the outcome, and "
+                    "`onebox rollback` goes back after a deploy you did not want",
                 )
             )
             sys.exit(130)
@@ -188,8 +190,7 @@ def deploy(ctx: Context, host: str | None, dry_run: bool, allow_breaking: bool) 
             f"applied {len(migrated['applied'])} migration(s)"
             + (f"; backup {backup} holds the database as it was before" if backup else "")
         )
-    lines.append(f"live at {result['url']}")
-    ctx.done(result, "\n".join(lines))
+    _site_lines(ctx, result, lines)
 
 
 @main.command()
@@ -235,7 +236,14 @@ def audit(ctx: Context, host: str | None, lynis: bool, all_ports: bool) -> int:
 
 @main.command()
 @host_option
-@click.option("-n", "--lines", default=30, show_default=True, help="How many entries to show.")
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="How many entries to show.",
+)
 @command
 def history(ctx: Context, host: str | None, lines: int) -> None:
     """What was done to the server and by whom: setups, deploys, rollbacks, restores…"""
@@ -283,8 +291,19 @@ def rollback(
             f"database and media restored from backup {restored['restored']}; what was "
             f"written since is in safety backup {restored['safety_backup']}"
         )
-    lines.append(f"live at {result['url']}")
+    _site_lines(ctx, result, lines)
+
+
+def _site_lines(ctx: Context, result: dict, lines: list[str]) -> None:
+    """ "live at" only when a visitor gets the release; else what stands in the way, and
+    a non-zero exit (the release itself serves: `onebox status` checks again)."""
+    problems = result.get("problems") or []
+    if not problems:
+        lines.append(f"live at {result['url']}")
+    lines += [f"but: {problem}" for problem in problems]
     ctx.done(result, "\n".join(lines))
+    if problems:
+        sys.exit(int(ExitCode.FAILED))
 
 
 def _dry_run_text(result: dict) -> str:
@@ -322,8 +341,11 @@ def status(ctx: Context, host: str | None) -> None:
         f"health   {result.get('health', '-')}",
         *_backup_lines(result.get("backups") or {}),
         *_update_lines(result.get("updates") or {}),
+        *[f"PROBLEM  {problem}" for problem in result.get("problems", [])],
     ]
     ctx.done(result, "\n".join(lines))
+    if result.get("problems"):  # the site is down (or about to change): scripts must see it
+        sys.exit(int(ExitCode.FAILED))
 
 
 def _update_lines(state: dict) -> list[str]:
@@ -360,7 +382,14 @@ def _backup_lines(state: dict) -> list[str]:
 @main.command()
 @host_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.option("-n", "--lines", default=100, show_default=True, help="How many lines to show.")
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="How many lines to show.",
+)
 @command
 def logs(ctx: Context, host: str | None, follow: bool, lines: int) -> int:
     """Show the app's log (gunicorn and Django) from the server's journal."""

@@ -25,14 +25,15 @@ class HumanReporter:
     def event(self, event: dict[str, object]) -> None:
         kind = event.get("event")
         if kind == "step" and event.get("status") == "start":
-            self._spin(f"{event['name']}…")
+            self._spin(f"{escape(str(event['name']))}…")  # user text (a build command)
         elif kind == "step":
             self._stop()
             mark = "[green]✓[/]" if event["status"] == "changed" else "[dim]·[/]"
-            detail = f" [dim]{event['detail']}[/]" if event.get("detail") and self.verbose else ""
+            detail = escape(str(event.get("detail") or ""))
+            detail = f" [dim]{detail}[/]" if detail and self.verbose else ""
             changed = "" if event["status"] == "changed" else " [dim](unchanged)[/]"
             self.console.print(
-                f" {mark} {event['name']}{changed} [dim]{event['seconds']}s[/]{detail}"
+                f" {mark} {escape(str(event['name']))}{changed} [dim]{event['seconds']}s[/]{detail}"
             )
         elif kind == "log":
             self._stop()

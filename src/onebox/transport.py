@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onebox import no_deploy_user
 from onebox.errors import ConnectionFailed, HostKeyError, RemoteStepFailed
 
 CHANGED_KEY = "REMOTE HOST IDENTIFICATION HAS CHANGED"
@@ -239,6 +240,15 @@ class SSH:
         may_fall_back = self.login_fallback and self.user == DEPLOY_USER
         if known and not may_fall_back:
             return
+        if may_fall_back and known and no_deploy_user.remembered(self.target):
+            # Each refused login as the deploy user counts toward a ban by the fail2ban
+            # that setup installs: once a server is known to lack it, go straight in.
+            self.user, self._resolved = self.target.fallback_user, None
+            result = self._probe()
+            if result.returncode != 255:
+                return
+            no_deploy_user.forget(self.target)  # set up since (from elsewhere): as configured
+            self.user, self._resolved = DEPLOY_USER, None
         result = self._probe()
         stderr = result.stderr.decode(errors="replace")
         if result.returncode == 255 and may_fall_back and "Permission denied" in stderr:
@@ -269,9 +279,10 @@ class SSH:
         if result.returncode == 255 and "Permission denied" in stderr:
             self.user, self._resolved = DEPLOY_USER, None
             return result, refused
+        no_deploy_user.remember(self.target)
         self.on_notice(
             f"{self.target.name} has no deploy user {DEPLOY_USER!r} yet (`onebox setup` makes "
-            f"it): logging in as {self.login_user!r} this time"
+            f"it): logging in as {self.login_user!r} until it does"
         )
         return result, stderr
 

@@ -80,3 +80,16 @@ def test_env_entries_systemd_cannot_hold_are_refused():
     assert "not a variable name" in env_entry_problem("1X", "x")
     assert "MAX_ARG_STRLEN" in env_entry_problem("BIG", "x" * MAX_ENTRY)
     assert env_entry_problem("B", "x" * (MAX_ENTRY - 2)) == ""
+
+
+def test_user_text_in_steps_is_never_markup(capsys):
+    """A build command holding `[/]` once crashed the client (rich markup) mid-deploy."""
+    from onebox.output import HumanReporter
+
+    reporter = HumanReporter(verbose=True)
+    for name in ("build: echo [/] [bold]x", "build: [red]"):
+        reporter.event({"event": "step", "name": name, "status": "start"})
+        reporter.event(
+            {"event": "step", "name": name, "status": "changed", "seconds": 1, "detail": "[/]"}
+        )
+    assert "build: echo [/] [bold]x" in capsys.readouterr().err

@@ -129,7 +129,11 @@ def clean_old_runs(age: float = 86400) -> None:
 def detached(run_dir: str) -> int:
     """Inside the transient unit: run the action, then leave the exit code for the relay."""
     code = main(run_dir)
-    (Path(run_dir) / EXIT_FILE).write_text(str(code))
+    # Written whole, then renamed: the relay reads the file as soon as it exists, and an
+    # empty one (caught between open and write) read as exit 1, whatever the action said.
+    tmp = Path(run_dir) / f".{EXIT_FILE}"
+    tmp.write_text(str(code))
+    tmp.rename(Path(run_dir) / EXIT_FILE)
     return code
 
 

@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from string import Template
 
-from . import baseline, restore
+from . import baseline, restore, site_check
 from .django import DEPLOY_SETTINGS, Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
@@ -116,6 +116,10 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     hooks_failed = after_switch(request, release)
     pruned = prune(paths, request.get("keep", 5))
     return {
+        # what stands between visitors and the new release (maintenance mode, say)
+        "problems": site_check.problems(
+            paths, request["address"], request["health_path"], live_slot(paths)
+        ),
         "hooks_failed": hooks_failed,
         "release": request["release_id"],
         "slot": live_slot(paths),
@@ -442,6 +446,9 @@ def switch(
     new = idle_slot(paths)
     old_release = paths.slot_link(old).resolve() if old else None
     old_site = paths.caddy_site.read_text() if paths.caddy_site.is_file() else None
+    if not site_check.caddy_active():  # stopped by hand, or crashed: no visitor gets in
+        with step("start Caddy (it was not running)"):
+            run(["systemctl", "start", "caddy"], what="starting Caddy")
     try:
         with step(f"start ({new} slot)"):
             start_slot(paths, new, release_dir)

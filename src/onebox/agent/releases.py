@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from . import site_check
 from .backup import load_settings
 from .django import Release
 from .lock import deploy_lock
@@ -53,7 +54,12 @@ def rollback(request: dict, payload: Path) -> dict[str, object]:
             f"{paths.app} is not set up on this server", hint="run `onebox setup`", code=3
         )
     with deploy_lock(paths.lock, request["deployer"], "rollback"):
-        return _rollback(request, paths)
+        result = _rollback(request, paths)
+    slot = live_slot(paths)
+    result["problems"] = site_check.problems(
+        paths, request["address"], request["health_path"], slot
+    )
+    return result
 
 
 def _rollback(request: dict, paths: AppPaths) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import updates
+from . import guard, site_check, updates
 from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
@@ -32,6 +32,16 @@ def status(request: dict) -> dict[str, object]:
             )
         except OSError as exc:
             result["health"] = str(exc)
+    result["problems"] = site_check.problems(
+        paths, request["address"], request["health_path"], slot
+    )
+    result["guards"] = {name: guard.fires_at(name) for name in guard.armed()}
+    if result["guards"]:
+        result["problems"].append(  # type: ignore[union-attr]
+            "setup's changes to "
+            + ", ".join(result["guards"])  # type: ignore[arg-type]
+            + " are not confirmed and will be undone: run `onebox setup` again"
+        )
     result["backups"] = backup_status(paths)
     result["updates"] = updates.state()
     result["releases"] = (

@@ -1,0 +1,90 @@
+"""What a visitor gets: the site asked through Caddy, on the server itself, and what
+stands between the two (Caddy stopped, the maintenance page, a live slot that is down).
+
+A health check on the slot's own socket says the app answers; only this says the site
+does. `status` exits non-zero on any problem found here, and a deploy says what it is
+instead of "live at".
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+
+from .paths import AppPaths
+from .system import run
+
+
+def through_caddy(address: str, path: str) -> int | str:
+    """The HTTP status of GET https://address/path through the local Caddy, or why there
+    is none. TLS is not verified: this is the server asking itself."""
+    connection = _LocalHTTPS(address)
+    try:
+        connection.request(
+            "GET", path, headers={"Host": address, "User-Agent": "onebox-site-check"}
+        )
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        return f"no answer ({exc.__class__.__name__}: {exc})"
+    finally:
+        connection.close()
+
+
+class _LocalHTTPS(http.client.HTTPSConnection):
+    """Connects to this machine, naming the site in TLS (SNI) as a browser would."""
+
+    def __init__(self, address: str) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(address, 443, timeout=10, context=context)
+        self.site = address
+        self._context = context
+
+    def connect(self) -> None:
+        try:  # an address site: Caddy picks its certificate by the address dialled
+            ipaddress.ip_address(self.site)
+            dial, name = self.site, None
+        except ValueError:
+            dial, name = "127.0.0.1", self.site
+        sock = socket.create_connection((dial, 443), timeout=self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=name)
+
+
+def caddy_active() -> bool:
+    return run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active"
+
+
+def maintenance_on(paths: AppPaths) -> bool:
+    return (paths.maintenance / "on.html").exists()
+
+
+def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) -> list[str]:
+    """Why visitors do not get the live release, each with what to do; [] when they do."""
+    found = []
+    if not caddy_active():
+        found.append(
+            "Caddy is not running: nothing answers on ports 80 and 443 "
+            "(`onebox setup` starts it; `onebox logs` shows why it stopped)"
+        )
+    if slot is None:
+        return [*found, "no release is live: run `onebox deploy`"]
+    unit = paths.unit(slot)
+    state = run(["systemctl", "is-active", unit], check=False).stdout.strip()
+    if state != "active":
+        found.append(f"the live release's app ({unit}) is {state}: `onebox logs` says why")
+    if paths.current.is_symlink() and not paths.current.resolve().is_dir():
+        found.append(
+            f"the live release's folder {paths.current.resolve()} is gone: "
+            "`onebox rollback` to a kept release, or `onebox deploy`"
+        )
+    if maintenance_on(paths):
+        found.append("maintenance mode is on: visitors get a 503 page (`onebox maintenance off`)")
+    elif not found:
+        for path, fine in ((health_path, (200,)), ("/", range(200, 500))):
+            answer = through_caddy(address, path)
+            if answer not in fine:
+                found.append(f"https://{address}{path} answers {answer} through Caddy")
+    return found

@@ -250,6 +250,11 @@ def deploy(
 ) -> dict:
     cfg = project.config
     files = bundle.collect(project.root, cfg.build.exclude)
+    for path, size in files.large_untracked:
+        reporter.notice(
+            f"shipping {path} ({size // (1024 * 1024)} MB), which git does not track: if it "
+            f'is not part of the app, add it to [build] exclude (exclude = ["{path}"])'
+        )
     with connect(project, host, reporter) as server:
         found = facts(server, reporter)
         check_python(project, found)

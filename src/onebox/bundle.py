@@ -31,11 +31,15 @@ ALWAYS_EXCLUDED = (
 )
 
 
+LARGE = 10 * 1024 * 1024  # an untracked file this big is likely a dump or a build, not code
+
+
 @dataclass(frozen=True)
 class Bundle:
     root: Path
     files: list[Path]
     commit: str  # git commit, "+dirty" when the work tree differs, "" outside git
+    large_untracked: tuple[tuple[str, int], ...] = ()  # (path, bytes), shipped all the same
 
     @property
     def size(self) -> int:
@@ -45,10 +49,18 @@ class Bundle:
 def collect(root: Path, exclude: list[str]) -> Bundle:
     patterns = (*ALWAYS_EXCLUDED, *exclude)
     candidates = _git_files(root)
+    untracked = _git_files(root, tracked=False) or []
     if candidates is None:
         candidates = [p.relative_to(root) for p in root.rglob("*") if p.is_file() or p.is_symlink()]
+        untracked = candidates
     files = sorted(p for p in candidates if not _excluded(p, patterns) and (root / p).exists())
-    return Bundle(root=root, files=files, commit=_commit(root))
+    shipped = set(files)
+    large = tuple(
+        (p.as_posix(), size)
+        for p in sorted(untracked)
+        if p in shipped and (root / p).is_file() and (size := (root / p).stat().st_size) >= LARGE
+    )
+    return Bundle(root=root, files=files, commit=_commit(root), large_untracked=large)
 
 
 def _excluded(path: Path, patterns: tuple[str, ...]) -> bool:
@@ -63,10 +75,12 @@ def _excluded(path: Path, patterns: tuple[str, ...]) -> bool:
     return False
 
 
-def _git_files(root: Path) -> list[Path] | None:
-    """Tracked and untracked-but-not-ignored files: what the developer sees as the project."""
+def _git_files(root: Path, tracked: bool = True) -> list[Path] | None:
+    """Tracked and untracked-but-not-ignored files: what the developer sees as the project
+    (tracked=False: the untracked ones alone)."""
+    which = ["--cached", "--others"] if tracked else ["--others"]
     result = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        ["git", "ls-files", "-z", *which, "--exclude-standard"],
         cwd=root,
         capture_output=True,
         check=False,

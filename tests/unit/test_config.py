@@ -142,7 +142,7 @@ def test_setup_writes_the_deploy_user_and_keeps_comments(tmp_path):
 
 # What reached root's unit files before: each value must be refused when the file loads.
 INJECTIONS = [
-    ("app", "wsgi", 'config.wsgi:application\nExecStartPre=+/bin/touch /root/X'),
+    ("app", "wsgi", "config.wsgi:application\nExecStartPre=+/bin/touch /root/X"),
     ("app", "name", "shop\n"),
     ("app", "name", "shop\nExecStartPre=+/bin/touch /root/X"),
     ("app", "settings", "config.settings; touch /root/X"),
@@ -188,8 +188,19 @@ def test_a_scheme_in_the_domain_names_the_fix(tmp_path):
 
 @pytest.mark.parametrize(
     "calendar",
-    ["daily", "weekly", "off", "*-*-* 03:15:00", "Sun *-*-* 04:15:00", "Mon..Fri 22:30",
-     "*-*-1 00:00", "Sat,Sun 10:00", "2026-12-24 18:00:00 UTC", "hourly", "*:0/15"],
+    [
+        "daily",
+        "weekly",
+        "off",
+        "*-*-* 03:15:00",
+        "Sun *-*-* 04:15:00",
+        "Mon..Fri 22:30",
+        "*-*-1 00:00",
+        "Sat,Sun 10:00",
+        "2026-12-24 18:00:00 UTC",
+        "hourly",
+        "*:0/15",
+    ],
 )
 def test_good_calendars_pass(tmp_path, calendar):
     import json

@@ -12,7 +12,10 @@ def test_waiting_updates_are_installed_and_the_ones_that_failed_are_named(monkey
     monkeypatch.setattr(updates, "run", lambda argv, **kwargs: ran.append(list(argv)))
     notes: list[str] = []
     assert updates.install_waiting(notes)
-    assert ran[0][:4] == ["apt-get", "install", "-y", "-qq"] and "--only-upgrade" in ran[0]
+    assert (
+        ran[0][:6] == ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq"]
+        and "--only-upgrade" in ran[0]
+    )
     assert ran[0][-2:] == ["libssl3", "openssl"]  # those packages, nothing else
     assert "--force-confold" in " ".join(ran[0])  # a config file you changed stays yours
     assert notes[0] == "installed 1 security update: libssl3"

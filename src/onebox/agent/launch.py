@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .main import main
+from .main import DISK_FULL, disk_full, main
 from .protocol import EXIT_FAILED, emit
 
 DETACHED = {"setup", "deploy", "rollback", "restore", "backup", "verify"}
@@ -46,7 +46,17 @@ def launch(workdir: str) -> int:
     if run_dir.exists():  # never moved into an old one: its result would be this one's
         emit("error", message=f"run folder {run_dir} exists already; try again")
         return EXIT_FAILED
-    shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
+    try:
+        shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
+    except OSError as exc:  # a full disk, most likely: said plainly, nothing else started
+        shutil.rmtree(run_dir, ignore_errors=True)
+        error = DISK_FULL if disk_full(exc) else None
+        emit(
+            "error",
+            message=error.message if error else f"could not unpack the request: {exc}",
+            hint=error.hint if error else "",
+        )
+        return EXIT_FAILED
     events = run_dir / "events.jsonl"
     events.touch(mode=0o600)
     unit = run_dir.name
@@ -88,7 +98,7 @@ def follow(run_dir: Path, unit: str) -> int:
                 sys.stdout.flush()
                 continue
             code = run_dir / EXIT_FILE
-            if code.is_file():
+            if code.is_file() and code.stat().st_size:  # (an older agent wrote it in place)
                 rest = handle.read()
                 sys.stdout.write(rest)
                 sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -58,16 +59,39 @@ def run_action(request: dict, root: Path) -> tuple[int, dict | None, str]:
     except AgentError as exc:
         emit("error", message=exc.message, hint=exc.hint, output=exc.output, command=exc.command)
         return exc.code, None, exc.message
-    except Exception as exc:  # a bug in onebox: still a report, with where it happened
-        emit(
-            "error",
-            message=f"internal error in the onebox agent: {exc!r}",
-            output="".join(traceback.format_exc(limit=-4)),
-            hint="please report it; the server was left as the last step reported",
-        )
-        return EXIT_FAILED, None, f"internal error: {exc!r}"
+    except OSError as exc:
+        if not disk_full(exc):
+            return internal_error(exc)
+        error = DISK_FULL
+        emit("error", message=error.message, hint=error.hint, output=str(exc)[-1000:])
+        return error.code, None, error.message
+    except Exception as exc:
+        return internal_error(exc)
     emit("result", data=result)
     return 0, result, ""
+
+
+def disk_full(exc: OSError) -> bool:
+    """ENOSPC, also inside shutil.Error (copytree gathers its errors as text)."""
+    return exc.errno == errno.ENOSPC or "No space left on device" in str(exc)
+
+
+DISK_FULL = AgentError(
+    "the server's disk is full (no space left on device)",
+    hint="free some space (`onebox releases` keeps [deploy] keep releases; `apt-get clean`; "
+    "old logs), then try again; a deploy left the live release serving",
+)
+
+
+def internal_error(exc: Exception) -> tuple[int, dict | None, str]:
+    """A bug in onebox: still a report, with where it happened."""
+    emit(
+        "error",
+        message=f"internal error in the onebox agent: {exc!r}",
+        output="".join(traceback.format_exc(limit=-4)),
+        hint="please report it; the server was left as the last step reported",
+    )
+    return EXIT_FAILED, None, f"internal error: {exc!r}"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import guard, hardening, isolation, ssh_access, updates
 from .database import Engine, engine_for
+from .lock import deploy_lock
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, EXIT_UNSUPPORTED, AgentError, step
 from .restic import Repository
@@ -75,7 +76,17 @@ def check_supported() -> dict[str, object]:
     return found
 
 
+SETUP_LOCK = Path("/var/lib/onebox/setup.lock")
+
+
 def setup(request: dict) -> dict[str, object]:
+    """One setup at a time per server (two would meet on apt's lock, or in sshd's config);
+    the second is refused with exit 7, naming the first."""
+    with deploy_lock(SETUP_LOCK, request.get("by", "onebox"), f"setup of {request['app']}"):
+        return _setup(request)
+
+
+def _setup(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
     found = check_supported()
     settings = {"database": request["database"], "backup": request["backup"]}

@@ -147,6 +147,7 @@ def unpack(
     app = paths.app
     values = release_env(request, paths)
     with step("unpack release"):
+        check_release_space(paths, payload)
         if release_dir.exists():
             shutil.rmtree(release_dir)
         shutil.copytree(payload, release_dir, symlinks=True)
@@ -330,6 +331,20 @@ def release_env(request: dict, paths: AppPaths) -> dict[str, str]:
         **request.get("env", {}),
     }
     return values
+
+
+def check_release_space(paths: AppPaths, payload: Path) -> None:
+    """Room for the release's files and some to spare, before the first byte is copied."""
+    size = sum(p.lstat().st_size for p in payload.rglob("*"))
+    needed, free = size + (32 << 20), shutil.disk_usage(paths.releases).free
+    if free < needed:
+        raise AgentError(
+            f"not enough disk space for the release: {needed >> 20} MB needed (its "
+            f"{size >> 20} MB and 32 MB to spare), {free >> 20} MB free on {paths.releases}; "
+            "nothing was changed",
+            hint="free some space (fewer releases with [deploy] keep, `apt-get clean`, old "
+            "logs) or grow the disk",
+        )
 
 
 def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:

@@ -21,6 +21,9 @@ from .protocol import AgentError
 # needrestart suspended: an install by onebox must never restart services (the app, the
 # database, onebox's own running agent) because a library it pulled in was upgraded.
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_SUSPEND": "1"}
+# Wait for apt's lock (unattended-upgrades runs on a fresh server's first hour) instead of
+# failing at once.
+APT_WAIT = ["-o", "DPkg::Lock::Timeout=300"]
 
 
 def tail(text: str, lines: int = 25) -> str:
@@ -176,7 +179,7 @@ def refresh_package_lists(stale_after: float) -> None:
     ages = [time.time() - s.stat().st_mtime for s in LISTS_STAMPS if s.exists()]
     if ages and min(ages) < stale_after:
         return
-    run(["apt-get", "update", "-qq"], env=APT_ENV, what="apt-get update", timeout=600)
+    run(["apt-get", *APT_WAIT, "update", "-qq"], env=APT_ENV, what="apt-get update", timeout=600)
     LISTS_STAMPS[0].parent.mkdir(parents=True, exist_ok=True)
     LISTS_STAMPS[0].touch()
 
@@ -187,7 +190,7 @@ def apt_install(packages: Sequence[str]) -> list[str]:
     if missing:
         refresh_package_lists(stale_after=300)
         run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            ["apt-get", *APT_WAIT, "install", "-y", "-qq", "--no-install-recommends", *missing],
             env=APT_ENV,
             what=f"installing {' '.join(missing)}",
             timeout=1200,

@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .system import APT_ENV, apt_install, run, write_file
+from .system import APT_ENV, APT_WAIT, apt_install, run, write_file
 
 PERIODIC = Path("/etc/apt/apt.conf.d/20auto-upgrades")
 POLICY = Path("/etc/apt/apt.conf.d/52onebox-unattended-upgrades")
@@ -77,6 +77,7 @@ def install_waiting(notes: list[str]) -> bool:
     run(
         [
             "apt-get",
+            *APT_WAIT,
             "install",
             "-y",
             "-qq",

@@ -295,14 +295,15 @@ def rollback(
 
 
 def _site_lines(ctx: Context, result: dict, lines: list[str]) -> None:
-    """ "live at" only when a visitor gets the release; else what stands in the way, and
-    a non-zero exit (the release itself serves: `onebox status` checks again)."""
+    """"live at" only when a visitor gets the release; else what stands in the way, and a
+    non-zero exit (the release itself serves: `onebox status` checks again). The
+    maintenance page is the user's own choice: said, but no failure."""
     problems = result.get("problems") or []
     if not problems:
         lines.append(f"live at {result['url']}")
     lines += [f"but: {problem}" for problem in problems]
     ctx.done(result, "\n".join(lines))
-    if problems:
+    if any(not problem.startswith("maintenance mode is on") for problem in problems):
         sys.exit(int(ExitCode.FAILED))
 
 

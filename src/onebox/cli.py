@@ -295,7 +295,7 @@ def rollback(
 
 
 def _site_lines(ctx: Context, result: dict, lines: list[str]) -> None:
-    """"live at" only when a visitor gets the release; else what stands in the way, and a
+    """Says "live at" only when a visitor gets the release; else what stands in the way, and a
     non-zero exit (the release itself serves: `onebox status` checks again). The
     maintenance page is the user's own choice: said, but no failure."""
     problems = result.get("problems") or []

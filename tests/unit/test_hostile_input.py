@@ -112,23 +112,21 @@ def test_the_exit_code_is_never_read_from_a_half_written_file(tmp_path, monkeypa
 
 def test_run_folders_get_names_no_other_run_had(tmp_path, monkeypatch):
     monkeypatch.setattr(launch, "RUNS", tmp_path / "runs")
-    names = set()
-    for _ in range(3):
-        work = tmp_path / f"w{len(names)}"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    started: list[list[str]] = []
+
+    def systemd_run(argv, **kwargs):
+        started.append(argv)
+        return subprocess.CompletedProcess(argv, 1, "", "")  # "failed": nothing to follow
+
+    monkeypatch.setattr(launch.subprocess, "run", systemd_run)
+    for number in range(3):
+        work = tmp_path / f"w{number}"
         work.mkdir()
         (work / "request.json").write_text('{"action": "deploy", "app": "shop"}')
-        started = []
-        monkeypatch.setattr(
-            launch.subprocess,
-            "run",
-            lambda argv, **kw: started.append(argv) or subprocess.CompletedProcess(argv, 1, "", ""),
-        )
-        monkeypatch.setattr(os, "geteuid", lambda: 0)
         launch.launch(str(work))
-        unit = next(a for a in started[0] if a.startswith("--unit=")).removeprefix("--unit=")
-        assert str(os.getpid()) not in unit
-        names.add(unit)
-    assert len(names) == 3
+    units = {next(a for a in argv if a.startswith("--unit=")) for argv in started}
+    assert len(units) == 3 and not any(str(os.getpid()) in unit for unit in units)
 
 
 def test_writes_never_follow_a_planted_link(tmp_path):

@@ -7,6 +7,7 @@ or in the app's environment. Off-site credentials (S3 keys) come from a root-onl
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -138,7 +139,9 @@ class Repository:
 
     def dump(self, snapshot: str, path: str, into: Path) -> None:
         """Write one file of a snapshot to `into` (restic checks every blob's MAC on read)."""
-        with into.open("wb") as handle:
+        into.unlink(missing_ok=True)  # never written through a link someone left there
+        fd = os.open(into, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             result = subprocess.run(
                 self.argv("dump", "--no-lock", snapshot, path),
                 stdout=handle,

@@ -239,13 +239,23 @@ def test_status_and_deploy_say_when_visitors_do_not_get_the_site(app: App):
     app.cli("deploy")
     assert app.cli("status").returncode == 0
 
-    redirect = subprocess.run(
-        ["curl", "-sI", "--max-time", "10", f"http://{app.server.address}/x"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert redirect.startswith("HTTP/1.1 308") and "server:" not in redirect.lower()
+    for host in (app.domain, app.server.address):  # the site's name, and any other
+        redirect = subprocess.run(
+            [
+                "curl",
+                "-sI",
+                "--max-time",
+                "10",
+                "-H",
+                f"Host: {host}",
+                f"http://{app.server.address}/x",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert redirect.startswith("HTTP/1.1 308") and "server:" not in redirect.lower(), redirect
+        assert f"location: https://{host}/x" in redirect.lower()
 
 
 def test_interrupting_the_cli_says_what_the_server_does(app: App):

@@ -69,8 +69,8 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
             "Caddy is not running: nothing answers on ports 80 and 443 "
             "(`onebox setup` starts it; `onebox logs` shows why it stopped)"
         )
-    if slot is None:
-        return [*found, "no release is live: run `onebox deploy`"]
+    if slot is None:  # not deployed yet: nothing is down
+        return found
     unit = paths.unit(slot)
     state = run(["systemctl", "is-active", unit], check=False).stdout.strip()
     if state != "active":

@@ -86,14 +86,33 @@ def app(server12: Server, tmp_path_factory) -> App:
 # --------------------------------------------------------------------------- 1. backups
 
 
+# As the app's user: in every staging folder of onebox's beside the database, the dump
+# copy is swapped for a link to root's backup key once SQLite has written it (its
+# journal gone), while the program that made it still reads its checksums through its
+# open file: whoever opens the copy by name afterwards gets the key.
 ATTACKER = r"""
-end=$(( $(date +%s) + 240 ))
-while [ "$(date +%s)" -lt "$end" ]; do
-  for d in /srv/APP/shared/db/.onebox-*; do
-    [ -d "$d" ] && ln -sfn KEY "$d/db.sqlite3" 2>/dev/null
-  done
-done
+import glob, os, time
+end = time.time() + 240
+while time.time() < end:
+    for folder in glob.glob("/srv/APP/shared/db/.onebox-*"):
+        copy = folder + "/db.sqlite3"
+        try:
+            if os.path.islink(copy) or os.lstat(copy).st_size == 0:
+                continue
+            if os.path.exists(copy + "-journal"):
+                continue
+            os.rename(copy, folder + "/moved")
+            os.symlink("KEY", copy)
+        except OSError:
+            pass
+    time.sleep(0.0005)
 """.replace("APP", APP).replace("KEY", KEY)
+
+# Rows enough that reading the checksums of the copy takes a while (the attacker's window).
+FILLER = (
+    "CREATE TABLE IF NOT EXISTS filler(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL "
+    "SELECT i + 1 FROM c WHERE i < 100000) INSERT INTO filler SELECT randomblob(16) FROM c;"
+)
 
 
 def test_the_app_racing_backups_restores_and_verifies_gets_nothing(app: App, tmp_path):
@@ -101,9 +120,10 @@ def test_the_app_racing_backups_restores_and_verifies_gets_nothing(app: App, tmp
     that swapped it for a link to root's backup key had the key backed up, overwritten,
     or handed to it. Now the dump crosses in pipes, and staging is root's alone."""
     before = app.server.ssh(f"sha256sum {KEY}; stat -c %U:%a {KEY}")
+    app.as_app(f"sqlite3 /srv/{APP}/shared/db/db.sqlite3 {shlex.quote(FILLER)}", check=True)
     app.server.ssh(
         f"systemd-run --unit=onebox-test-attacker --uid={APP} --gid={APP} "
-        f"/bin/sh -c {shlex.quote(ATTACKER)}"
+        f"/usr/bin/python3 -c {shlex.quote(ATTACKER)}"
     )
     try:
         for command in (["backup"], ["backup", "verify"], ["backup"], ["restore"]):
@@ -111,6 +131,7 @@ def test_the_app_racing_backups_restores_and_verifies_gets_nothing(app: App, tmp
             app.cli("backup", "verify", check=False)
     finally:
         app.server.ssh("systemctl stop onebox-test-attacker", check=False)
+        app.as_app(f"sqlite3 /srv/{APP}/shared/db/db.sqlite3 'DROP TABLE IF EXISTS filler;'")
     assert app.server.ssh(f"sha256sum {KEY}; stat -c %U:%a {KEY}") == before
     assert "root:600" in before
     key = app.server.ssh(f"cat {KEY}").strip()
@@ -267,7 +288,9 @@ def test_interrupting_the_cli_says_what_the_server_does(app: App):
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert "goes on to its end on the server" in output, output
-    assert wait_for(lambda: app.cli("status", check=False).returncode == 0, 120)
+    deploying = f"systemctl list-units --no-legend 'onebox-{APP}-deploy-*'"
+    assert wait_for(lambda: app.server.ssh(deploying).strip() == "", 120)
+    assert app.cli("status").returncode == 0
 
 
 # --------------------------------------------------------------------------- 8. env
@@ -365,3 +388,42 @@ def test_commands_before_setup_an_interrupted_setup_and_its_rerun(fresh: Server,
     checks = onebox_json("audit", cwd=project, check=False)["result"]["checks"]
     confirmed = next(c for c in checks if c["name"] == "setup's changes are confirmed")
     assert confirmed["status"] == "pass", confirmed
+
+
+def test_a_failed_deploy_takes_its_new_virtualenv_with_it(app: App):
+    venvs = f"ls /srv/{APP}/venvs"
+    before = app.server.ssh(venvs).split()
+    requirements = app.project / "requirements.txt"
+    original = requirements.read_text()
+    config = app.project / "onebox.toml"
+    settings = config.read_text()
+    requirements.write_text(original + "six\n")  # a new lock: a new virtualenv
+    config.write_text(settings.replace("build = []", 'build = ["false"]'))
+    try:
+        failed = app.cli("deploy", check=False)
+    finally:
+        requirements.write_text(original)
+        config.write_text(settings)
+    assert failed.returncode == 1 and "build command `false`" in failed.stderr
+    assert app.server.ssh(venvs).split() == before
+
+
+def test_a_practice_server_rebooted_from_inside_starts_again(fresh: Server):
+    name = fresh.name
+    fresh.ssh("systemctl reboot", check=False)
+
+    def running() -> bool:
+        boxes = onebox_json("sandbox", "list")["result"]
+        return next(box for box in boxes if box["name"] == name)["running"]
+
+    assert wait_for(lambda: not running(), 60)  # nspawn ends with the reboot
+    started = onebox("sandbox", "start", name)
+    assert f"practice server {name} is up at {fresh.address}" in started.stdout
+    assert fresh.ssh("systemctl is-system-running --wait", check=False).strip() in (
+        "running",
+        "degraded",
+    )
+    onebox("sandbox", "stop", name)
+    listed = next(b for b in onebox_json("sandbox", "list")["result"] if b["name"] == name)
+    assert not listed["running"]
+    onebox("sandbox", "start", name)

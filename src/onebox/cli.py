@@ -234,16 +234,21 @@ def audit(ctx: Context, host: str | None, lynis: bool, all_ports: bool) -> int:
     return int(ExitCode.FAILED) if failed else 0
 
 
+def lines_option(default: int, what: str) -> Callable[..., Any]:
+    """-n/--lines: how many to show (1 or more: a negative count reached the server)."""
+    return click.option(
+        "-n",
+        "--lines",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help=f"How many {what} to show.",
+    )
+
+
 @main.command()
 @host_option
-@click.option(
-    "-n",
-    "--lines",
-    type=click.IntRange(min=1),
-    default=30,
-    show_default=True,
-    help="How many entries to show.",
-)
+@lines_option(30, "entries")
 @command
 def history(ctx: Context, host: str | None, lines: int) -> None:
     """What was done to the server and by whom: setups, deploys, rollbacks, restores…"""
@@ -383,14 +388,7 @@ def _backup_lines(state: dict) -> list[str]:
 @main.command()
 @host_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.option(
-    "-n",
-    "--lines",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="How many lines to show.",
-)
+@lines_option(100, "lines")
 @command
 def logs(ctx: Context, host: str | None, follow: bool, lines: int) -> int:
     """Show the app's log (gunicorn and Django) from the server's journal."""

@@ -158,3 +158,13 @@ def test_a_server_without_deploy_user_is_remembered(tmp_path, monkeypatch):
     no_deploy_user.forget(Target())
     assert not no_deploy_user.remembered(Target())
     assert Path(tmp_path / "onebox" / "no-deploy-user.json").is_file()
+
+
+def test_a_negative_log_count_is_a_usage_error():
+    """`onebox logs -n -1` once reached the server and came back as the agent's usage."""
+    from click.testing import CliRunner
+
+    from onebox.cli import main
+
+    result = CliRunner().invoke(main, ["logs", "-n", "-1"])
+    assert result.exit_code == 2 and "-1 is not in the range x>=1" in result.output

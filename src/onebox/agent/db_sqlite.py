@@ -15,7 +15,7 @@ from .system import BASE_ENV, as_user, run
 # the scratch copies this script makes are the app's own, in the database's folder.
 SQLITE_SCRIPT = r"""
 import hashlib, json, os, shutil, sqlite3, sys, tempfile
-action, path = sys.argv[1], sys.argv[2]
+action, path, workspace = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def checksums(db):
     out = {}
@@ -35,7 +35,7 @@ def check(db):
         sys.exit("integrity check failed: " + problem)
 
 def scratch():
-    folder = tempfile.mkdtemp(prefix=".onebox-", dir=os.path.dirname(path))
+    folder = tempfile.mkdtemp(prefix=".onebox-", dir=workspace)
     return folder, os.path.join(folder, "db.sqlite3")
 
 def from_stdin(target):
@@ -103,7 +103,9 @@ class SQLite(Engine):
         return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.is_file())
 
     def _argv(self, action: str) -> list[str]:
-        return ["/usr/bin/python3", "-c", SQLITE_SCRIPT, action, str(self.path)]
+        # its scratch copies go in shared/db (the app's, and writable in the backup
+        # timers' sandbox), wherever DATABASE_URL puts the database itself
+        return ["/usr/bin/python3", "-c", SQLITE_SCRIPT, action, str(self.path), str(self.paths.db)]
 
     def _script(self, action: str, what: str) -> str:
         return run(self._argv(action), user=self.app, what=what, cwd=Path("/")).stdout

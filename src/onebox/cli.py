@@ -336,11 +336,12 @@ def status(ctx: Context, host: str | None) -> None:
     """Show what the server runs: release, slots, health."""
     result = api.status(ctx.project(), host, ctx.reporter)
     release = result.get("release") or {}
+    missing = "(its files are missing)" if result.get("live_slot") else "(none deployed)"
     server = result["server"]
     lines = [
         f"server   {result['host']} ({server['os_name']}, Python {server['python']})",
         f"url      {result['url']}",
-        f"release  {release.get('release_id', '(none deployed)')} {release.get('commit', '')}",
+        f"release  {release.get('release_id', missing)} {release.get('commit', '')}",
         f"slot     {result.get('live_slot') or '-'}  units: "
         + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
         f"caddy    {result['caddy']}",

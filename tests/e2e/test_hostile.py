@@ -183,6 +183,47 @@ def test_the_app_cannot_reach_caddys_admin_api(app: App):
     assert admin["status"] == "pass" and unit["status"] == "pass", (admin, unit)
 
 
+CADDY_KEY = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.key"
+
+
+def test_caddy_serves_no_link_the_app_made(app: App):
+    """Caddy serves static and media files as a user that reads its own private keys: a
+    link the app planted among them handed Caddy's CA key to anyone."""
+    app.as_app(f"ln -sfn {CADDY_KEY} /srv/{APP}/shared/media/leak.txt", check=True)
+    resolve = f"{app.domain}:443:{app.server.address}"
+    leak = fetch(f"https://{app.domain}/media/leak.txt", app.server.ca, resolve=resolve)
+    assert leak.status != 200 and "PRIVATE KEY" not in leak.body, leak
+    app.server.ssh(f"rm -f /srv/{APP}/shared/media/leak.txt")
+
+    config = app.project / "onebox.toml"
+    settings = config.read_text()
+    planted = f'release = ["ln -s {CADDY_KEY} staticfiles/leak.txt"]'
+    config.write_text(settings.replace("release = []", planted))
+    try:
+        deployed = app.cli("deploy")
+    finally:
+        config.write_text(settings)
+    assert "removed from the static files, as links out of the release: leak.txt" in (
+        deployed.stderr
+    )
+    leak = fetch(f"https://{app.domain}/static/leak.txt", app.server.ca, resolve=resolve)
+    assert leak.status == 404 and "PRIVATE KEY" not in leak.body
+
+    config.write_text(settings.replace("vars = { ", 'vars = { MEDIA_ROOT = "/var/lib/caddy", '))
+    try:
+        refused = app.cli("deploy", check=False)
+    finally:
+        config.write_text(settings)
+    assert refused.returncode == 3 and "MEDIA_ROOT is /var/lib/caddy" in refused.stderr
+    assert app.status_code() == 200
+    checks = {c["name"]: c for c in app.json("audit", check=False)["result"]["checks"]}
+    for name in (
+        "Caddy follows no link the app made in its shared folder",
+        "static files hold no link out of the release",
+    ):
+        assert checks[name]["status"] == "pass", checks[name]
+
+
 # --------------------------------------------------------------------------- 4. SQL
 
 PASSWORDS = {

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import baseline, bruteforce, firewall, isolation, ssh_access, updates
+from . import baseline, bruteforce, firewall, isolation, public_files, ssh_access, updates
 from .django import Release
 from .isolation import SETUP, Check, result
 from .paths import ETC, AppPaths
@@ -45,6 +45,7 @@ def audit(request: dict) -> dict[str, object]:
         ("service sandboxes", None, lambda: check_units(paths)),
         ("secrets", None, lambda: check_secrets(paths)),
         ("what the app can reach", None, lambda: isolation.check_app_isolation(paths)),
+        ("what Caddy serves", None, lambda: public_files.check_public_files(paths)),
         ("backups", None, lambda: check_backups(paths)),
         ("django check --deploy", None, lambda: check_django(paths, request["manage"])),
     ]

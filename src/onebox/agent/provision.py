@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import guard, hardening, isolation, ssh_access, updates
+from . import guard, hardening, isolation, public_files, ssh_access, updates
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import CACHE, ETC, TOOLS, AppPaths
@@ -107,6 +107,7 @@ def _setup(request: dict) -> dict[str, object]:
         ("uv", lambda: ensure_uv(request["uv_version"])),
         ("app user", lambda: ensure_app_user(paths.app)),
         ("directories", lambda: ensure_layout(paths)),
+        ("shared folder, links not followed", lambda: public_files.ensure_shared_mount(paths)),
         ("systemd units", lambda: ensure_units(paths, request["files"])),
         ("caddy", lambda: ensure_caddy(request["files"]["caddyfile"])),
         ("secrets file", lambda: ensure_secrets(paths)),

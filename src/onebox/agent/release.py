@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from string import Template
 
-from . import baseline, restore, site_check
+from . import baseline, public_files, restore, site_check
 from .django import DEPLOY_SETTINGS, Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
@@ -392,6 +392,7 @@ def link_public_dirs(paths: AppPaths, release_dir: Path, settings: dict) -> str:
     """Give Caddy fixed paths for static and media files, wherever the settings put them."""
     static_root = Path(str(settings["STATIC_ROOT"] or release_dir / "staticfiles"))
     media_root = Path(str(settings["MEDIA_ROOT"] or paths.media))
+    public_files.check_roots(paths, release_dir, static_root, media_root)
     public = release_dir / ".onebox"
     ensure_symlink(public / "static", static_root)
     if media_root != paths.media and release_dir in media_root.parents:
@@ -430,6 +431,7 @@ def freeze(
     `rollback` (which puts back the site of the release it returns to)."""
     run(["chown", "-R", f"root:{app}", str(release_dir)])
     run(["chmod", "-R", "u+rwX,g+rX,g-w,o-rwx", str(release_dir)])
+    public_files.remove_outside_links(release_dir, release_dir / ".onebox" / "static")
     manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest["migrations"] = settings.get("MIGRATIONS", [])  # what its code has

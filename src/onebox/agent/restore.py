@@ -155,12 +155,15 @@ def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> di
         finally:
             discard_dump(paths, dump)
     clean_tmp(paths)
+    shutil.rmtree(paths.shared / ".onebox-restore", ignore_errors=True)
     return {"restored": manifest["id"], "from": repo.label, "safety_backup": safety["id"]}
 
 
 def fetch_files(repo: Repository, entry: dict, paths: AppPaths) -> tuple[dict, Path]:
-    """The manifest and the media folder of a backup, in one restic run."""
-    target = paths.backup_tmp / "files"
+    """The manifest and the media folder of a backup, in one restic run. Fetched into
+    shared/ (root's corner of it): a folder can only be renamed into the media's place
+    from the same mount, and shared/ is one of its own (see public_files.py)."""
+    target = media_staging(paths)
     repo.run(
         "restore",
         "--no-lock",
@@ -175,9 +178,17 @@ def fetch_files(repo: Repository, entry: dict, paths: AppPaths) -> tuple[dict, P
     return manifest, restored
 
 
+def media_staging(paths: AppPaths) -> Path:
+    """A root-only folder beside the media (the app can write in media/, not in shared/)."""
+    target = paths.shared / ".onebox-restore"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(mode=0o700)
+    return target
+
+
 def swap_media(paths: AppPaths, restored: Path) -> None:
     """Replace the media folder's contents in two renames; owner and modes come from restic."""
-    old = paths.backup_tmp / "media-before"
+    old = paths.shared / ".onebox-restore" / "media-before"
     shutil.rmtree(old, ignore_errors=True)
     info = paths.media.lstat() if paths.media.exists() else None
     if paths.media.exists():

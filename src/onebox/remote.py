@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import shlex
 import subprocess
 import tarfile
@@ -44,7 +45,9 @@ def pack(
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in sorted(AGENT_DIR.glob("*.py")):
             tar.add(path, arcname=f"onebox_agent/{path.name}")
-        request = {"by": deployer(), **request}  # for the server's history of operations
+        # "by": for the server's history; "run": this call's own token, which the result
+        # must carry (a result left by another run is never taken for this one's)
+        request = {"by": deployer(), "run": secrets.token_hex(8), **request}
         _add_bytes(tar, "request.json", json.dumps(request).encode(), mode=0o600)
         if payload is not None:
             for path in payload_files or []:
@@ -68,6 +71,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
 
 def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, object]:
     """Send the stream to the agent, hand each event to on_event, return the result."""
+    run = _run_token(stream)
     ssh.connect()
     if ssh.login_user == DEPLOY_USER:  # its sudo allows onebox-agent only
         python = ssh.agent_command([])
@@ -87,6 +91,13 @@ def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str
         except ValueError:
             continue
         if event.get("event") == "result":
+            if event.get("run") != run:
+                raise RemoteStepFailed(
+                    f"{ssh.target.name} answered with the result of another run",
+                    host=ssh.target.name,
+                    hint="nothing of this run was confirmed: check `onebox status` and "
+                    "`onebox history`, then try again",
+                )
             result = event.get("data") or {}
         elif event.get("event") == "error":
             error = event
@@ -108,6 +119,16 @@ def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str
             hint=_stderr_hint(stderr),
         )
     return result
+
+
+def _run_token(stream: bytes) -> str:
+    """The run token pack() put in the request (read back: the stream is all call gets)."""
+    with tarfile.open(fileobj=io.BytesIO(stream), mode="r|") as tar:
+        for member in tar:  # request.json comes right after the agent's code
+            if member.name == "request.json":
+                handle = tar.extractfile(member)
+                return str(json.load(handle)["run"]) if handle else ""
+    return ""
 
 
 def _feed(process: subprocess.Popen[bytes], stream: bytes) -> None:

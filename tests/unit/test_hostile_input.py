@@ -168,3 +168,38 @@ def test_a_negative_log_count_is_a_usage_error():
 
     result = CliRunner().invoke(main, ["logs", "-n", "-1"])
     assert result.exit_code == 2 and "-1 is not in the range x>=1" in result.output
+
+
+def test_the_client_takes_only_its_own_runs_result(monkeypatch):
+    """A run folder of an earlier run once handed its hour-old result to a new deploy."""
+    from onebox import remote
+    from onebox.errors import RemoteStepFailed
+
+    stream = remote.pack({"action": "status"})
+    mine = remote._run_token(stream)
+    assert len(mine) == 16 and mine != remote._run_token(remote.pack({"action": "status"}))
+
+    class Fake:
+        target = SimpleNamespace(name="box")
+        login_user = "root"
+
+        def connect(self):
+            pass
+
+        def sudo(self, argv):
+            return argv
+
+        def popen(self, argv, **kwargs):
+            lines = [b'{"event": "result", "data": {"ok": 1}, "run": "' + token + b'"}\n']
+            return SimpleNamespace(
+                stdin=__import__("io").BytesIO(),
+                stdout=iter(lines),
+                stderr=__import__("io").BytesIO(b""),
+                wait=lambda: 0,
+            )
+
+    token = mine.encode()
+    assert remote.call(Fake(), stream, lambda event: None) == {"ok": 1}  # type: ignore[arg-type]
+    token = b"0123456789abcdef"
+    with pytest.raises(RemoteStepFailed, match="result of another run"):
+        remote.call(Fake(), stream, lambda event: None)  # type: ignore[arg-type]

@@ -67,7 +67,7 @@ def run_action(request: dict, root: Path) -> tuple[int, dict | None, str]:
         return error.code, None, error.message
     except Exception as exc:
         return internal_error(exc)
-    emit("result", data=result)
+    emit("result", data=result, run=request.get("run", ""))
     return 0, result, ""
 
 

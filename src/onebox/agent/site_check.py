@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 import http.client
 import ipaddress
+import re
 import socket
 import ssl
 
 from .paths import AppPaths
-from .system import run
+from .system import read_env_file, run
 
 
 def through_caddy(address: str, path: str) -> int | str:
@@ -68,6 +69,14 @@ def maintenance_on(paths: AppPaths) -> bool:
     return (paths.maintenance / "on.html").exists()
 
 
+def live_address(paths: AppPaths) -> str:
+    """The name the live release was deployed for (the onebox.toml at hand may say
+    another, or none): its ALLOWED_HOSTS, which onebox sets to it."""
+    env = read_env_file(paths.current / ".onebox" / "release.env")
+    first = env.get("ALLOWED_HOSTS", "").split(",")[0].strip()
+    return first if re.fullmatch(r"[A-Za-z0-9.:-]+", first) else ""  # not "*", ".x.com"
+
+
 def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) -> list[str]:
     """Why visitors do not get the live release, each with what to do; [] when they do."""
     found = []
@@ -90,6 +99,7 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
     if maintenance_on(paths):
         found.append("maintenance mode is on: visitors get a 503 page (`onebox maintenance off`)")
     elif not found:
+        address = live_address(paths) or address
         for path, fine in ((health_path, (200,)), ("/", range(200, 500))):
             answer = through_caddy(address, path)
             if answer not in fine:

@@ -74,7 +74,7 @@ def live_address(paths: AppPaths) -> str:
     another, or none): its ALLOWED_HOSTS, which onebox sets to it."""
     env = read_env_file(paths.current / ".onebox" / "release.env")
     first = env.get("ALLOWED_HOSTS", "").split(",")[0].strip()
-    return first if re.fullmatch(r"[A-Za-z0-9.:-]+", first) else ""  # not "*", ".x.com"
+    return first if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.:-]*", first) else ""  # not "*", ".x.com"
 
 
 def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) -> list[str]:

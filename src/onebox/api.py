@@ -408,6 +408,11 @@ def maintenance(project: Project, host: str | None, on: bool, reporter: Reporter
     return _simple(project, host, reporter, {"action": "maintenance", "on": on})
 
 
+def cancel(project: Project, host: str | None, reporter: Reporter) -> dict:
+    """Stop the app's deploy in progress before it moves traffic (see agent/cancel.py)."""
+    return _simple(project, host, reporter, {"action": "cancel"})
+
+
 def db_shell(project: Project, host: str | None, reporter: Reporter) -> int:
     """The database's own shell on the server (sqlite3, mariadb, psql), as its admin."""
     database = project.config.database

@@ -62,8 +62,8 @@ def command(func: Callable[..., Any]) -> Callable[..., Any]:
                     "interrupted: this client stopped following",
                     hint="a setup, deploy, rollback, restore or backup already under way goes "
                     "on to its end on the server (or undoes itself if a step fails); "
-                    "`onebox status` and `onebox history` show the outcome, and "
-                    "`onebox rollback` goes back after a deploy you did not want",
+                    "`onebox status` and `onebox history` show the outcome. To stop a "
+                    "deploy before it moves traffic: `onebox cancel`; after: `onebox rollback`",
                 )
             )
             sys.exit(130)
@@ -595,6 +595,20 @@ def maintenance(ctx: Context, host: str | None, state: str) -> None:
     """Serve a 503 maintenance page (.onebox/maintenance.html if the release has one)."""
     result = api.maintenance(ctx.project(), host, state == "on", ctx.reporter)
     ctx.done(result, f"maintenance mode {state}")
+
+
+@main.command()
+@host_option
+@command
+def cancel(ctx: Context, host: str | None) -> None:
+    """Stop the deploy in progress (from any machine) before it moves traffic."""
+    result = api.cancel(ctx.project(), host, ctx.reporter)
+    lines = [f"{run}: {outcome}" for run, outcome in result["runs"].items()]
+    if "cancelled" in result["runs"].values():
+        lines.append("the release it was building is removed; the live release keeps serving")
+    ctx.done(result, "\n".join(lines))
+    if any(outcome.startswith("too late") for outcome in result["runs"].values()):
+        sys.exit(int(ExitCode.FAILED))  # it went live: `onebox rollback` once it ends
 
 
 @main.group()

@@ -334,6 +334,28 @@ def test_interrupting_the_cli_says_what_the_server_does(app: App):
     assert app.cli("status").returncode == 0
 
 
+def test_a_deploy_cancelled_from_another_terminal_leaves_the_live_release(app: App):
+    live = app.json("status")["result"]["release"]["release_id"]
+    config = app.project / "onebox.toml"
+    settings = config.read_text()
+    config.write_text(settings.replace("build = []", 'build = ["sleep 8"]'))
+    try:
+        deploying = onebox_background("deploy", cwd=app.project)
+        running = f"systemctl list-units --no-legend 'onebox-{APP}-deploy-*'"
+        assert wait_for(lambda: app.server.ssh(running).strip() != "", 60)
+        cancelled = app.cli("cancel")
+        output, _ = deploying.communicate(timeout=300)
+    finally:
+        config.write_text(settings)
+    assert ": cancelled" in cancelled.stdout and "live release keeps serving" in cancelled.stdout
+    assert deploying.returncode == 1 and "the deploy was cancelled" in output, output
+    assert app.json("status")["result"]["release"]["release_id"] == live
+    assert app.server.ssh(f"ls /srv/{APP}/releases").split()[-1] == live
+    assert app.status_code() == 200
+    nothing = app.cli("cancel", check=False)
+    assert nothing.returncode == 3 and f"no deploy of {APP} is running" in nothing.stderr
+
+
 # --------------------------------------------------------------------------- 8. env
 
 

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cancel
 from .main import DISK_FULL, disk_full, main
 from .protocol import EXIT_FAILED, emit
 
@@ -138,6 +139,8 @@ def clean_old_runs(age: float = 86400) -> None:
 
 def detached(run_dir: str) -> int:
     """Inside the transient unit: run the action, then leave the exit code for the relay."""
+    if json.loads((Path(run_dir) / "request.json").read_text()).get("action") == "deploy":
+        cancel.open_for(Path(run_dir))
     code = main(run_dir)
     # Written whole, then renamed: the relay reads the file as soon as it exists, and an
     # empty one (caught between open and write) read as exit 1, whatever the action said.

@@ -10,7 +10,19 @@ import time
 import traceback
 from pathlib import Path
 
-from . import audit, backup, envfile, guard, history, provision, release, releases, restore, status
+from . import (
+    audit,
+    backup,
+    cancel,
+    envfile,
+    guard,
+    history,
+    provision,
+    release,
+    releases,
+    restore,
+    status,
+)
 from .protocol import EXIT_FAILED, AgentError, emit
 
 ACTIONS = {
@@ -32,6 +44,7 @@ ACTIONS = {
     "history": lambda request, payload: history.read(request),
     "audit": lambda request, payload: audit.audit(request),
     "confirm": lambda request, payload: guard.confirm(request),
+    "cancel": lambda request, payload: cancel.cancel(request),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Exit codes shared with the client (onebox.errors.ExitCode).
@@ -50,9 +50,15 @@ def emit(event: str, **fields: object) -> None:
     sys.stdout.flush()
 
 
+# Called as each step begins (a cancelled deploy stops there, see cancel.py).
+before_step: list[Callable[[], None]] = []
+
+
 @contextmanager
 def step(name: str) -> Iterator[dict[str, object]]:
     """Report a step's start and end; the body sets state['changed'] when it changed something."""
+    for hook in before_step:
+        hook()
     state: dict[str, object] = {"changed": None}  # None: done, no idempotence to report
     started = time.monotonic()
     emit("step", name=name, status="start")

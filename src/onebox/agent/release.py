@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from string import Template
 
-from . import baseline, public_files, restore, site_check
+from . import baseline, cancel, public_files, restore, site_check
 from .django import DEPLOY_SETTINGS, Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
@@ -475,6 +475,7 @@ def switch(
             state["changed"] = install_caddy_config(paths.caddy_site, site)
         if before_traffic:  # the last word before traffic moves (a rollback's schema check)
             before_traffic()
+        cancel.commit()  # past this, `onebox cancel` is refused
     except BaseException:
         run(["systemctl", "stop", paths.unit(new)], check=False)
         if old_site is not None:

@@ -103,5 +103,6 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
         for path, fine in ((health_path, (200,)), ("/", range(200, 500))):
             answer = through_caddy(address, path)
             if answer not in fine:
-                found.append(f"https://{address}{path} answers {answer} through Caddy")
+                said = f"answers {answer}" if isinstance(answer, int) else f"gets {answer}"
+                found.append(f"https://{address}{path}, asked through Caddy, {said}")
     return found

@@ -14,6 +14,7 @@ import click
 
 from onebox import __version__, api, sandbox
 from onebox.agent.backup import human
+from onebox.agent.site_check import MAINTENANCE
 from onebox.agent.system import env_entry_problem
 from onebox.config import load_project
 from onebox.errors import ConfigError, ExitCode, OneboxError
@@ -304,11 +305,13 @@ def _site_lines(ctx: Context, result: dict, lines: list[str]) -> None:
     non-zero exit (the release itself serves: `onebox status` checks again). The
     maintenance page is the user's own choice: said, but no failure."""
     problems = result.get("problems") or []
-    if not problems:
+    if not problems and not result.get("maintenance"):
         lines.append(f"live at {result['url']}")
+    if result.get("maintenance"):
+        lines.append(f"but: {MAINTENANCE}")
     lines += [f"but: {problem}" for problem in problems]
     ctx.done(result, "\n".join(lines))
-    if any(not problem.startswith("maintenance mode is on") for problem in problems):
+    if problems:
         sys.exit(int(ExitCode.FAILED))
 
 

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import guard, hardening, isolation, public_files, ssh_access, updates
+from . import guard, hardening, isolation, public_files, site_check, ssh_access, updates
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import CACHE, ETC, TOOLS, AppPaths
@@ -109,7 +109,7 @@ def _setup(request: dict) -> dict[str, object]:
         ("directories", lambda: ensure_layout(paths)),
         ("shared folder, links not followed", lambda: public_files.ensure_shared_mount(paths)),
         ("systemd units", lambda: ensure_units(paths, request["files"])),
-        ("caddy", lambda: ensure_caddy(request["files"]["caddyfile"])),
+        ("caddy", lambda: ensure_caddy(paths, request["files"]["caddyfile"])),
         ("secrets file", lambda: ensure_secrets(paths)),
         (f"database ({db.name})", lambda: ensure_database(paths, db)),
         ("onebox agent", lambda: install_agent()),
@@ -326,7 +326,7 @@ RuntimeDirectoryMode=0700
 """
 
 
-def ensure_caddy(caddyfile: str) -> bool:
+def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
     ensure_dir(Path("/etc/caddy/sites"))
     if CADDYFILE.is_file():
         old = CADDYFILE.read_text()
@@ -339,8 +339,9 @@ def ensure_caddy(caddyfile: str) -> bool:
     # A reload reaches Caddy at the new config's admin address: where that moved (off
     # TCP, onto the socket), only a restart gets there.
     changed = install_caddy_config(CADDYFILE, caddyfile, reload=not moved)
-    active = run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active"
-    if moved or not active:
+    # One restart, for whichever reason: stopped, its admin API moved, or started before
+    # the app's shared folder was mounted without links (it would still follow them).
+    if moved or not site_check.caddy_active() or not public_files.caddy_sees_mount(paths):
         run(["systemctl", "restart", "caddy"], what="starting Caddy")
         changed = True
     return changed or moved

@@ -46,7 +46,8 @@ def mount_unit(paths: AppPaths) -> str:
 
 def ensure_shared_mount(paths: AppPaths) -> bool:
     """The nosymfollow mount, now and at every boot. Caddy, started before it existed,
-    sees it only once restarted (a mount made later does not reach its namespace)."""
+    sees it only once restarted (a mount made later does not reach its namespace): the
+    caddy step does that (`caddy_sees_mount`)."""
     unit = mount_unit(paths)
     changed = write_file(Path("/etc/systemd/system") / unit, MOUNT_UNIT.format(shared=paths.shared))
     if changed:
@@ -55,9 +56,12 @@ def ensure_shared_mount(paths: AppPaths) -> bool:
         return changed  # (a changed unit takes effect at the next boot: never unmounted)
     run(["systemctl", "enable", "--quiet", unit])
     run(["systemctl", "start", unit], what=f"mounting {paths.shared} without links")
-    if run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active":
-        run(["systemctl", "restart", "caddy"], what="restarting Caddy to see the mount")
     return True
+
+
+def caddy_sees_mount(paths: AppPaths) -> bool:
+    pid = run(["systemctl", "show", "-p", "MainPID", "--value", "caddy"], check=False)
+    return nosymfollow(paths, pid.stdout.strip() or "0")
 
 
 def nosymfollow(paths: AppPaths, pid: str) -> bool:
@@ -101,13 +105,9 @@ def remove_outside_links(release_dir: Path, static_root: Path) -> list[str]:
     release = os.path.realpath(release_dir)
     if not _inside(os.path.realpath(static_root), release) or not static_root.is_dir():
         return []
-    removed = []
-    for folder, dirs, files in os.walk(static_root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            if os.path.islink(path) and not _inside(os.path.realpath(path), release):
-                os.unlink(path)
-                removed.append(os.path.relpath(path, static_root))
+    removed = outside_links(static_root, release_dir)
+    for link in removed:
+        os.unlink(os.path.join(os.path.realpath(static_root), link))
     if removed:
         emit(
             "log",
@@ -120,18 +120,9 @@ def remove_outside_links(release_dir: Path, static_root: Path) -> list[str]:
 def check_public_files(paths: AppPaths) -> list[Check]:
     """For `onebox audit`: Caddy sees shared/ without links, and the live release's static
     files hold none that leads out of it."""
-    pid = run(["systemctl", "show", "-p", "MainPID", "--value", "caddy"], check=False)
-    mounted = nosymfollow(paths, pid.stdout.strip() or "0")
+    mounted = caddy_sees_mount(paths)
     live = paths.current.resolve() if paths.current.is_symlink() else None
-    static = live / ".onebox" / "static" if live else None
-    outside = []
-    if live and static and static.is_dir():
-        real_static, release = os.path.realpath(static), os.path.realpath(live)
-        for folder, dirs, files in os.walk(real_static):
-            for name in dirs + files:
-                path = os.path.join(folder, name)
-                if os.path.islink(path) and not _inside(os.path.realpath(path), release):
-                    outside.append(os.path.relpath(path, real_static))
+    outside = outside_links(live / ".onebox" / "static", live) if live else []
     return [
         result(
             "Caddy follows no link the app made in its shared folder",
@@ -148,6 +139,20 @@ def check_public_files(paths: AppPaths) -> list[Check]:
             "deploy again (a deploy removes them)",
         ),
     ]
+
+
+def outside_links(static: Path, release_dir: Path) -> list[str]:
+    """The links among the static files that lead out of the release (relative paths)."""
+    if not static.is_dir():
+        return []
+    real_static, release = os.path.realpath(static), os.path.realpath(release_dir)
+    found = []
+    for folder, dirs, files in os.walk(real_static):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not _inside(os.path.realpath(path), release):
+                found.append(os.path.relpath(path, real_static))
+    return found
 
 
 def _inside(path: str, folder: str) -> bool:

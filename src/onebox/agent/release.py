@@ -117,9 +117,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     pruned = prune(paths, request.get("keep", 5))
     return {
         # what stands between visitors and the new release (maintenance mode, say)
-        "problems": site_check.problems(
-            paths, request["address"], request["health_path"], live_slot(paths)
-        ),
+        **site_check.after_switch(paths, request),
         "hooks_failed": hooks_failed,
         "release": request["release_id"],
         "slot": live_slot(paths),

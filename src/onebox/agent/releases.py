@@ -55,11 +55,7 @@ def rollback(request: dict, payload: Path) -> dict[str, object]:
         )
     with deploy_lock(paths.lock, request["deployer"], "rollback"):
         result = _rollback(request, paths)
-    slot = live_slot(paths)
-    result["problems"] = site_check.problems(
-        paths, request["address"], request["health_path"], slot
-    )
-    return result
+    return {**result, **site_check.after_switch(paths, request)}
 
 
 def _rollback(request: dict, paths: AppPaths) -> dict[str, object]:

@@ -16,6 +16,7 @@ import socket
 import ssl
 
 from .paths import AppPaths
+from .switch import live_slot
 from .system import read_env_file, run
 
 
@@ -61,6 +62,16 @@ def _context() -> ssl.SSLContext:
     return context
 
 
+def after_switch(paths: AppPaths, request: dict) -> dict[str, object]:
+    """For a deploy's or a rollback's result: the problems that make it a failure, and
+    whether the maintenance page (said, not a failure) is up."""
+    found = problems(paths, request["address"], request["health_path"], live_slot(paths))
+    return {
+        "problems": [problem for problem in found if problem != MAINTENANCE],
+        "maintenance": MAINTENANCE in found,
+    }
+
+
 def caddy_active() -> bool:
     return run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active"
 
@@ -77,8 +88,12 @@ def live_address(paths: AppPaths) -> str:
     return first if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.:-]*", first) else ""  # not "*", ".x.com"
 
 
+MAINTENANCE = "maintenance mode is on: visitors get a 503 page (`onebox maintenance off`)"
+
+
 def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) -> list[str]:
-    """Why visitors do not get the live release, each with what to do; [] when they do."""
+    """Why visitors do not get the live release, each with what to do; [] when they do.
+    The maintenance page is one of them (MAINTENANCE): for a deploy, the user's choice."""
     found = []
     if not caddy_active():
         found.append(
@@ -97,7 +112,7 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
             "`onebox rollback` to a kept release, or `onebox deploy`"
         )
     if maintenance_on(paths):
-        found.append("maintenance mode is on: visitors get a 503 page (`onebox maintenance off`)")
+        found.append(MAINTENANCE)
     elif not found:
         address = live_address(paths) or address
         for path, fine in ((health_path, (200,)), ("/", range(200, 500))):

@@ -32,16 +32,14 @@ def status(request: dict) -> dict[str, object]:
             )
         except OSError as exc:
             result["health"] = str(exc)
-    result["problems"] = site_check.problems(
-        paths, request["address"], request["health_path"], slot
-    )
-    result["guards"] = {name: guard.fires_at(name) for name in guard.armed()}
-    if result["guards"]:
-        result["problems"].append(  # type: ignore[union-attr]
-            "setup's changes to "
-            + ", ".join(result["guards"])  # type: ignore[arg-type]
-            + " are not confirmed and will be undone: run `onebox setup` again"
+    problems = site_check.problems(paths, request["address"], request["health_path"], slot)
+    guards = {name: guard.fires_at(name) for name in guard.armed()}
+    if guards:
+        problems.append(
+            f"setup's changes to {', '.join(guards)} are not confirmed and will be undone: "
+            "run `onebox setup` again"
         )
+    result["problems"], result["guards"] = problems, guards
     result["backups"] = backup_status(paths)
     result["updates"] = updates.state()
     result["releases"] = (

@@ -23,8 +23,16 @@ from uv import find_uv_bin
 from onebox import audit as outside
 from onebox import bundle, no_deploy_user, remote, sandbox
 from onebox.config import Project, set_server_user
-from onebox.errors import ConfigError, ConnectionFailed, RemoteStepFailed, UnsupportedError
+from onebox.detect import settings_switches
+from onebox.errors import (
+    ConfigError,
+    ConnectionFailed,
+    OneboxError,
+    RemoteStepFailed,
+    UnsupportedError,
+)
 from onebox.lock import lock
+from onebox.release_contents import check_settings_shipped, explain_missing_module
 from onebox.templating import render
 from onebox.transport import DEPLOY_USER, SSH, Target
 
@@ -249,7 +257,13 @@ def deploy(
     allow_breaking: bool = False,
 ) -> dict:
     cfg = project.config
-    files = bundle.collect(project.root, cfg.build.exclude)
+    files = bundle.collect(project.root, cfg.build.exclude, cfg.build.include)
+    check_settings_shipped(project.root, cfg.app.manage, cfg.app.settings, files)
+    if files.secrets_left_out:
+        reporter.notice(
+            f"left out {', '.join(files.secrets_left_out)}: they look like secrets (ship one "
+            "on purpose with [build] include; set secrets with `onebox env set`)"
+        )
     for path, size in files.large_untracked:
         reporter.notice(
             f"shipping {path} ({size // (1024 * 1024)} MB), which git does not track: if it "
@@ -286,6 +300,7 @@ def deploy(
             "keep": cfg.deploy.keep,
             "probation": cfg.deploy.probation,
             "security_skip": cfg.security.skip,
+            "switches": settings_switches(project.root, cfg.app.manage, cfg.app.settings),
             "allow_breaking": allow_breaking,
         }
         if dry_run:
@@ -297,7 +312,13 @@ def deploy(
                 "request": request,
             }
         stream = remote.pack(request, project.root, files.files)
-        result = remote.call(server.ssh, stream, reporter.event)
+        try:
+            result = remote.call(server.ssh, stream, reporter.event)
+        except OneboxError as exc:
+            left_out = explain_missing_module(project.root, cfg.app.manage, files, exc.output)
+            if left_out:
+                exc.hint = left_out
+            raise
         return {
             "host": server.ssh.target.name,
             "url": f"https://{server.address}/",
@@ -362,8 +383,13 @@ def logs(project: Project, host: str | None, reporter: Reporter, follow: bool, l
 
 def manage(project: Project, host: str | None, reporter: Reporter, args: list[str]) -> int:
     """manage.py in the live release, as the app user, with its environment loaded by systemd."""
-    command = ["manage", project.config.app.name, project.config.app.manage, *args]
+    app = project.config.app.name
     with connect(project, host, reporter) as server:
+        # The arguments go first inside an agent request (stdin), never on a command line:
+        # they may hold a password (see agent/manage_args.py).
+        request = {"action": "manage-args", "app": app, "args": args}
+        token = remote.call(server.ssh, remote.pack(request), reporter.event)["token"]
+        command = ["manage", app, project.config.app.manage, "--args-from", str(token)]
         return server.ssh.interactive(server.ssh.agent_command(command))
 
 

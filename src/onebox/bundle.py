@@ -25,10 +25,11 @@ ALWAYS_EXCLUDED = (
     ".ruff_cache",
     ".tox",
     "*.sqlite3",
-    ".env",
-    ".env.*",
     "onebox.toml",
 )
+# Files that look like secrets: never shipped unless [build] include names them, and a
+# deploy says which it left out.
+SECRET_LOOKING = (".env", ".env.*", ".envs", "*.pem", "*.key")
 
 
 LARGE = 10 * 1024 * 1024  # an untracked file this big is likely a dump or a build, not code
@@ -40,27 +41,65 @@ class Bundle:
     files: list[Path]
     commit: str  # git commit, "+dirty" when the work tree differs, "" outside git
     large_untracked: tuple[tuple[str, int], ...] = ()  # (path, bytes), shipped all the same
+    secrets_left_out: tuple[str, ...] = ()  # secret-looking files not shipped
 
     @property
     def size(self) -> int:
         return sum((self.root / f).stat().st_size for f in self.files if (self.root / f).is_file())
 
 
-def collect(root: Path, exclude: list[str]) -> Bundle:
+def collect(root: Path, exclude: list[str], include: list[str] | None = None) -> Bundle:
+    """The files git shows as the project (tracked, and untracked but not ignored), less
+    what is excluded and what looks like a secret; plus what [build] include names, even
+    if git ignores it (a git-ignored production settings file, compiled assets)."""
     patterns = (*ALWAYS_EXCLUDED, *exclude)
     candidates = _git_files(root)
     untracked = _git_files(root, tracked=False) or []
     if candidates is None:
         candidates = [p.relative_to(root) for p in root.rglob("*") if p.is_file() or p.is_symlink()]
         untracked = candidates
-    files = sorted(p for p in candidates if not _excluded(p, patterns) and (root / p).exists())
+    present = [p for p in candidates if not _excluded(p, patterns) and (root / p).exists()]
+    secret = sorted(p for p in present if _excluded(p, SECRET_LOOKING))
+    included = _included(root, include or [], patterns)
+    files = sorted((set(present) - set(secret)) | included)
     shipped = set(files)
     large = tuple(
         (p.as_posix(), size)
         for p in sorted(untracked)
         if p in shipped and (root / p).is_file() and (size := (root / p).stat().st_size) >= LARGE
     )
-    return Bundle(root=root, files=files, commit=_commit(root), large_untracked=large)
+    left_out = tuple(p.as_posix() for p in secret if p not in included)
+    return Bundle(root, files, _commit(root), large, left_out)
+
+
+def _included(root: Path, include: list[str], patterns: tuple[str, ...]) -> set[Path]:
+    """Files under each [build] include path or glob (never .git, .venv and the like)."""
+    found: set[Path] = set()
+    for pattern in include:
+        for match in root.glob(pattern.strip("/")):
+            paths = match.rglob("*") if match.is_dir() else [match]
+            for path in paths:
+                relative = path.relative_to(root)
+                if (path.is_file() or path.is_symlink()) and not _excluded(relative, patterns):
+                    found.add(relative)
+    return found
+
+
+def why_left_out(root: Path, path: Path) -> str:
+    """Why a file of the working tree is not in the release, in the words of its cause."""
+    rule = subprocess.run(
+        ["git", "check-ignore", "--verbose", "--no-index", str(path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if rule.returncode == 0 and rule.stdout.strip():
+        source = rule.stdout.split("\t")[0]  # ".gitignore:12:settings/production.py"
+        return f"git ignores it ({source})"
+    if _excluded(path, SECRET_LOOKING):
+        return "it looks like a secret (.env, *.pem, *.key are never shipped unless included)"
+    return "it is excluded ([build] exclude, or onebox's own list: caches, .venv, *.sqlite3)"
 
 
 def _excluded(path: Path, patterns: tuple[str, ...]) -> bool:

@@ -140,12 +140,20 @@ def init(ctx: Context, path: Path | None, host: str, domain: str, force: bool) -
             f"  secrets       {', '.join(found.required_env)} (set them with "
             "`onebox env set KEY=VALUE`)"
         )
+    if found.optional_env:
+        lines.append(
+            f"  optional      {', '.join(found.optional_env)} (read with a default: set "
+            "only those you want)"
+        )
     lines += [f"  note: {note}" for note in found.notes]
-    lines.append("next: set [server] host, then `onebox setup` and `onebox deploy`")
-    ctx.done(
-        {"config": str(target), **{k: v for k, v in vars(found).items() if k != "root"}},
-        "\n".join(lines),
+    lines.append(
+        "next: `onebox setup` and `onebox deploy`"
+        if host
+        else "next: set [server] host, then `onebox setup` and `onebox deploy`"
     )
+    data = {k: v for k, v in vars(found).items() if k not in ("root", "switches")}
+    data["switches"] = {name: s.as_dict() for name, s in found.switches.items()}
+    ctx.done({"config": str(target), **data}, "\n".join(lines))
 
 
 @main.command()

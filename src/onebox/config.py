@@ -180,6 +180,9 @@ class ServerConfig(_Section):
 class BuildConfig(_Section):
     requirements: str | None = None
     exclude: list[str] = []
+    # Paths or globs shipped although git ignores them (or they look like secrets): a
+    # git-ignored production settings file, compiled front-end assets.
+    include: list[str] = []
 
 
 class DeployConfig(_Section):

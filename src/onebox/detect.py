@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from onebox.agent.django import DEPLOY_SETTINGS
 from onebox.errors import ProjectError
+from onebox.settings_env import Switch, env_reads, literal_settings, switches
 
 SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".onebox"}
 PRODUCTION_NAMES = ("production", "prod", "live", "deploy")
@@ -28,8 +28,6 @@ PROVIDED_ENV = {
     "CSRF_TRUSTED_ORIGINS",
     "DJANGO_CSRF_TRUSTED_ORIGINS",
     "DJANGO_SETTINGS_MODULE",
-    "DEBUG",
-    "DJANGO_DEBUG",
     "STATIC_ROOT",
     "MEDIA_ROOT",
     "ONEBOX_RELEASE",
@@ -46,14 +44,25 @@ ENGINE_MARKS = {
 }
 
 
-DEPLOY_SETTING_NAMES = [
-    line.split("=")[0].strip() for line in DEPLOY_SETTINGS.splitlines() if "=" in line
-]
+SWITCHED = ("DEBUG", "SECRET_KEY")  # settings whose env switch an error should name
 
 
-def deploy_settings_missing(settings_files: list[Path]) -> list[str]:
-    text = "\n".join(path.read_text(errors="replace") for path in settings_files)
-    return [name for name in DEPLOY_SETTING_NAMES if name not in text]
+def unsafe_settings(files: list[Path], root: Path, found: dict[str, Switch]) -> list[str]:
+    """DEBUG on or a SECRET_KEY in the source: Django's deployment check refuses them."""
+    notes = []
+    literal = literal_settings(files, root, SWITCHED)
+    if literal.get("DEBUG", (False,))[0] is True:
+        notes.append(
+            f"DEBUG = True ({literal['DEBUG'][1]}): Django's deployment check refuses it "
+            "and so does onebox; make production's settings say DEBUG = False"
+        )
+    if isinstance(literal.get("SECRET_KEY", (None,))[0], str) and "SECRET_KEY" not in found:
+        notes.append(
+            f"SECRET_KEY is written in {literal['SECRET_KEY'][1]}: read it from the "
+            'environment in production, SECRET_KEY = os.environ["SECRET_KEY"] (onebox keeps '
+            "a strong one in the server's secrets file)"
+        )
+    return notes
 
 
 @dataclass
@@ -68,6 +77,8 @@ class Detected:
     static_root: str | None = None
     media_root: str | None = None
     required_env: list[str] = field(default_factory=list)
+    optional_env: list[str] = field(default_factory=list)
+    switches: dict[str, Switch] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     engine: str = "sqlite"
 
@@ -92,15 +103,13 @@ def detect(root: Path) -> Detected:
         python=python_requirement(root),
         static_root=assignments.get("STATIC_ROOT"),
         media_root=assignments.get("MEDIA_ROOT"),
-        required_env=required_env(settings_files),
         engine=database_engine(root, find_requirements(root), settings_files),
     )
-    missing = deploy_settings_missing(settings_files)
-    if missing:
-        detected.notes.append(
-            f"your settings lack {', '.join(missing)}: Django's `check --deploy` fails, and "
-            "onebox refuses such a deploy. Add to the production settings:\n" + DEPLOY_SETTINGS
-        )
+    reads = env_reads(settings_files)
+    detected.required_env = [n for n in reads.required if n not in PROVIDED_ENV]
+    detected.optional_env = [n for n in reads.optional if n not in PROVIDED_ENV]
+    detected.switches = switches(settings_files, root, SWITCHED)
+    detected.notes += unsafe_settings(settings_files, root, detected.switches)
     if detected.requirements is None:
         detected.notes.append(
             "no dependency file found (uv.lock, requirements.txt, Pipfile.lock, pyproject.toml)"
@@ -252,22 +261,6 @@ def python_requirement(root: Path) -> str | None:
     return None
 
 
-def required_env(files: list[Path]) -> list[str]:
-    """Variables the settings read with os.environ[...] (no default): they must be set."""
-    names: list[str] = []
-    for path in files:
-        for node in ast.walk(_parse(path)):
-            if (
-                isinstance(node, ast.Subscript)
-                and ast.unparse(node.value) in ("os.environ", "environ")
-                and isinstance(_const(node.slice), str)
-            ):
-                name = _const(node.slice)
-                if name not in PROVIDED_ENV and name not in names:
-                    names.append(name)
-    return names
-
-
 def app_name(root: Path) -> str:
     name = re.sub(r"[^a-z0-9]+", "-", root.name.lower()).strip("-")
     if not name or not name[0].isalpha():
@@ -287,3 +280,13 @@ def _parse(path: Path) -> ast.Module:
 
 def _const(node: ast.AST) -> object:
     return node.value if isinstance(node, ast.Constant) else None
+
+
+def settings_switches(root: Path, manage: str, settings: str) -> dict[str, dict[str, str]]:
+    """For a deploy: where DEBUG and SECRET_KEY take their values from, so that a refusal
+    names the project's own switch (nothing when the settings cannot be read)."""
+    try:
+        files = module_files((root / manage).parent, settings)
+        return {name: s.as_dict() for name, s in switches(files, root, SWITCHED).items()}
+    except (ProjectError, OSError, SyntaxError, ValueError):
+        return {}

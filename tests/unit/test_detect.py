@@ -165,20 +165,63 @@ def test_database_engine_is_detected_and_written(tmp_path, settings, requirement
     assert f'engine = "{engine}"' in config.read_text()
 
 
-def test_settings_not_ready_for_production_get_the_snippet(tmp_path):
-    from onebox.detect import DEPLOY_SETTINGS
-
+def test_unsafe_settings_are_named_with_the_line(tmp_path):
     files = {
         "manage.py": MANAGE.format(module="site_.settings"),
         "site_/__init__.py": "",
         "site_/settings.py": "WSGI_APPLICATION = 'site_.wsgi.application'\n"
-        "SESSION_COOKIE_SECURE = True\n",
+        "DEBUG = True\nSECRET_KEY = 'django-insecure-abc'\n",
+        "site_/wsgi.py": "",
+    }
+    notes = detect(make(tmp_path / "a", files)).notes
+    assert any(n.startswith("DEBUG = True (site_/settings.py:2)") for n in notes), notes
+    assert any("SECRET_KEY is written in site_/settings.py:3" in n for n in notes), notes
+    # what the proxy provides (HSTS, redirect, secure cookies) is no longer asked for
+    assert not any("SECURE_PROXY_SSL_HEADER" in n for n in notes)
+
+
+ENV_SETTINGS = """
+import os
+import environ
+from decouple import config
+env = environ.Env(FEATURE_X=(bool, False))
+SECRET_KEY = env("DJANGO_SECRET_KEY")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+API = env("PAYMENT_TOKEN")
+REGION = env.str("AWS_REGION")
+LIMIT = env.int("RATE_LIMIT", 10)
+FLAG = env("FEATURE_X")
+SENTRY = os.environ.get("SENTRY_DSN")
+HOME = os.getenv("HOME_URL", "/")
+MAIL = config("MAIL_HOST")
+MAIL_PORT = config("MAIL_PORT", default=25, cast=int)
+TOKEN = os.environ["SHOP_TOKEN"]
+if "REDIS_URL" in os.environ:
+    CACHE = os.environ["REDIS_URL"]
+if os.environ.get("S3_BUCKET"):
+    BUCKET = os.environ["S3_BUCKET"]
+try:
+    EXTRA = os.environ["EXTRA"]
+except KeyError:
+    EXTRA = None
+os.environ["SET_HERE"] = "1"
+"""
+
+
+def test_required_and_optional_environment_variables(tmp_path):
+    files = {
+        "manage.py": MANAGE.format(module="site_.settings"),
+        "site_/__init__.py": "",
+        "site_/settings.py": ENV_SETTINGS,
         "site_/wsgi.py": "",
     }
     found = detect(make(tmp_path / "a", files))
-    note = next(n for n in found.notes if "check --deploy" in n)
-    assert "SECURE_PROXY_SSL_HEADER" in note and DEPLOY_SETTINGS in note
-    assert "lack SESSION_COOKIE_SECURE" not in note and ", SESSION_COOKIE_SECURE" not in note
-    files["site_/settings.py"] += DEPLOY_SETTINGS.replace("    ", "") + "\n"
-    ready = detect(make(tmp_path / "b", files))
-    assert not any("check --deploy" in n for n in ready.notes)
+    assert found.required_env == ["PAYMENT_TOKEN", "AWS_REGION", "MAIL_HOST", "SHOP_TOKEN"]
+    assert set(found.optional_env) == {
+        "DJANGO_DEBUG", "RATE_LIMIT", "FEATURE_X", "SENTRY_DSN", "HOME_URL", "MAIL_PORT",
+        "REDIS_URL", "S3_BUCKET", "EXTRA",
+    }  # fmt: skip
+    debug = found.switches["DEBUG"]
+    assert (debug.var, debug.where) == ("DJANGO_DEBUG", "site_/settings.py:7")
+    assert debug.source == 'DEBUG = env.bool("DJANGO_DEBUG", default=False)'
+    assert found.switches["SECRET_KEY"].var == "DJANGO_SECRET_KEY"

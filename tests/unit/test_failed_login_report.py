@@ -58,3 +58,22 @@ def test_django_sends_it_the_failures(wrapper):
     ours = [r[1]() for r in user_login_failed.receivers if r[0][0] == "onebox-failed-login"]
     # once, however often the module is imported (each gunicorn worker imports it once)
     assert [receiver.__name__ for receiver in ours] == ["report_failed_login"]
+
+
+def test_the_app_sees_the_client_as_remote_addr(wrapper):
+    """gunicorn on a Unix socket leaves REMOTE_ADDR empty: the wrapper fills it in, in
+    the environ gunicorn's access log reads afterwards."""
+    seen = {}
+
+    def app(environ, start_response):
+        seen["addr"] = environ["REMOTE_ADDR"]
+        start_response("200 OK", [])
+        return [b""]
+
+    wrapper.app = app
+    environ = {"PATH_INFO": "/", "REMOTE_ADDR": "", "HTTP_X_FORWARDED_FOR": "10.0.0.1, 192.0.2.5"}
+    wrapper.application(environ, lambda *a: None)
+    assert seen["addr"] == environ["REMOTE_ADDR"] == "192.0.2.5"
+    forged = {"PATH_INFO": "/", "REMOTE_ADDR": "", "HTTP_X_FORWARDED_FOR": "not-an-address"}
+    wrapper.application(forged, lambda *a: None)
+    assert forged["REMOTE_ADDR"] == ""

@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path, PurePosixPath
 
+from . import manage_args
 from .paths import AppPaths
 from .system import BASE_ENV
 
@@ -57,14 +58,21 @@ def logs(args: list[str]) -> tuple[list[str], dict[str, str]]:
 
 
 def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """manage APP MANAGE_PY ARGS...: manage.py in the live release, as the app user, with
-    its environment loaded by systemd (secrets never on a command line)."""
-    if len(args) < 2:
-        raise Refused("usage: manage APP MANAGE_PY [ARGS...]")
+    """manage APP MANAGE_PY --args-from TOKEN: manage.py in the live release, as the app
+    user, with its environment loaded by systemd (secrets never on a command line).
+
+    Its arguments (`createsuperuser --password ...`) were left on the server beforehand
+    by the agent's `manage-args` action (see manage_args.py), so that they appear in no
+    argv: not ssh's, not sudo's log of this command, not systemd-run's, not python's."""
+    if len(args) != 4 or args[2] != "--args-from" or not manage_args.TOKEN.match(args[3]):
+        raise Refused("usage: manage APP MANAGE_PY --args-from TOKEN")
     paths = app_paths(args[0])
     manage_py = PurePosixPath(args[1])
     if manage_py.is_absolute() or ".." in manage_py.parts or manage_py.suffix != ".py":
         raise Refused(f"{args[1]!r} is not a manage.py path inside the project")
+    stashed = manage_args.path_for(paths, args[3])
+    if not stashed.is_file():
+        raise Refused("those manage.py arguments are gone (used once, or over 10 minutes old)")
     current, app = paths.current, paths.app
     argv = [
         "systemd-run",
@@ -72,14 +80,17 @@ def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
         "--pty" if sys.stdin.isatty() else "--pipe",
         "--wait",
         "--collect",
+        f"--description=onebox manage ({app})",
         f"--uid={app}",
         f"--gid={app}",
         f"--working-directory={current / manage_py.parent}",
         f"--property=EnvironmentFile={current}/.onebox/release.env",
         f"--property=EnvironmentFile={paths.secrets}",
+        f"--setenv=ONEBOX_MANAGE_ARGS={stashed}",
         f"{current}/.venv/bin/python",
+        "-c",
+        manage_args.LAUNCHER,
         str(current / manage_py),
-        *args[2:],
     ]
     return argv, dict(BASE_ENV)
 

@@ -27,7 +27,9 @@ from .system import BASE_ENV, as_user, run, tail
 class PostgreSQL(Engine):
     name = "postgresql"
     dump_file = "db.pgdump"
-    scheme, default_port, service, label = "postgresql", 5432, "postgresql", "PostgreSQL"
+    # "postgres://": the spelling dj-database-url and django-environ both accept, and the
+    # one projects test DATABASE_URL for
+    scheme, default_port, service, label = "postgres", 5432, "postgresql", "PostgreSQL"
 
     @property
     def packages(self) -> list[str]:  # type: ignore[override]

@@ -56,6 +56,20 @@ print("ONEBOX-MIGRATIONS " + json.dumps({
 """
 
 
+# The messages of `manage.py check --deploy`, as data (its text output is for people).
+DEPLOY_CHECK_PROBE = """
+import json, django
+django.setup()
+from django.core import checks
+found = [
+    {"id": m.id or "", "level": m.level, "msg": str(m.msg), "hint": str(m.hint or ""),
+     "obj": "" if m.obj is None else str(m.obj)}
+    for m in checks.run_checks(include_deployment_checks=True)
+    if not m.is_silenced()
+]
+print("ONEBOX-CHECKS " + json.dumps({"messages": found}))
+"""
+
 # Run with the release's Python: it imports Django, the agent does not.
 CHECK_SOURCE = Path(__file__).with_name("migration_check.py")
 
@@ -110,18 +124,11 @@ class Release:
         self._check(result, what, " ".join(["manage.py", *args]))
         return result.stdout
 
-    def deploy_check(self) -> tuple[bool, str]:
-        """Django's own `check --deploy`, with warnings counted as failures."""
-        argv = [self.python, str(self.path / self.manage), "check", "--deploy"]
-        result = run(
-            [*argv, "--fail-level", "WARNING"],
-            env=self.env,
-            cwd=self.workdir,
-            user=self.app,
-            check=False,
-            timeout=300,
-        )
-        return result.returncode == 0, tail(result.stdout + "\n" + result.stderr, 40)
+    def deploy_check(self) -> list[dict[str, object]]:
+        """What Django's own `check --deploy` reports (SILENCED_SYSTEM_CHECKS left out):
+        one {"id", "level", "msg", "hint", "obj"} per message, for deploy_check.py to judge."""
+        found = self._probe(DEPLOY_CHECK_PROBE, "ONEBOX-CHECKS", "running Django's deploy check")
+        return found["messages"]
 
     def settings(self) -> dict[str, object]:
         return self._probe(SETTINGS_PROBE, "ONEBOX-SETTINGS", "loading the Django settings")
@@ -138,8 +145,12 @@ class Release:
         return found["operations"]
 
     def _probe(self, source: str, marker: str, what: str) -> dict:
+        # argv shaped like a manage.py command's: settings that read sys.argv[1] (to tell
+        # `test` or `collectstatic` apart) load here as they do under manage.py.
+        argv = [str(self.path / self.manage), "check"]
+        prelude = f"import sys\nsys.argv = {argv!r}\n"
         result = run(
-            [self.python, "-c", source],
+            [self.python, "-c", prelude + source],
             env=self.env,
             cwd=self.workdir,
             user=self.app,

@@ -17,6 +17,7 @@ from . import (
     envfile,
     guard,
     history,
+    manage_args,
     provision,
     release,
     releases,
@@ -45,6 +46,7 @@ ACTIONS = {
     "audit": lambda request, payload: audit.audit(request),
     "confirm": lambda request, payload: guard.confirm(request),
     "cancel": lambda request, payload: cancel.cancel(request),
+    "manage-args": lambda request, payload: manage_args.stash(request),
 }
 
 

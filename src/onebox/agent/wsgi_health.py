@@ -4,7 +4,8 @@ Copied into every release as `.onebox/onebox_wsgi.py`; gunicorn serves
 `onebox_wsgi:application`, and ONEBOX_WSGI names the app's ("mvp.wsgi:application").
 `GET /.onebox/health` answers 200 once Django is set up and every configured database
 answers `SELECT 1`, 503 otherwise (the reason goes to the app's log, not to the client).
-Every other request reaches the app untouched.
+Every other request reaches the app with REMOTE_ADDR set to the client's address (see
+forwarded_client).
 
 Importing the app's module here, at worker start, means a release that cannot import
 never boots: onebox sees the crash before any traffic moves.
@@ -44,12 +45,7 @@ def client_address(request) -> str:
     sent, unless trusted_proxies says otherwise); the last entry is Caddy's either way."""
     if request is None:
         return ""
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    candidate = forwarded.rsplit(",", 1)[-1].strip() or request.META.get("REMOTE_ADDR", "")
-    try:
-        return str(ipaddress.ip_address(candidate))
-    except ValueError:
-        return ""
+    return forwarded_client(request.META) or _address(request.META.get("REMOTE_ADDR", ""))
 
 
 def journal(message: str, **fields: str) -> None:
@@ -72,7 +68,27 @@ else:
     user_login_failed.connect(report_failed_login, dispatch_uid="onebox-failed-login")
 
 
+def forwarded_client(environ) -> str:
+    """The client's address from the last X-Forwarded-For entry, the one Caddy wrote.
+
+    gunicorn listens on a Unix socket that only Caddy can reach, so REMOTE_ADDR is empty
+    and this header is the proxy's word: Caddy replaces whatever a client sent in it
+    (unless trusted_proxies says otherwise, and then it appends), so the last entry is
+    never the client's own claim."""
+    return _address(environ.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1])
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return ""
+
+
 def application(environ, start_response):
+    # In place: gunicorn's access log reads REMOTE_ADDR from this same dict afterwards.
+    if not environ.get("REMOTE_ADDR"):
+        environ["REMOTE_ADDR"] = forwarded_client(environ)
     if environ.get("PATH_INFO") != HEALTH_PATH:
         return app(environ, start_response)
     status, body = _check()

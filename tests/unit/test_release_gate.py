@@ -1,0 +1,141 @@
+"""What goes into a release, Django's deployment check as a gate, manage's arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onebox.agent import deploy_check, manage_args
+from onebox.agent.protocol import AgentError
+from onebox.bundle import collect
+from onebox.errors import ConfigError
+from onebox.release_contents import (
+    check_settings_shipped,
+    explain_missing_module,
+    settings_closure,
+)
+
+
+def message(ident: str, level: int = 30, msg: str = "...") -> dict:
+    return {"id": ident, "level": level, "msg": msg, "hint": "", "obj": ""}
+
+
+def test_what_the_proxy_provides_is_shown_not_fatal():
+    shown = deploy_check.gate(
+        [message(i) for i in ("security.W004", "security.W008", "security.W012")]
+        + [message("newsletter.W001", msg="NEWSLETTER_FROM is not set")],
+        {},
+    )
+    assert any(line.startswith("security.W008: provided by onebox's proxy") for line in shown)
+    assert "newsletter.W001: NEWSLETTER_FROM is not set (not fatal)" in shown
+
+
+def test_debug_on_is_refused_naming_the_projects_switch():
+    switch = {"var": "DJANGO_DEBUG", "where": "club/settings/base.py:7", "source": "DEBUG = x"}
+    with pytest.raises(AgentError) as refused:
+        deploy_check.gate([message("security.W018"), message("security.W004")], {"DEBUG": switch})
+    error = refused.value
+    assert error.message == "Django's deployment check fails: security.W018; nothing was changed"
+    assert "club/settings/base.py:7 reads it from DJANGO_DEBUG" in error.output
+    assert "onebox env set DJANGO_DEBUG=..." in error.output
+    assert "security.W004" not in error.output
+
+
+def test_errors_lead_the_headline_with_their_own_fix():
+    with pytest.raises(AgentError) as refused:
+        deploy_check.gate([message("security.W020"), message("shop.E001", 40, "broken")], {})
+    assert refused.value.message.startswith("Django's system check found errors: shop.E001")
+    assert "ALLOWED_HOSTS is empty" in refused.value.output
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    root = tmp_path / "club"
+    files = {
+        "manage.py": "",
+        "club/__init__.py": "",
+        "club/settings/__init__.py": "",
+        "club/settings/base.py": "import os\nfrom club.limits import RATE\n",
+        "club/settings/production.py": "from .base import *\nfrom . import secrets_local\n",
+        "club/settings/secrets_local.py": "X = 1\n",
+        "club/limits.py": "RATE = 1\n",
+        ".env": "SECRET=1\n",
+        "certs/site.pem": "-----\n",
+        "static/dist/app.js": "js\n",
+        ".gitignore": "club/settings/production.py\nstatic/dist/\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    return root
+
+
+def test_settings_closure_follows_imports_within_the_project(project):
+    found = {
+        p.relative_to(project).as_posix()
+        for p in settings_closure(project, "club.settings.production")
+    }
+    assert found == {
+        "club/__init__.py",
+        "club/settings/__init__.py",
+        "club/settings/production.py",
+        "club/settings/base.py",
+        "club/settings/secrets_local.py",
+        "club/limits.py",
+    }
+
+
+def test_an_ignored_settings_module_is_refused_then_shipped_with_include(project):
+    bundle = collect(project, [])
+    with pytest.raises(ConfigError) as refused:
+        check_settings_shipped(project, "manage.py", "club.settings.production", bundle)
+    assert refused.value.message.startswith(
+        "club/settings/production.py, which the settings module club.settings.production "
+        "needs, would not be in the release: git ignores it (.gitignore:1:"
+    )
+    assert 'include = ["club/settings/production.py"]' in refused.value.hint
+    included = collect(project, [], ["club/settings/production.py", "static/dist/**"])
+    check_settings_shipped(project, "manage.py", "club.settings.production", included)
+    assert Path("static/dist/app.js") in included.files
+
+
+def test_secret_looking_files_are_left_out_and_said(project):
+    bundle = collect(project, [])
+    assert Path(".env") not in bundle.files and Path("certs/site.pem") not in bundle.files
+    assert bundle.secrets_left_out == (".env", "certs/site.pem")
+    shipped = collect(project, [], ["certs/site.pem"])
+    assert Path("certs/site.pem") in shipped.files and shipped.secrets_left_out == (".env",)
+
+
+def test_a_missing_module_of_the_working_tree_is_named(project):
+    bundle = collect(project, [])
+    output = "Traceback...\nModuleNotFoundError: No module named 'club.settings.production'"
+    said = explain_missing_module(project, "manage.py", bundle, output)
+    assert said and "is club/settings/production.py in your working tree" in said
+    assert explain_missing_module(project, "manage.py", bundle, "No module named 'celery'") is None
+
+
+def test_the_manage_launcher_runs_manage_py_with_the_stashed_arguments(tmp_path):
+    manage = tmp_path / "manage.py"
+    manage.write_text("import sys\nprint(sys.argv)\nimport helper\n")
+    (tmp_path / "helper.py").write_text("print('helper from', __file__)\n")
+    stashed = tmp_path / ".manage-args-x"
+    stashed.write_text(json.dumps(["createsuperuser", "--password", "s3cret"]))
+    env = {"ONEBOX_MANAGE_ARGS": str(stashed), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", manage_args.LAUNCHER, str(manage)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"['{manage}', 'createsuperuser', '--password', 's3cret']" in out
+    assert "helper from" in out
+    assert not stashed.exists()  # read once, then gone

@@ -261,8 +261,8 @@ def deploy(
     check_settings_shipped(project.root, cfg.app.manage, cfg.app.settings, files)
     if files.secrets_left_out:
         reporter.notice(
-            f"left out {', '.join(files.secrets_left_out)}: they look like secrets (ship one "
-            "on purpose with [build] include; set secrets with `onebox env set`)"
+            f"not shipped, as secret-looking: {', '.join(files.secrets_left_out)} (to ship "
+            "one on purpose, list it in [build] include; secrets go in `onebox env set`)"
         )
     for path, size in files.large_untracked:
         reporter.notice(
@@ -286,6 +286,8 @@ def deploy(
             "settings": cfg.app.settings,
             "manage": cfg.app.manage,
             "health_path": cfg.app.health_check_path,
+            "health_pages": cfg.app.health_pages,
+            "collectstatic": cfg.build.collectstatic,
             "build": cfg.deploy.build,
             "before_migrate": cfg.deploy.before_migrate,
             "release": cfg.deploy.release,

@@ -87,12 +87,31 @@ class AppConfig(_Section):
     manage: str = "manage.py"
     python: str | None = None
     workers: Annotated[int, Field(ge=1, le=64)] = 2
-    # None: onebox's built-in check (Django set up, every database answering).
-    health_path: str | None = None
+    # None: onebox's built-in check (Django set up, every database answering), then the
+    # home page must not answer 5xx. A path, or several: the first is polled until the
+    # release answers, then each must answer 2xx/3xx (redirects within the site followed).
+    health_path: str | list[str] | None = None
 
     @property
     def health_check_path(self) -> str:
-        return self.health_path or BUILTIN_HEALTH_PATH
+        """The path polled while the release starts (and during probation)."""
+        paths = self.health_paths
+        return paths[0] if paths else BUILTIN_HEALTH_PATH
+
+    @property
+    def health_paths(self) -> list[str]:
+        if self.health_path is None:
+            return []
+        return [self.health_path] if isinstance(self.health_path, str) else self.health_path
+
+    @property
+    def health_pages(self) -> dict[str, object]:
+        """Pages fetched once the release answers, before it gets traffic: {"paths": [...],
+        "strict": bool} (strict: 2xx/3xx wanted; else: anything but 5xx)."""
+        listed = self.health_paths
+        return (
+            {"paths": listed[1:], "strict": True} if listed else {"paths": ["/"], "strict": False}
+        )
 
     @field_validator("name")
     @classmethod
@@ -130,12 +149,16 @@ class AppConfig(_Section):
 
     @field_validator("health_path")
     @classmethod
-    def _path(cls, value: str | None) -> str | None:
-        if value is not None and not URL_PATH.fullmatch(value):
-            raise ValueError(
-                'must be a URL path starting with "/", like "/health/", without spaces '
-                "(percent-encode other characters)"
-            )
+    def _path(cls, value: str | list[str] | None) -> str | list[str] | None:
+        listed = [value] if isinstance(value, str) else value or []
+        if isinstance(value, list) and not value:
+            raise ValueError("list at least one path, or leave health_path out")
+        for path in listed:
+            if not URL_PATH.fullmatch(path):
+                raise ValueError(
+                    f'{path!r} must be a URL path starting with "/", like "/health/", without '
+                    "spaces (percent-encode other characters)"
+                )
         return value
 
 
@@ -183,6 +206,8 @@ class BuildConfig(_Section):
     # Paths or globs shipped although git ignores them (or they look like secrets): a
     # git-ignored production settings file, compiled front-end assets.
     include: list[str] = []
+    # false: no collectstatic on the server; STATIC_ROOT is served as the project ships it.
+    collectstatic: bool = True
 
 
 class DeployConfig(_Section):

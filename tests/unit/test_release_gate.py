@@ -29,25 +29,34 @@ def test_what_the_proxy_provides_is_shown_not_fatal():
         [message(i) for i in ("security.W004", "security.W008", "security.W012")]
         + [message("newsletter.W001", msg="NEWSLETTER_FROM is not set")],
         {},
+        set(),
     )
-    assert any(line.startswith("security.W008: provided by onebox's proxy") for line in shown)
+    assert shown[0] == (
+        "security.W004, security.W008, security.W012: provided by onebox's proxy "
+        "(HSTS, Secure cookies, the HTTPS redirect)"
+    )
     assert "newsletter.W001: NEWSLETTER_FROM is not set (not fatal)" in shown
 
 
 def test_debug_on_is_refused_naming_the_projects_switch():
     switch = {"var": "DJANGO_DEBUG", "where": "club/settings/base.py:7", "source": "DEBUG = x"}
     with pytest.raises(AgentError) as refused:
-        deploy_check.gate([message("security.W018"), message("security.W004")], {"DEBUG": switch})
+        deploy_check.gate(
+            [message("security.W018"), message("security.W004")], {"DEBUG": switch}, set()
+        )
     error = refused.value
     assert error.message == "Django's deployment check fails: security.W018; nothing was changed"
     assert "club/settings/base.py:7 reads it from DJANGO_DEBUG" in error.output
-    assert "onebox env set DJANGO_DEBUG=..." in error.output
+    assert "set it with `onebox env set DJANGO_DEBUG=...`" in error.output
+    with pytest.raises(AgentError) as refused:
+        deploy_check.gate([message("security.W018")], {"DEBUG": switch}, {"DJANGO_DEBUG"})
+    assert "set on the server: `onebox env unset DJANGO_DEBUG`" in refused.value.output
     assert "security.W004" not in error.output
 
 
 def test_errors_lead_the_headline_with_their_own_fix():
     with pytest.raises(AgentError) as refused:
-        deploy_check.gate([message("security.W020"), message("shop.E001", 40, "broken")], {})
+        deploy_check.gate([message("security.W020"), message("shop.E001", 40, "broken")], {}, set())
     assert refused.value.message.startswith("Django's system check found errors: shop.E001")
     assert "ALLOWED_HOSTS is empty" in refused.value.output
 

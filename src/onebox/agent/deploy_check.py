@@ -13,15 +13,13 @@ from .protocol import EXIT_CONFIG, AgentError, emit
 
 ERROR = 40  # django.core.checks.ERROR
 
-_HSTS = "HSTS (Caddy sends Strict-Transport-Security when the app sends none)"
-_COOKIES = "Secure cookies (Caddy marks every cookie the app sets Secure)"
 PROVIDED = {
-    "security.W004": _HSTS,
-    "security.W005": _HSTS,
-    "security.W021": _HSTS,
-    "security.W008": "the HTTPS redirect (Caddy redirects every plain-HTTP request)",
-    "security.W012": _COOKIES,
-    "security.W016": _COOKIES,
+    "security.W004": "HSTS",  # Caddy sends Strict-Transport-Security when the app sends none
+    "security.W005": "HSTS",
+    "security.W021": "HSTS",
+    "security.W008": "the HTTPS redirect",  # Caddy redirects every plain-HTTP request
+    "security.W012": "Secure cookies",  # Caddy marks every cookie the app sets Secure
+    "security.W016": "Secure cookies",
 }
 
 FIXES = {
@@ -42,23 +40,33 @@ FIXES = {
 SKIP = 'or deploy anyway, saying why, in onebox.toml: [security] skip = { django = "the reason" }'
 
 
-def gate(messages: list[dict], switches: dict[str, dict[str, str]]) -> list[str]:
-    """Raise for what holds the deploy; return the lines to show for the rest."""
-    holding, shown = [], []
+def gate(
+    messages: list[dict], switches: dict[str, dict[str, str]], environment: set[str]
+) -> list[str]:
+    """Raise for what holds the deploy; return the lines to show for the rest.
+    `environment`: the names of the variables the release has (to say which are set)."""
+    holding, provided, shown = [], [], []
     for message in messages:
         ident = str(message.get("id") or "")
         if ident in PROVIDED:
-            shown.append(f"{ident}: provided by onebox's proxy: {PROVIDED[ident]}")
+            provided.append(ident)
         elif int(message.get("level", 0)) >= ERROR or ident.startswith("security."):
             holding.append(message)
         else:
             shown.append(f"{ident or 'warning'}: {message['msg']} (not fatal)")
     if holding:
-        raise refusal(holding, switches)
+        raise refusal(holding, switches, environment)
+    if provided:
+        what = sorted({PROVIDED[ident] for ident in provided})
+        shown.insert(
+            0, f"{', '.join(sorted(provided))}: provided by onebox's proxy ({', '.join(what)})"
+        )
     return shown
 
 
-def refusal(holding: list[dict], switches: dict[str, dict[str, str]]) -> AgentError:
+def refusal(
+    holding: list[dict], switches: dict[str, dict[str, str]], environment: set[str]
+) -> AgentError:
     errors = [m for m in holding if int(m.get("level", 0)) >= ERROR]
     ids = [str(m.get("id") or "?") for m in errors or holding]
     headline = "Django's system check found errors" if errors else "Django's deployment check fails"
@@ -67,7 +75,7 @@ def refusal(holding: list[dict], switches: dict[str, dict[str, str]]) -> AgentEr
         ident = str(message.get("id") or "?")
         where = f" ({message['obj']})" if message.get("obj") else ""
         lines.append(f"{ident}{where}: {message['msg']}")
-        lines.append(f"  fix: {fix_for(ident, message, switches)}")
+        lines.append(f"  fix: {fix_for(ident, message, switches, environment)}")
     return AgentError(
         f"{headline}: {', '.join(ids)}; nothing was changed",
         output="\n".join(lines),
@@ -76,15 +84,17 @@ def refusal(holding: list[dict], switches: dict[str, dict[str, str]]) -> AgentEr
     )
 
 
-def fix_for(ident: str, message: dict, switches: dict[str, dict[str, str]]) -> str:
+def fix_for(
+    ident: str, message: dict, switches: dict[str, dict[str, str]], environment: set[str]
+) -> str:
     setting = {"security.W018": "DEBUG", "security.W009": "SECRET_KEY"}.get(ident)
     switch = switches.get(setting or "")
     if switch:  # the settings read it from a variable of the project's own
-        return (
-            f"{FIXES[ident]}: {switch['where']} reads it from {switch['var']} "
-            f"(`{switch['source']}`): set that to production's value with "
-            f"`onebox env set {switch['var']}=...`"
-        )
+        var = switch["var"]
+        where = f"{FIXES[ident]}: {switch['where']} reads it from {var} (`{switch['source']}`)"
+        if var in environment:
+            return f"{where}, set on the server: `onebox env unset {var}`, or set it right"
+        return f"{where}: set it with `onebox env set {var}=...`"
     return FIXES.get(ident) or str(message.get("hint") or "see Django's message")
 
 

@@ -20,13 +20,22 @@ from contextlib import ExitStack
 from pathlib import Path
 from string import Template
 
-from . import baseline, cancel, deploy_check, public_files, restore, site_check
+from . import (
+    baseline,
+    cancel,
+    deploy_check,
+    public_files,
+    restore,
+    site_check,
+    static_files,
+)
 from .django import Release, hint_for
 from .lock import deploy_lock
 from .paths import CACHE, TOOLS, AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
 from .provision import check_supported, ensure_secrets, ensure_units, install_caddy_config
 from .switch import (
+    check_pages,
     idle_slot,
     journal,
     live_slot,
@@ -179,15 +188,15 @@ def run_django_steps(
             release.shell(command, f"build command `{command}`")
     skip = request.get("security_skip", {})
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # Django's deployment check is a process of its own: it runs beside collectstatic
-        # (reading the settings too was measured slower: two cores, three Djangos).
+        # Django's deployment check is a process of its own: it runs beside the settings
+        # and collectstatic (reading the settings in it too was measured slower: two
+        # cores, three Djangos).
         checked = None if "django" in skip else pool.submit(release.deploy_check)
-        with step("collectstatic"):
-            release.manage_py("collectstatic", "--noinput", what="collectstatic")
-        with step("settings") as state:
+        with step("settings"):
             settings = release.settings()
-            state["detail"] = link_public_dirs(AppPaths(release.app), release.path, settings)
-        check_deploy(checked, skip, request)
+        with step("collectstatic") as state:
+            state["detail"] = collect_static(request, release, settings)
+        check_deploy(checked, skip, request, release)
     for command in request.get("before_migrate", []):
         with step(f"before migrate: {command}"):
             release.shell(command, f"before-migrate command `{command}`")
@@ -198,14 +207,46 @@ def run_django_steps(
     return settings, migrated
 
 
-def check_deploy(checked: Future[list[dict]] | None, skip: dict[str, str], request: dict) -> None:
+def collect_static(request: dict, release: Release, settings: dict) -> str:
+    """collectstatic (keeping a committed manifest's prebuilt files), the fixed paths
+    Caddy serves, and the kept releases' hashed files bridged (see static_files.py)."""
+    paths = AppPaths(release.app)
+    static_root = Path(str(settings["STATIC_ROOT"] or release.path / "staticfiles"))
+    committed = static_files.committed_manifest(static_root)
+    notes = []
+    if request.get("collectstatic", True):
+        release.manage_py("collectstatic", "--noinput", what="collectstatic")
+        kept = static_files.merge_manifest(static_root, committed) if committed else 0
+        if kept:
+            notes.append(f"kept {kept} prebuilt file(s) of the committed manifest")
+    else:
+        notes.append("collectstatic skipped ([build] collectstatic = false)")
+    notes.append(link_public_dirs(paths, release.path, settings))
+    earlier = [p for p in complete_releases(paths) if p != release.path]
+    earlier = sorted(earlier, reverse=True)[: max(request.get("keep", 5) - 1, 0)]
+    bridged = static_files.bridge(release.path, static_root, earlier)
+    if bridged:
+        notes.append(f"{bridged} hashed file(s) of earlier releases still served")
+    return "; ".join(notes)
+
+
+def complete_releases(paths: AppPaths) -> list[Path]:
+    if not paths.releases.is_dir():
+        return []
+    return sorted(p for p in paths.releases.iterdir() if (p / COMPLETE).is_file())
+
+
+def check_deploy(
+    checked: Future[list[dict]] | None, skip: dict[str, str], request: dict, release: Release
+) -> None:
     """Refuse a release that Django itself calls unfit for production (before anything
     about the database or the live site changes); see deploy_check.py."""
     if checked is None:
         emit("log", text=f"django check --deploy skipped: {skip['django']}")
         return
     with step("django check --deploy") as state:
-        shown = deploy_check.gate(checked.result(), request.get("switches", {}))
+        switches = request.get("switches", {})
+        shown = deploy_check.gate(checked.result(), switches, set(release.env))
         state["detail"] = f"{len(shown)} note(s), none fatal" if shown else "no issues"
     deploy_check.report(shown)
 
@@ -452,8 +493,11 @@ def switch(
     try:
         with step(f"start ({new} slot)"):
             start_slot(paths, new, release_dir)
-        with step("health check"):
+        with step("health check") as state:
             wait_healthy(paths, new, request["address"], request["health_path"])
+            pages = request.get("health_pages") or {}
+            check_pages(paths, new, request["address"], pages)
+            state["detail"] = ", ".join([request["health_path"], *pages.get("paths", [])])
         with step("caddy site") as state:
             state["changed"] = install_caddy_config(paths.caddy_site, site)
         if before_traffic:  # the last word before traffic moves (a rollback's schema check)

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 from .django import hint_for
 from .paths import SLOTS, AppPaths
@@ -106,6 +107,55 @@ def wait_healthy(paths: AppPaths, slot: str, host: str, path: str, timeout: floa
     )
 
 
+MAX_REDIRECTS = 3
+
+
+def check_pages(paths: AppPaths, slot: str, host: str, pages: dict) -> None:
+    """Real pages of the new release, before it gets traffic: a release whose home page
+    answers 500 (a template that cannot find its static file, say) never serves.
+
+    Redirects within the site are followed (a login page, a trailing slash), at most
+    MAX_REDIRECTS. strict: each must end in 2xx/3xx; else anything but 5xx will do."""
+    for path in pages.get("paths", []):
+        status, final = fetch_page(paths.socket(slot), host, path)
+        bad = status >= 500 or (pages.get("strict") and status >= 400)
+        if bad:
+            via = f" (redirected to {final})" if final != path else ""
+            raise AgentError(
+                f"the new release answers HTTP {status} on {path}{via}; the live release "
+                "keeps serving",
+                output=journal(paths, slot),
+                command=f"GET https://{host}{path}",
+                hint=hint_for(journal(paths, slot))
+                if status >= 500
+                else "fix the page, or change [app] health_path",
+            )
+
+
+def fetch_page(sock_path: Path, host: str, path: str) -> tuple[int, str]:
+    """(status, the path it ended on), following redirects that stay on this site."""
+    for _ in range(MAX_REDIRECTS + 1):
+        status, location = _get(sock_path, host, path)
+        if status not in (301, 302, 303, 307, 308) or not location:
+            return status, path
+        target = urlsplit(urljoin(f"https://{host}{path}", location))
+        if target.hostname != host.split(":")[0]:
+            return status, path  # off the site: its answer is not this release's
+        path = target.path + (f"?{target.query}" if target.query else "")
+    return status, path
+
+
+def _get(sock_path: Path, host: str, path: str) -> tuple[int, str]:
+    connection = _UnixHTTPConnection(str(sock_path))
+    try:
+        connection.request("GET", path, headers=HEALTH_HEADERS | {"Host": host})
+        response = connection.getresponse()
+        return response.status, response.getheader("Location", "")
+    finally:
+        connection.close()
+
+
+HEALTH_HEADERS = {"X-Forwarded-Proto": "https", "User-Agent": "onebox-health"}
 PROBATION_STRIKES = 3  # health checks failed in a row that end a probation
 
 
@@ -130,16 +180,7 @@ def watch(paths: AppPaths, slot: str, host: str, path: str, seconds: float) -> s
 
 
 def http_status(sock_path: Path, host: str, path: str) -> int:
-    connection = _UnixHTTPConnection(str(sock_path))
-    try:
-        connection.request(
-            "GET",
-            path,
-            headers={"Host": host, "X-Forwarded-Proto": "https", "User-Agent": "onebox-health"},
-        )
-        return connection.getresponse().status
-    finally:
-        connection.close()
+    return _get(sock_path, host, path)[0]
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

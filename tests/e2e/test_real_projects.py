@@ -1,0 +1,178 @@
+"""Projects shaped like real public ones, deployed as their own READMEs say, with only
+`onebox init`, `setup`, `deploy` and `env set` of the variables those READMEs name.
+
+club (tests/fixtures/club): django-allauth sign-up and login, django-environ settings in
+a package whose production module is git-ignored ("copy production.example.py"), a
+committed `.envs/` folder, settings that read sys.argv[1], HTTPS, HSTS and cookies left
+to the proxy with a deliberate HSTS choice of its own, a third-party deployment warning.
+
+On the Debian 12 practice server test_projects.py uses too (its own domain name).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import FIXTURES, Server, copy_project, onebox, onebox_json, use_deploy_user
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "club.test"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def git_project(source: Path, target: Path) -> Path:
+    project = copy_project(source, target)
+    shutil.copy(
+        project / "config/settings/production.example.py",
+        project / "config/settings/production.py",
+    )  # as the README says; .gitignore keeps it out of git
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "club"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=project,
+            check=True,
+        )
+    return project
+
+
+class Browser:
+    """curl with a cookie jar, over HTTPS to the practice server."""
+
+    def __init__(self, server: Server, jar: Path) -> None:
+        self.base = ["curl", "-sS", "--max-time", "20", "--cacert", str(server.ca)]
+        self.base += ["--resolve", f"{DOMAIN}:443:{server.address}", "-b", str(jar), "-c", str(jar)]
+
+    def get(self, path: str) -> tuple[str, str]:
+        out = subprocess.run(
+            [*self.base, "-D", "-", f"https://{DOMAIN}{path}"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        ).stdout.decode()  # bytes: text mode would turn the \r\n between head and body
+        head, _, body = out.partition("\r\n\r\n")
+        return head, body
+
+    def post_form(self, path: str, fields: dict[str, str]) -> str:
+        """POST the page's form with its CSRF token; the answer's status line and Location."""
+        _, page = self.get(path)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, page
+        data = "&".join(f"{k}={v}" for k, v in {"csrfmiddlewaretoken": token[1], **fields}.items())
+        url = f"https://{DOMAIN}{path}"
+        answer = ["-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-e", url]
+        out = subprocess.run(
+            [*self.base, *answer, "--data", data, url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout
+
+
+def client_address(server: Server) -> str:
+    """The address the server sees this machine connect from."""
+    route = subprocess.run(
+        ["ip", "route", "get", server.address], capture_output=True, text=True, check=True
+    ).stdout
+    return re.search(r"\bsrc (\S+)", route)[1]
+
+
+def test_club_allauth_ignored_settings_and_the_proxys_share(server12, tmp_path):
+    project = git_project(FIXTURES / "club", tmp_path / "club")
+    init = onebox("init", "--host", server12.host, "--domain", DOMAIN, cwd=project)
+    assert "config.settings.production" in init.stdout
+    assert "set [server] host" not in init.stdout  # --host said it
+    # README: MEMBERSHIP_API_KEY required; SENTRY_DSN, REDIS_URL, NEWSLETTER_FROM optional
+    assert "secrets       MEMBERSHIP_API_KEY (" in init.stdout
+    optional = re.search(r"optional\s+(.*) \(", init.stdout)[1].split(", ")
+    assert {"SENTRY_DSN", "REDIS_URL", "NEWSLETTER_FROM", "DJANGO_DEBUG"} <= set(optional)
+    config = project / "onebox.toml"
+    assert 'secrets = ["MEMBERSHIP_API_KEY"]' in config.read_text()
+    use_deploy_user(config)
+    onebox("setup", cwd=project)
+    server12.ca.write_text(onebox("ca", cwd=project).stdout)
+
+    # the production settings are git-ignored: named, with the two fixes, before building
+    ignored = onebox("deploy", cwd=project, check=False)
+    assert ignored.returncode == 3, ignored.stderr
+    assert (
+        "config/settings/production.py, which the settings module config.settings.production "
+        "needs, would not be in the release: git ignores it (.gitignore:1:"
+    ) in ignored.stderr
+    assert 'include = ["config/settings/production.py"]' in ignored.stderr
+    edit(config, "include = []", 'include = ["config/settings/production.py"]')
+
+    missing = onebox("deploy", cwd=project, check=False)
+    assert missing.returncode == 3 and "the app needs MEMBERSHIP_API_KEY" in missing.stderr
+    assert "not shipped, as secret-looking: .envs/.local/.django" in missing.stderr
+    onebox("env", "set", "MEMBERSHIP_API_KEY=-", cwd=project, input="mk_live_1\n")
+    deployed = onebox("deploy", cwd=project)  # settings read sys.argv[1]: they load
+    assert (
+        "security.W005, security.W008, security.W012, security.W016: provided by onebox's proxy"
+        in deployed.stderr
+    )
+    assert "newsletter.W001: NEWSLETTER_FROM is not set" in deployed.stderr  # shown, not fatal
+    assert "REDIS_URL" not in deployed.stderr  # optional: never asked for
+
+    # allauth signs up and logs in: it sees the client's address (REMOTE_ADDR)
+    browser = Browser(server12, tmp_path / "jar")
+    head, _ = browser.get("/")
+    hsts = re.search(r"(?im)^strict-transport-security: (.*?)\r?$", head)[1]
+    assert hsts == "max-age=63072000; preload"  # the app's own, not Caddy's default
+    signup = browser.post_form(
+        "/accounts/signup/",
+        {
+            "email": "ada@example.com",
+            "password1": "Correct-Horse-9",
+            "password2": "Correct-Horse-9",
+        },
+    )
+    assert signup == f"302 https://{DOMAIN}/whoami/", signup
+    me = client_address(server12)
+    assert browser.get("/whoami/")[1] == f"ada@example.com from {me}\n"
+    login = Browser(server12, tmp_path / "jar2")
+    answer = login.post_form(
+        "/accounts/login/", {"login": "ada@example.com", "password": "Correct-Horse-9"}
+    )
+    assert answer == f"302 https://{DOMAIN}/whoami/", answer
+    # the app leaves Secure to the proxy: every cookie arrives marked (curl's jar says so)
+    jar = [line.split("\t") for line in (tmp_path / "jar2").read_text().splitlines()]
+    cookies = {fields[5]: fields[3] for fields in jar if len(fields) == 7}
+    assert {"csrftoken", "sessionid"} <= cookies.keys(), cookies
+    assert set(cookies.values()) == {"TRUE"}, cookies
+    log = server12.ssh("journalctl -u 'onebox-club@*' --no-pager -o cat")
+    assert re.search(rf'^{re.escape(me)} - - \[.*"POST /accounts/login/ HTTP', log, re.M), log
+
+    # DEBUG switched on through the project's own variable: refused, the switch named
+    onebox("env", "set", "DJANGO_DEBUG=true", cwd=project)
+    debug = onebox("deploy", cwd=project, check=False)
+    assert debug.returncode == 3
+    assert "Django's deployment check fails: security.W018; nothing was changed" in debug.stderr
+    assert re.search(r"config/settings/base\.py:\d+ reads it from DJANGO_DEBUG", debug.stderr)
+    assert "`onebox env unset DJANGO_DEBUG`" in debug.stderr
+    onebox("env", "unset", "DJANGO_DEBUG", cwd=project)
+
+    # manage's arguments (a password, say) reach manage.py and appear in no argv or log
+    canary = "onebox-canary-" + os.urandom(8).hex()
+    ran = onebox(
+        "manage", "--", "shell", "-c", f"x = {canary!r}; print('ran', len(x))", cwd=project
+    )
+    assert f"ran {len(canary)}" in ran.stdout
+    assert canary not in server12.ssh("journalctl --no-pager -o cat")
+    found = server12.ssh(f"grep -rl {canary} /var/log /var/lib/onebox /run /etc || true")
+    assert found.strip() == ""
+    history = onebox_json("history", cwd=project)
+    assert canary not in str(history)

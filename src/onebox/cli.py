@@ -120,15 +120,31 @@ def main(
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--host", default="", help="The server, written into [server] host.")
 @click.option("--domain", default="", help="The public domain name, if any.")
-@click.option("--force", is_flag=True, help="Overwrite an existing onebox.toml.")
+@click.option("--settings", default=None, help="The settings module to deploy, if not detected.")
+@click.option(
+    "--force", is_flag=True, help="Write onebox.toml anew (else an existing one is kept)."
+)
 @command
-def init(ctx: Context, path: Path | None, host: str, domain: str, force: bool) -> None:
-    """Detect the Django project and write a commented onebox.toml."""
-    target, found = init_project(
-        path or ctx.project_dir or Path.cwd(), host=host, domain=domain, force=force
+def init(
+    ctx: Context, path: Path | None, host: str, domain: str, settings: str | None, force: bool
+) -> None:
+    """Detect the Django project and write a commented onebox.toml (an existing one is
+    kept, with what it lacks filled in)."""
+    target, found, filled = init_project(
+        path or ctx.project_dir or Path.cwd(),
+        host=host,
+        domain=domain,
+        force=force,
+        settings=settings,
     )
+    if filled is None:
+        headline = f"wrote {target}"
+    elif filled:
+        headline = f"kept {target}, filled in {', '.join(filled)}"
+    else:
+        headline = f"kept {target} (it has everything init detects; --force writes it anew)"
     lines = [
-        f"wrote {target}",
+        headline,
         f"  settings      {found.settings}",
         f"  wsgi          {found.wsgi}",
         f"  dependencies  {found.requirements or '(none found)'}",
@@ -153,7 +169,7 @@ def init(ctx: Context, path: Path | None, host: str, domain: str, force: bool) -
     )
     data = {k: v for k, v in vars(found).items() if k not in ("root", "switches")}
     data["switches"] = {name: s.as_dict() for name, s in found.switches.items()}
-    ctx.done({"config": str(target), **data}, "\n".join(lines))
+    ctx.done({"config": str(target), "filled": filled, **data}, "\n".join(lines))
 
 
 @main.command()

@@ -452,6 +452,7 @@ def load_config(path: Path) -> Config:
         data = data.get("tool", {}).get("onebox", {})
         prefix = ("tool", "onebox")
     _no_control_characters(data, path)
+    _fill_detected(data, path)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
@@ -459,6 +460,29 @@ def load_config(path: Path) -> Config:
 
 
 _HINT = "see docs/configuration.md for every key and its meaning"
+
+DETECTED_APP_KEYS = ("name", "settings", "wsgi")
+
+
+def _fill_detected(data: dict[str, Any], path: Path) -> None:
+    """A hand-written onebox.toml needs only what cannot be detected: [app] name,
+    settings and wsgi and [build] requirements, when left out, are detected as init
+    would (from the source, nothing imported)."""
+    app, build = data.get("app", {}), data.get("build", {})
+    if not isinstance(app, dict) or not isinstance(build, dict):
+        return  # the validation says what is wrong with them
+    missing = [key for key in DETECTED_APP_KEYS if key not in app]
+    if not missing and "requirements" in build:
+        return
+    from onebox.detect import detect  # (detect reads source files: only when needed)
+
+    try:
+        found = detect(path.parent, app.get("settings"))
+    except ConfigError:
+        return  # not detectable: the validation names the missing keys
+    data["app"] = {**{key: getattr(found, key) for key in missing}, **app}
+    if "requirements" not in build and found.requirements:
+        data["build"] = {**build, "requirements": found.requirements}
 
 
 def _describe(exc: ValidationError, path: Path, text: str, prefix: tuple[str, ...]) -> str:

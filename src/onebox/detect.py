@@ -80,16 +80,18 @@ class Detected:
     optional_env: list[str] = field(default_factory=list)
     switches: dict[str, Switch] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    release_commands: list[str] = field(default_factory=list)
     engine: str = "sqlite"
 
 
-def detect(root: Path) -> Detected:
+def detect(root: Path, settings: str | None = None) -> Detected:
+    """What onebox.toml needs, read from the project; `settings` when the user says."""
     root = root.resolve()
     if not root.is_dir():
         raise ProjectError(f"{root} is not a directory", hint="give the path of a Django project")
     manage = find_manage(root)
     project_dir = manage.parent
-    settings = settings_module(manage)
+    settings = settings or settings_module(manage)
     settings_files = module_files(project_dir, settings)
     assignments = read_assignments(settings_files)
     wsgi = wsgi_application(project_dir, settings, assignments)
@@ -110,11 +112,37 @@ def detect(root: Path) -> Detected:
     detected.optional_env = [n for n in reads.optional if n not in PROVIDED_ENV]
     detected.switches = switches(settings_files, root, SWITCHED)
     detected.notes += unsafe_settings(settings_files, root, detected.switches)
+    detected.release_commands, build_notes = build_steps(root, detected, assignments)
+    detected.notes += build_notes
     if detected.requirements is None:
         detected.notes.append(
             "no dependency file found (uv.lock, requirements.txt, Pipfile.lock, pyproject.toml)"
         )
     return detected
+
+
+def build_steps(
+    root: Path, d: Detected, assignments: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """What the project's dependencies imply besides collectstatic: (release commands,
+    notes). django-compressor with offline compression needs `compress` once collected;
+    a package.json build makes files that must be built before the deploy and shipped."""
+    commands, notes = [], []
+    apps = assignments.get("INSTALLED_APPS", "")
+    if "compressor" in apps and assignments.get("COMPRESS_OFFLINE", "False") != "False":
+        commands.append(f"python {d.manage} compress --force")
+        notes.append(
+            "django-compressor with COMPRESS_OFFLINE: `compress` runs in [deploy] release, "
+            "after collectstatic, before the release gets traffic"
+        )
+    package = root / "package.json"
+    if package.is_file() and '"build"' in package.read_text(errors="replace"):
+        notes.append(
+            "package.json has a build script: onebox does not run npm on the server. Build "
+            "before `onebox deploy`, and if git ignores the output, ship it with "
+            '[build] include = ["path/to/output/**"]'
+        )
+    return commands, notes
 
 
 def find_manage(root: Path, depth: int = 3) -> Path:
@@ -144,20 +172,62 @@ def _walk(folder: Path, filename: str, depth: int):
 
 
 def settings_module(manage: Path) -> str:
-    """DJANGO_SETTINGS_MODULE as manage.py sets it, moved to a production module if one exists."""
-    tree = _parse(manage)
+    """DJANGO_SETTINGS_MODULE as manage.py (or else wsgi.py / asgi.py) sets it, moved to a
+    production module if one exists; else the one production module among the project's
+    settings modules."""
+    for source in (manage, *sorted(manage.parent.glob("*/[wa]sgi.py"))):
+        value = _settings_default(source)
+        if value is not None:
+            return production_variant(manage.parent, value)
+    candidates = settings_candidates(manage.parent)
+    production = [c for c in candidates if c.rpartition(".")[2] in PRODUCTION_NAMES]
+    if len(candidates) == 1 or len(production) == 1:
+        return (production or candidates)[0]
+    listing = ", ".join(candidates) or "none found"
+    raise ProjectError(
+        f"{manage.name} does not set DJANGO_SETTINGS_MODULE, and the settings module to "
+        f"deploy is not clear (candidates: {listing})",
+        hint="say which: onebox init --settings MODULE",
+    )
+
+
+def _settings_default(path: Path) -> str | None:
+    """The value of os.environ.setdefault("DJANGO_SETTINGS_MODULE", "...") in a file."""
     value = None
-    for node in ast.walk(tree):
+    for node in ast.walk(_parse(path)):
         if isinstance(node, ast.Call) and len(node.args) == 2:
             key, default = node.args
             if _const(key) == "DJANGO_SETTINGS_MODULE" and isinstance(_const(default), str):
-                value = _const(default)
-    if value is None:
-        raise ProjectError(
-            f"{manage} does not set DJANGO_SETTINGS_MODULE",
-            hint="set [app] settings in onebox.toml to your settings module",
-        )
-    return production_variant(manage.parent, value)
+                value = str(_const(default))
+    return value
+
+
+def settings_candidates(project_dir: Path, depth: int = 3) -> list[str]:
+    """Modules that look like Django settings: settings.py files, and the modules of
+    settings packages, found by what they assign (INSTALLED_APPS or a star import)."""
+    found = []
+    for path in sorted(_walk_python(project_dir, depth)):
+        in_package = path.parent.name == "settings" and (path.parent / "__init__.py").is_file()
+        if path.name != "settings.py" and not in_package:
+            continue
+        if path.name == "__init__.py":
+            continue
+        text = path.read_text(errors="replace")
+        if "INSTALLED_APPS" in text or re.search(r"^from \S+ import \*", text, re.M):
+            found.append(".".join(path.relative_to(project_dir).with_suffix("").parts))
+    return found
+
+
+def _walk_python(folder: Path, depth: int):
+    for child in sorted(folder.iterdir()):
+        if child.is_file() and child.suffix == ".py":
+            yield child
+        elif child.is_dir() and depth > 0 and _searchable(child):
+            yield from _walk_python(child, depth - 1)
+
+
+def _searchable(folder: Path) -> bool:
+    return folder.name not in SKIP_DIRS and not folder.name.startswith(".")
 
 
 def production_variant(project_dir: Path, module: str) -> str:
@@ -216,23 +286,28 @@ def wsgi_application(project_dir: Path, settings: str, assignments: dict[str, st
     )
 
 
+REQUIREMENTS_FILES = (
+    "requirements/production.txt",
+    "requirements/prod.txt",
+    "requirements.txt",
+    "requirements/base.txt",
+    "requirements-prod.txt",
+)
+
+
 def find_requirements(root: Path) -> str | None:
-    for name in ("uv.lock", "Pipfile.lock", "Pipfile"):
+    """Locks first; a Pipfile without its lock only after a requirements file (a pinned
+    one is what the project deploys with; an unlocked Pipfile cannot be installed)."""
+    for name in ("uv.lock", "Pipfile.lock"):
         if (root / name).is_file():
             return name
-    for pattern in (
-        "requirements/production.txt",
-        "requirements/prod.txt",
-        "requirements.txt",
-        "requirements/base.txt",
-        "requirements-prod.txt",
-    ):
+    for pattern in REQUIREMENTS_FILES:
         if (root / pattern).is_file():
             return pattern
     pyproject = root / "pyproject.toml"
     if pyproject.is_file() and "dependencies" in pyproject.read_text(errors="replace"):
         return "pyproject.toml"
-    return None
+    return "Pipfile" if (root / "Pipfile").is_file() else None
 
 
 def database_engine(root: Path, requirements: str | None, settings: list[Path]) -> str:

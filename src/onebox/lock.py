@@ -198,6 +198,8 @@ def _lock_loose(path: Path, root: Path, python_version: str, tested: str) -> Loc
         note = (
             f"{path.name} has ranges and the project has no virtualenv: locked the newest "
             "matching versions (commit a uv.lock or hashed requirements to pin them)"
+            if has_ranges(path)
+            else ""
         )
     text = with_gunicorn(text, python_version, root)
     return Lock(text=text, packages=build_packages(text), note=note)
@@ -243,6 +245,23 @@ def _compile(path: Path, root: Path, python_version: str, constraints: str = "")
             root,
         )
         return out.read_text()
+
+
+def has_ranges(path: Path, seen: frozenset[Path] = frozenset()) -> bool:
+    """Whether a requirements file (and the ones it includes with -r) leaves any version
+    open; a pyproject.toml always counts as ranges (its dependencies rarely pin)."""
+    if path.suffix != ".txt" or path in seen:
+        return path.suffix != ".txt"
+    for line in _logical_lines(path.read_text()):
+        if line.startswith(("-r ", "--requirement ")):
+            included = path.parent / line.split(None, 1)[1].strip()
+            if included.is_file() and has_ranges(included, seen | {path}):
+                return True
+        elif line and not line.startswith("-"):
+            spec = re.split(r"\s+--", line.split(";")[0])[0].strip()  # no --hash=...
+            if not re.search(r"===?\s*[\w.!+-]+\s*$", spec) or "," in spec:
+                return True
+    return False
 
 
 def _fully_hashed(path: Path) -> bool:

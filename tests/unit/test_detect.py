@@ -131,12 +131,65 @@ def test_init_writes_a_config_that_loads(tmp_path):
             "requirements.txt": "django\n",
         },
     )
-    path, _found = init_project(root, host="203.0.113.9")
+    path, _found, filled = init_project(root, host="203.0.113.9")
     text = path.read_text()
+    assert filled is None  # written anew
     assert 'host = "203.0.113.9"' in text
     assert 'secrets = ["MAIL_PASSWORD"]' in text
-    with pytest.raises(Exception, match="already exists"):
-        init_project(root)
+    assert init_project(root)[2] == []  # kept: nothing to fill in
+    assert path.read_text() == text
+
+
+def test_init_keeps_a_hand_written_config_and_fills_in_what_it_lacks(tmp_path):
+    root = make(
+        tmp_path / "site",
+        {
+            "manage.py": MANAGE.format(module="site_cfg.settings"),
+            "site_cfg/settings.py": "import os\nTOKEN = os.environ['MAIL_PASSWORD']\n",
+            "site_cfg/wsgi.py": "",
+            "requirements.txt": "django\n",
+            "onebox.toml": '# ours\n[server]\nhost = "box.lan"  # the office box\n',
+        },
+    )
+    path, _found, filled = init_project(root, host="other.lan")
+    text = path.read_text()
+    assert text.startswith('# ours\n[server]\nhost = "box.lan"  # the office box\n')
+    assert "app.settings" in filled and "server.host" not in filled
+    assert 'settings = "site_cfg.settings"' in text and 'secrets = ["MAIL_PASSWORD"]' in text
+    rewritten = init_project(root, host="other.lan", force=True)[0].read_text()
+    assert 'host = "other.lan"' in rewritten
+
+
+def test_settings_found_without_manage_py_naming_them(tmp_path):
+    manage = "import sys\nfrom django.core.management import execute_from_command_line\n"
+    files = {
+        "manage.py": manage + "execute_from_command_line(sys.argv)\n",
+        "press/__init__.py": "",
+        "press/settings/__init__.py": "",
+        "press/settings/base.py": "INSTALLED_APPS = []\n",
+        "press/settings/dev.py": "from .base import *\nDEBUG = True\n",
+        "press/settings/production.py": "from .base import *\n",
+        "press/wsgi.py": "",
+    }
+    assert detect(make(tmp_path / "a", files)).settings == "press.settings.production"
+    del files["press/settings/production.py"]
+    files["press/settings/staging.py"] = "from .base import *\n"
+    with pytest.raises(ProjectError) as unclear:
+        detect(make(tmp_path / "b", files))
+    assert "candidates: press.settings.base, press.settings.dev, press.settings.staging" in str(
+        unclear.value.message
+    )
+    assert unclear.value.hint == "say which: onebox init --settings MODULE"
+    assert detect(tmp_path / "b", "press.settings.staging").settings == "press.settings.staging"
+
+
+def test_a_pinned_requirements_file_wins_over_an_unlocked_pipfile(tmp_path):
+    root = make(tmp_path / "p", {"requirements.txt": "Django==5.2.8\n", "Pipfile": "[packages]\n"})
+    from onebox.detect import find_requirements
+
+    assert find_requirements(root) == "requirements.txt"
+    (root / "requirements.txt").unlink()
+    assert find_requirements(root) == "Pipfile"
 
 
 @pytest.mark.parametrize(
@@ -161,7 +214,7 @@ def test_database_engine_is_detected_and_written(tmp_path, settings, requirement
         },
     )
     assert detect(root).engine == engine
-    config, _ = init_project(root)
+    config, _, _ = init_project(root)
     assert f'engine = "{engine}"' in config.read_text()
 
 
@@ -225,3 +278,40 @@ def test_required_and_optional_environment_variables(tmp_path):
     assert (debug.var, debug.where) == ("DJANGO_DEBUG", "site_/settings.py:7")
     assert debug.source == 'DEBUG = env.bool("DJANGO_DEBUG", default=False)'
     assert found.switches["SECRET_KEY"].var == "DJANGO_SECRET_KEY"
+
+
+def test_a_hand_written_config_needs_only_what_cannot_be_detected(tmp_path):
+    from onebox.config import load_config
+
+    root = make(
+        tmp_path / "My Site",
+        {
+            "manage.py": MANAGE.format(module="site_cfg.settings"),
+            "site_cfg/settings.py": "WSGI_APPLICATION = 'site_cfg.wsgi.application'\n",
+            "site_cfg/wsgi.py": "",
+            "requirements.txt": "Django==5.2.8\n",
+            "onebox.toml": '[server]\nhost = "box.lan"\n',
+        },
+    )
+    config = load_config(root / "onebox.toml")
+    assert (config.app.name, config.app.settings, config.app.wsgi) == (
+        "my-site",
+        "site_cfg.settings",
+        "site_cfg.wsgi:application",
+    )
+    assert config.build.requirements == "requirements.txt"
+
+
+def test_offline_compression_becomes_a_release_command(tmp_path):
+    root = make(
+        tmp_path / "c",
+        {
+            "src/manage.py": MANAGE.format(module="c.settings"),
+            "src/c/settings.py": "INSTALLED_APPS = ['compressor']\nCOMPRESS_OFFLINE = True\n",
+            "src/c/wsgi.py": "",
+            "requirements.txt": "django-compressor==4.6\n",
+        },
+    )
+    config, found, _ = init_project(root)
+    assert found.release_commands == ["python src/manage.py compress --force"]
+    assert 'release = ["python src/manage.py compress --force"]' in config.read_text()

@@ -148,3 +148,21 @@ def test_the_manage_launcher_runs_manage_py_with_the_stashed_arguments(tmp_path)
     assert f"['{manage}', 'createsuperuser', '--password', 's3cret']" in out
     assert "helper from" in out
     assert not stashed.exists()  # read once, then gone
+
+
+def test_env_references_resolve_on_the_server_and_name_a_missing_one():
+    from onebox.agent import env_refs
+
+    plain, refs = env_refs.split({"DB_PASSWORD": "${DATABASE_PASSWORD}", "TITLE": "Club"})
+    assert plain == {"TITLE": "Club"} and refs == {"DB_PASSWORD": "${DATABASE_PASSWORD}"}
+    url = {"DB_URL": "postgres://${DATABASE_USER}@${DATABASE_HOST}/x"}
+    available = {"DATABASE_PASSWORD": "pw", "DATABASE_USER": "u", "DATABASE_HOST": "localhost"}
+    assert env_refs.resolve({**refs, **url}, available) == {
+        "DB_PASSWORD": "pw",
+        "DB_URL": "postgres://u@localhost/x",
+    }
+    with pytest.raises(AgentError) as missing:
+        env_refs.resolve({"KEY": "${NOPE}"}, available)
+    assert (
+        missing.value.message == "[env] vars KEY refers to ${NOPE}, which this server does not have"
+    )

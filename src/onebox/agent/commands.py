@@ -15,6 +15,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 from . import manage_args
+from .env_refs import REFS_FILE
 from .paths import AppPaths
 from .system import BASE_ENV
 
@@ -85,6 +86,7 @@ def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
         f"--gid={app}",
         f"--working-directory={current / manage_py.parent}",
         f"--property=EnvironmentFile={current}/.onebox/release.env",
+        f"--property=EnvironmentFile=-{current}/{REFS_FILE}",
         f"--property=EnvironmentFile={paths.secrets}",
         f"--setenv=ONEBOX_MANAGE_ARGS={stashed}",
         f"{current}/.venv/bin/python",

@@ -92,6 +92,7 @@ class Release:
 
     def __init__(self, app: str, path: Path, env: dict[str, str], manage: str) -> None:
         self.app, self.path, self.env, self.manage = app, path, env, manage
+        self.references: dict[str, str] = {}  # [env] vars resolved on the server
 
     @property
     def python(self) -> str:

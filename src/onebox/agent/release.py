@@ -24,6 +24,7 @@ from . import (
     baseline,
     cancel,
     deploy_check,
+    env_refs,
     public_files,
     restore,
     site_check,
@@ -115,6 +116,8 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
             site = site_config(request, settings)
             with step("freeze release"):
                 freeze(release_dir, paths.app, request, site, settings, migrated)
+                if release.references:
+                    env_refs.write(release_dir, release.references)
             with step("systemd units") as state:  # [app] workers or wsgi may have changed
                 state["changed"] = ensure_units(paths, request["files"])
             switch(request, paths, release_dir, site)
@@ -153,6 +156,7 @@ def unpack(
     """The release's files, its environment and its virtualenv, owned by the app for the build."""
     app = paths.app
     values = release_env(request, paths)
+    references = env_refs.resolve(env_refs.split(request.get("env", {}))[1], {**values, **secrets})
     with step("unpack release"):
         check_release_space(paths, payload)
         if release_dir.exists():
@@ -175,7 +179,9 @@ def unpack(
     with step("virtualenv") as state:
         venv, state["changed"] = ensure_venv(paths, request)
         os.symlink(venv, release_dir / ".venv")
-    return Release(app, release_dir, {**values, **secrets}, request["manage"])
+    release = Release(app, release_dir, {**values, **references, **secrets}, request["manage"])
+    release.references = references
+    return release
 
 
 def run_django_steps(
@@ -352,7 +358,7 @@ def release_env(request: dict, paths: AppPaths) -> dict[str, str]:
         "MEDIA_ROOT": str(paths.media),
         "ONEBOX_RELEASE": request["release_id"],
         "PYTHONDONTWRITEBYTECODE": "1",
-        **request.get("env", {}),
+        **env_refs.split(request.get("env", {}))[0],  # (references: see env_refs.py)
     }
     return values
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import site_check
 from .backup import load_settings
 from .django import Release
+from .env_refs import REFS_FILE
 from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, step
@@ -194,4 +195,8 @@ def choose(paths: AppPaths, live: str | None, wanted: str | None) -> Path:
 
 
 def release_env(paths: AppPaths, release: Path) -> dict[str, str]:
-    return {**read_env_file(release / ".onebox" / "release.env"), **read_env_file(paths.secrets)}
+    return {
+        **read_env_file(release / ".onebox" / "release.env"),
+        **read_env_file(release / REFS_FILE),
+        **read_env_file(paths.secrets),
+    }

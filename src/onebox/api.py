@@ -6,6 +6,7 @@ plain data, which the CLI prints as text or JSON.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import shlex
@@ -17,13 +18,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from uv import find_uv_bin
 
 from onebox import audit as outside
 from onebox import bundle, no_deploy_user, remote, sandbox
 from onebox.config import Project, set_server_user
-from onebox.detect import settings_switches
+from onebox.detect import python_requirement, settings_switches
 from onebox.errors import (
     ConfigError,
     ConnectionFailed,
@@ -32,6 +32,7 @@ from onebox.errors import (
     UnsupportedError,
 )
 from onebox.lock import lock
+from onebox.python_support import check_django_python, check_requires_python
 from onebox.release_contents import check_settings_shipped, explain_missing_module
 from onebox.templating import render
 from onebox.transport import DEPLOY_USER, SSH, Target
@@ -150,23 +151,16 @@ def facts(server: Server, reporter: Reporter) -> dict[str, object]:
     return remote.call(server.ssh, remote.pack({"action": "facts"}), reporter.event)
 
 
-def check_python(project: Project, found: dict[str, object]) -> None:
-    wanted = project.config.app.python
+def check_python(project: Project, found: dict[str, object]) -> str:
+    """The Python the app runs on (major.minor), checked against what the project says
+    it needs: [app] python, else its own requires-python."""
+    cfg = project.config
+    python = cfg.server.python or ".".join(str(found["python"]).split(".")[:2])
+    wanted, where = cfg.app.python, "[app] python"
     if not wanted:
-        return
-    try:
-        spec = SpecifierSet(wanted)
-    except InvalidSpecifier:
-        raise ConfigError(
-            f"[app] python = {wanted!r} is not a version specifier", hint='write it like ">=3.11"'
-        ) from None
-    if str(found["python"]) not in spec:
-        raise UnsupportedError(
-            f"the project needs Python {wanted}; the server's system Python is {found['python']}"
-            f" ({found['os_name']})",
-            hint="Debian 12 ships 3.11 and Debian 13 ships 3.13: pick the Debian release whose "
-            "Python fits, or relax [app] python",
-        )
+        wanted, where = python_requirement(project.root), "requires-python"
+    check_requires_python(wanted, cfg.server.python or str(found["python"]), where)
+    return python
 
 
 def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> dict:
@@ -271,11 +265,14 @@ def deploy(
         )
     with connect(project, host, reporter) as server:
         found = facts(server, reporter)
-        check_python(project, found)
-        python = ".".join(str(found["python"]).split(".")[:2])
+        python = check_python(project, found)
         locked = lock(project.root, cfg.build.requirements, python, cfg.database.engine)
         if locked.note:
             reporter.notice(locked.note)
+        check_django_python(locked.text, python)
+        lock_hash = locked.hash
+        if cfg.server.python:  # its own virtualenv, never one made with the system Python
+            lock_hash = hashlib.sha256(f"{lock_hash}|python{python}".encode()).hexdigest()[:16]
         request = {
             "action": "deploy",
             "app": cfg.app.name,
@@ -295,7 +292,9 @@ def deploy(
             "env": cfg.env.vars,
             "secrets": cfg.env.secrets,
             "lock": locked.text,
-            "lock_hash": locked.hash,
+            "lock_hash": lock_hash,
+            "python": cfg.server.python,
+            "python_mirror": cfg.server.python_mirror,
             "packages": locked.packages,
             "files": rendered_files(project, server.address),
             "engine": cfg.database.engine,

@@ -168,6 +168,11 @@ class ServerConfig(_Section):
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     domain: str = ""
     tls: Literal["auto", "public", "internal"] = "auto"
+    # A uv-managed Python of this version ("3.12") for the app, instead of the server's
+    # system Python (Debian 12: 3.11, Debian 13: 3.13), when the project needs another.
+    python: Annotated[str, Field(pattern=r"^3\.\d{1,2}$")] | None = None
+    # Where uv downloads that Python from (UV_PYTHON_INSTALL_MIRROR), if not GitHub.
+    python_mirror: str = ""
 
     @field_validator("host")
     @classmethod

@@ -37,6 +37,32 @@ PROVIDED_ENV = {
     "DATABASE_HOST",
     "DATABASE_PORT",
 }
+# The project's own names for what onebox provides: init writes them to [env] vars as
+# references (`DB_PASSWORD = "${DATABASE_PASSWORD}"`), resolved on the server.
+DATABASE_ALIASES = {
+    "DATABASE_NAME": ("DB_NAME", "DB_DATABASE", "POSTGRES_DB", "MYSQL_DATABASE"),
+    "DATABASE_USER": ("DB_USER", "DB_USERNAME", "DATABASE_USERNAME", "POSTGRES_USER", "MYSQL_USER"),
+    "DATABASE_PASSWORD": ("DB_PASSWORD", "DB_PASS", "DATABASE_PASS", "POSTGRES_PASSWORD",
+                          "MYSQL_PASSWORD"),
+    "DATABASE_HOST": ("DB_HOST", "POSTGRES_HOST", "MYSQL_HOST"),
+    "DATABASE_PORT": ("DB_PORT", "POSTGRES_PORT", "MYSQL_PORT"),
+    "DATABASE_URL": ("DB_URL", "DB_URI", "POSTGRES_URL", "MYSQL_URL"),
+}  # fmt: skip
+
+
+def database_references(names: list[str], engine: str) -> dict[str, str]:
+    """{project's name: "${ONEBOX_NAME}"} for the database values the settings read under
+    their own names (SQLite has only a URL)."""
+    references = {}
+    for provided, aliases in DATABASE_ALIASES.items():
+        if engine == "sqlite" and provided != "DATABASE_URL":
+            continue
+        for alias in aliases:
+            if alias in names:
+                references[alias] = "${" + provided + "}"
+    return references
+
+
 # What in a settings file or a dependency list tells which database the project uses.
 ENGINE_MARKS = {
     "mysql": ("django.db.backends.mysql", "mysqlclient", "pymysql", "mysql-connector"),
@@ -78,6 +104,7 @@ class Detected:
     media_root: str | None = None
     required_env: list[str] = field(default_factory=list)
     optional_env: list[str] = field(default_factory=list)
+    env_references: dict[str, str] = field(default_factory=dict)
     switches: dict[str, Switch] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     release_commands: list[str] = field(default_factory=list)
@@ -108,8 +135,16 @@ def detect(root: Path, settings: str | None = None) -> Detected:
         engine=database_engine(root, find_requirements(root), settings_files),
     )
     reads = env_reads(settings_files)
-    detected.required_env = [n for n in reads.required if n not in PROVIDED_ENV]
-    detected.optional_env = [n for n in reads.optional if n not in PROVIDED_ENV]
+    refs = database_references(reads.required + reads.optional, detected.engine)
+    detected.env_references = refs
+    detected.required_env = [n for n in reads.required if n not in PROVIDED_ENV | set(refs)]
+    detected.optional_env = [n for n in reads.optional if n not in PROVIDED_ENV | set(refs)]
+    if refs:
+        detected.notes.append(
+            "the settings read the database as "
+            + ", ".join(refs)
+            + ": [env] vars refers them to what onebox provides (resolved on the server)"
+        )
     detected.switches = switches(settings_files, root, SWITCHED)
     detected.notes += unsafe_settings(settings_files, root, detected.switches)
     detected.release_commands, build_notes = build_steps(root, detected, assignments)

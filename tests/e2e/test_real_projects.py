@@ -11,6 +11,8 @@ On the Debian 12 practice server test_projects.py uses too (its own domain name)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -19,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Server, copy_project, onebox, onebox_json, use_deploy_user
+from .conftest import (
+    FIXTURES,
+    Response,
+    Server,
+    copy_project,
+    fetch,
+    onebox,
+    onebox_json,
+    use_deploy_user,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -176,3 +187,131 @@ def test_club_allauth_ignored_settings_and_the_proxys_share(server12, tmp_path):
     assert found.strip() == ""
     history = onebox_json("history", cwd=project)
     assert canary not in str(history)
+
+
+def css_build(project: Path, colour: str) -> str:
+    """What press's front-end team does: a new build into static_build/, with its hashed
+    copy and manifest entry, committed. The hashed name."""
+    root = project / "static_build"
+    css = f"h1 {{ color: {colour}; }}\n"
+    name = f"press/site.{hashlib.md5(css.encode()).hexdigest()[:12]}.css"
+    for old in root.glob("press/site.*.css"):
+        old.unlink()
+    (root / "press/site.css").write_text(css)
+    (root / name).write_text(css)
+    paths = {"press/site.css": name}
+    (root / "staticfiles.json").write_text(json.dumps({"paths": paths, "version": "1.1"}))
+    commit(project, f"build {colour}")
+    return name
+
+
+def commit(project: Path, message: str) -> None:
+    for args in (["add", "-A"], ["commit", "-qm", message]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=project,
+            check=True,
+        )
+
+
+def test_press_postgresql_under_its_own_names_and_a_committed_static_build(server12, tmp_path):
+    """press: manage.py sets no settings module, the settings read DB_NAME... (README),
+    the static files are committed prebuilt into STATIC_ROOT with their manifest."""
+    project = copy_project(FIXTURES / "press", tmp_path / "press")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    first = css_build(project, "rebeccapurple")
+    init = onebox("init", "--host", server12.host, "--domain", "press.test", cwd=project)
+    assert "settings      press.settings.production" in init.stdout  # of dev, production
+    assert "dependencies  requirements.txt" in init.stdout  # pinned, not the unlocked Pipfile
+    config = project / "onebox.toml"
+    text = config.read_text()
+    assert 'engine = "postgresql"' in text and "secrets = []" in text
+    assert 'DB_PASSWORD = "${DATABASE_PASSWORD}"' in text  # resolved on the server
+    use_deploy_user(config)
+    onebox("setup", cwd=project)
+    server12.ca.write_text(onebox("ca", cwd=project).stdout)
+    deployed = onebox("deploy", cwd=project)
+    assert "has ranges" not in deployed.stderr  # every requirement is pinned
+
+    def get(path: str) -> Response:
+        resolve = f"press.test:443:{server12.address}"
+        return fetch(f"https://press.test{path}", server12.ca, resolve=resolve)
+
+    page = get("/")
+    assert page.status == 200 and "<p>on postgresql</p>" in page.body, page.body
+    assert f'href="/static/{first}"' in page.body
+    assert get(f"/static/{first}").status == 200 and get("/about/").status == 200
+    # the password reached the app from the server's own secrets, in a root-only file
+    refs = server12.ssh("stat -c '%U %a' /srv/press/current/.onebox/env-refs.env")
+    assert refs.strip() == "root 600"
+    assert "DB_PASSWORD" not in server12.ssh("cat /srv/press/current/.onebox/release.env")
+
+    # a new build: the previous release's hashed file stays served after the switch
+    second = css_build(project, "teal")
+    onebox("deploy", cwd=project)
+    assert f'href="/static/{second}"' in get("/").body
+    assert get(f"/static/{first}").status == 200 and get(f"/static/{second}").status == 200
+
+    # a home page that answers 500 never gets traffic; the deploy names the URL and why
+    home = project / "pages/templates/pages/home.html"
+    home.write_text(home.read_text().replace("press/site.css", "press/missing.css"))
+    commit(project, "broken")
+    broken = onebox("deploy", cwd=project, check=False)
+    assert broken.returncode == 1
+    assert "the new release answers HTTP 500 on /; the live release keeps serving" in broken.stderr
+    assert "Missing staticfiles manifest entry for 'press/missing.css'" in broken.stderr
+    assert f'href="/static/{second}"' in get("/").body
+
+
+def test_sqlite_kept_inside_the_project_is_writable_and_kept(server12, tmp_path):
+    """Settings that ignore DATABASE_URL and keep BASE_DIR / "db.sqlite3"."""
+    project = copy_project(FIXTURES / "blog", tmp_path / "diary")
+    settings = project / "blogsite" / "settings.py"
+    text = settings.read_text()
+    start = text.index('"NAME": os.environ.get("DATABASE_URL"')
+    end = text.index("}}", start)
+    settings.write_text(text[:start] + '"NAME": BASE_DIR / "db.sqlite3"' + text[end:])
+    onebox("init", "--host", server12.host, "--domain", "diary.test", cwd=project)
+    config = project / "onebox.toml"
+    use_deploy_user(config)
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Diary" }')
+    edit(config, "open_ports = []", 'open_ports = []\nskip = { django = "a test fixture" }')
+    onebox("setup", cwd=project)
+    server12.ca.write_text(onebox("ca", cwd=project).stdout)
+    onebox("deploy", cwd=project)
+    superuser = ["createsuperuser", "--noinput", "--username", "ada", "--email", "a@example.com"]
+    onebox("manage", "--", *superuser, cwd=project)
+    diary = "diary.test:443:" + server12.address
+    assert "1 author" in fetch("https://diary.test/", server12.ca, resolve=diary).body
+    link = server12.ssh("readlink /srv/diary/current/db.sqlite3").strip()
+    assert link == "/srv/diary/shared/db/db.sqlite3"
+    onebox("deploy", cwd=project)  # a new release: the same data
+    assert "1 author" in fetch("https://diary.test/", server12.ca, resolve=diary).body
+
+
+def test_a_python_the_project_cannot_run_on_is_refused_before_building(server12, tmp_path):
+    """Django 3.2 (Pythons 3.6 to 3.10) against Debian 12's 3.11: named, nothing built;
+    then [server] python = "3.10", whose download cannot happen here: a clear error."""
+    project = copy_project(FIXTURES / "blog", tmp_path / "legacy")
+    (project / "requirements" / "base.txt").write_text("Django==3.2.25\n")
+    onebox("init", "--host", server12.host, "--domain", "legacy.test", cwd=project)
+    config = project / "onebox.toml"
+    use_deploy_user(config)
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode == 6, refused.stderr
+    assert "Django 3.2.25 supports Python 3.6 to 3.10; the server's Python is 3.11" in (
+        refused.stderr
+    )
+    assert '[server] python = "3.10"' in refused.stderr
+    assert server12.ssh("test -e /srv/legacy && echo yes || echo no").strip() == "no"
+
+    # uv-managed Python: from a mirror that does not answer (these machines reach no
+    # Python downloads), the failure names the cause and the way out
+    edit(config, "[server]\n", '[server]\npython = "3.10"\npython_mirror = "http://127.0.0.1:9"\n')
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    onebox("setup", cwd=project)
+    failed = onebox("deploy", cwd=project, check=False)
+    assert failed.returncode == 1, failed.stderr
+    assert "installing Python 3.10 (uv-managed, for [server] python) failed" in failed.stderr
+    assert "[server] python_mirror" in failed.stderr

@@ -166,3 +166,23 @@ def test_env_references_resolve_on_the_server_and_name_a_missing_one():
     assert (
         missing.value.message == "[env] vars KEY refers to ${NOPE}, which this server does not have"
     )
+
+
+def test_a_django_that_does_not_run_on_the_servers_python_is_named():
+    from onebox.errors import UnsupportedError
+    from onebox.python_support import check_django_python, check_requires_python
+
+    check_django_python("asgiref==3.8\ndjango==5.2.8 \\\n  --hash=sha256:aa\n", "3.13")
+    with pytest.raises(UnsupportedError) as old:
+        check_django_python("Django==4.0.10 --hash=sha256:aa\n", "3.13")
+    assert old.value.message.startswith(
+        "Django 4.0.10 supports Python 3.8 to 3.10; the server's Python is 3.13"
+    )
+    assert '[server] python = "3.10"' in old.value.hint
+    check_django_python("django==9.9.1\n", "3.13")  # a release onebox does not know: let be
+    with pytest.raises(UnsupportedError) as needs:
+        check_requires_python(">=3.12", "3.11.2", "requires-python")
+    assert needs.value.message == (
+        "the project needs Python >=3.12 (requires-python); the server's Python is 3.11.2"
+    )
+    assert '[server] python = "3.12"' in needs.value.hint

@@ -13,7 +13,7 @@ from .system import run, tail
 # and the state of the migrations (None when the database does not answer: migrate will
 # then say why).
 SETTINGS_PROBE = """
-import json, django
+import json, os, django
 django.setup()
 from django.conf import settings
 from django.db import connection
@@ -21,7 +21,15 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 disk = MigrationLoader(None, ignore_no_migrations=True).disk_migrations  # no database needed
 name = lambda key: f"{key[0]}.{key[1]}"
+default = settings.DATABASES.get("default", {})
+sqlite = str(default.get("NAME") or "") if "sqlite3" in default.get("ENGINE", "") else ""
+release = os.environ["ONEBOX_PROBE_RELEASE"].rstrip("/") + "/"
+# A SQLite file inside the release (BASE_DIR / "db.sqlite3"): connecting would make an
+# empty one there; the agent puts a link to the app's data in its place first.
+in_release = sqlite if os.path.realpath(sqlite).startswith(release) else ""
 try:
+    if in_release and not os.path.islink(in_release):
+        raise LookupError(in_release)
     executor = MigrationExecutor(connection)
     applied = sorted(map(name, executor.loader.applied_migrations))
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
@@ -29,6 +37,7 @@ try:
 except Exception:
     applied = pending = None
 print("ONEBOX-SETTINGS " + json.dumps({
+    "SQLITE_IN_RELEASE": in_release,
     "MIGRATIONS": sorted(map(name, disk)),
     "APPLIED": applied,
     "PENDING": pending,
@@ -152,7 +161,7 @@ class Release:
         prelude = f"import sys\nsys.argv = {argv!r}\n"
         result = run(
             [self.python, "-c", prelude + source],
-            env=self.env,
+            env={**self.env, "ONEBOX_PROBE_RELEASE": str(self.path)},
             cwd=self.workdir,
             user=self.app,
             check=False,
@@ -192,6 +201,13 @@ def hint_for(output: str) -> str:
         return (
             f"the module {module.group(1)!r} is not installed: add its package to your "
             "dependencies (and lock them), or fix the import"
+        )
+    static = re.search(r"Missing staticfiles manifest entry for '([^']+)'", output)
+    if static:
+        return (
+            f"a template asks for the static file {static.group(1)!r}, which collectstatic "
+            "did not find: add it to an app's static/ folder or STATICFILES_DIRS (a prebuilt "
+            "one: commit it into STATIC_ROOT with its staticfiles.json entry)"
         )
     if "ImproperlyConfigured" in output:
         return "the settings are incomplete for production; the message above says what"

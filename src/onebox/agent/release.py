@@ -32,7 +32,7 @@ from . import (
 )
 from .django import Release, hint_for
 from .lock import deploy_lock
-from .paths import CACHE, TOOLS, AppPaths
+from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
 from .provision import check_supported, ensure_secrets, ensure_units, install_caddy_config
 from .switch import (
@@ -46,7 +46,15 @@ from .switch import (
     wait_healthy,
     watch,
 )
-from .system import apt_install, ensure_symlink, format_env_file, read_env_file, run, write_file
+from .system import (
+    apt_install,
+    ensure_symlink,
+    format_env_file,
+    read_env_file,
+    run,
+    write_file,
+)
+from .venv import ensure_venv, prune_venvs
 
 COMPLETE = ".onebox/complete"
 HEALTH_WSGI = Path(__file__).with_name("wsgi_health.py")
@@ -198,8 +206,11 @@ def run_django_steps(
         # and collectstatic (reading the settings in it too was measured slower: two
         # cores, three Djangos).
         checked = None if "django" in skip else pool.submit(release.deploy_check)
-        with step("settings"):
+        with step("settings") as state:
             settings = release.settings()
+            if settings.get("SQLITE_IN_RELEASE"):
+                state["detail"] = place_sqlite(release, Path(str(settings["SQLITE_IN_RELEASE"])))
+                settings = release.settings()
         with step("collectstatic") as state:
             state["detail"] = collect_static(request, release, settings)
         check_deploy(checked, skip, request, release)
@@ -211,6 +222,24 @@ def run_django_steps(
         with step(f"release: {command}"):
             release.shell(command, f"release command `{command}`")
     return settings, migrated
+
+
+def place_sqlite(release: Release, name: Path) -> str:
+    """A SQLite file the settings keep inside the project (BASE_DIR / "db.sqlite3") would
+    be read-only in the frozen release and gone with the next one: put a link to the
+    app's database file (shared/db, backed up; its -wal and -shm go beside it) there."""
+    paths = AppPaths(release.app)
+    if name.exists() or name.is_symlink():
+        raise AgentError(
+            f"the settings keep the SQLite database at {name.relative_to(release.path)}, "
+            "and the release ships a file there",
+            hint=f'leave it out of the release ([build] exclude = ["{name.name}"]): onebox '
+            f"keeps the database in {paths.db}, across releases and in its backups",
+            code=EXIT_CONFIG,
+        )
+    name.parent.mkdir(parents=True, exist_ok=True)
+    name.symlink_to(paths.db / "db.sqlite3")
+    return f"SQLite file {name.relative_to(release.path)} -> {paths.db / 'db.sqlite3'}"
 
 
 def collect_static(request: dict, release: Release, settings: dict) -> str:
@@ -375,47 +404,6 @@ def check_release_space(paths: AppPaths, payload: Path) -> None:
             hint="free some space (fewer releases with [deploy] keep, `apt-get clean`, old "
             "logs) or grow the disk",
         )
-
-
-def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
-    """One virtualenv per lock hash: a code-only deploy reuses it and installs nothing."""
-    venv = paths.venvs / request["lock_hash"]
-    if (venv / ".onebox-complete").is_file():
-        return venv, False
-    if venv.exists():
-        shutil.rmtree(venv)
-    uv = str(TOOLS / "uv" / "bin" / "uv")
-    env = {
-        "UV_CACHE_DIR": str(CACHE / "uv"),
-        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
-        "UV_PYTHON_DOWNLOADS": "never",
-        "UV_NO_PROGRESS": "1",
-    }
-    lock = paths.releases / request["release_id"] / ".onebox" / "requirements.txt"
-    run(
-        [uv, "venv", "--quiet", "--python", "/usr/bin/python3", str(venv)],
-        env=env,
-        what="creating the virtualenv",
-    )
-    run(
-        [
-            uv,
-            "pip",
-            "install",
-            "--quiet",
-            "--require-hashes",
-            "--python",
-            str(venv / "bin" / "python"),
-            "-r",
-            str(lock),
-        ],
-        env=env,
-        what="installing the dependencies",
-        timeout=1800,
-    )
-    run(["chmod", "-R", "go-w", str(venv)])
-    (venv / ".onebox-complete").touch()
-    return venv, True
 
 
 def link_public_dirs(paths: AppPaths, release_dir: Path, settings: dict) -> str:
@@ -583,15 +571,3 @@ def prune(paths: AppPaths, keep: int) -> list[str]:
             removed.append(path.name)
     prune_venvs(paths)
     return removed
-
-
-def prune_venvs(paths: AppPaths) -> None:
-    """Virtualenvs no kept release links to."""
-    if not paths.venvs.is_dir():
-        return
-    used = {
-        os.readlink(p / ".venv") for p in paths.releases.iterdir() if (p / ".venv").is_symlink()
-    }
-    for venv in paths.venvs.iterdir():
-        if str(venv) not in used:
-            shutil.rmtree(venv, ignore_errors=True)

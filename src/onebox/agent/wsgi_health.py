@@ -22,6 +22,7 @@ import ipaddress
 import os
 import socket
 import sys
+import traceback
 
 HEALTH_PATH = "/.onebox/health"
 
@@ -60,12 +61,22 @@ def journal(message: str, **fields: str) -> None:
         print(f"onebox: {message}", file=sys.stderr, flush=True)
 
 
+def report_request_exception(sender, request=None, **kwargs) -> None:
+    """A request that raised (the 500 page): its traceback to the app's log. With DEBUG
+    off and no ADMINS, Django's default logging sends it nowhere, and neither `onebox
+    logs` nor a refused deploy could say why a page fails."""
+    where = f"{request.method} {request.path}" if request is not None else "a request"
+    print(f"onebox: {where} raised:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+
+
 try:
     from django.contrib.auth.signals import user_login_failed
+    from django.core.signals import got_request_exception
 except ImportError:  # not a Django app after all: nothing to report
     pass
 else:
     user_login_failed.connect(report_failed_login, dispatch_uid="onebox-failed-login")
+    got_request_exception.connect(report_request_exception, dispatch_uid="onebox-exception")
 
 
 def forwarded_client(environ) -> str:

@@ -1,0 +1,95 @@
+"""The release's virtualenv: one per lock (and Python), made once, shared by releases.
+
+A code-only deploy finds the virtualenv of its lock hash complete and installs nothing.
+[server] python has uv install that Python version (once per server) and build the
+virtualenv on it instead of the system Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .paths import CACHE, TOOLS, AppPaths
+from .protocol import AgentError
+from .system import run, tail
+
+
+def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
+    """One virtualenv per lock hash: a code-only deploy reuses it and installs nothing."""
+    venv = paths.venvs / request["lock_hash"]
+    if (venv / ".onebox-complete").is_file():
+        return venv, False
+    if venv.exists():
+        shutil.rmtree(venv)
+    uv = str(TOOLS / "uv" / "bin" / "uv")
+    env = {
+        "UV_CACHE_DIR": str(CACHE / "uv"),
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+    }
+    lock = paths.releases / request["release_id"] / ".onebox" / "requirements.txt"
+    python = managed_python(uv, env, request) if request.get("python") else "/usr/bin/python3"
+    run(
+        [uv, "venv", "--quiet", "--python", python, str(venv)],
+        env=env,
+        what="creating the virtualenv",
+    )
+    run(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "--python",
+            str(venv / "bin" / "python"),
+            "-r",
+            str(lock),
+        ],
+        env=env,
+        what="installing the dependencies",
+        timeout=1800,
+    )
+    run(["chmod", "-R", "go-w", str(venv)])
+    (venv / ".onebox-complete").touch()
+    return venv, True
+
+
+PYTHONS = TOOLS / "python"  # uv-managed Pythons ([server] python), shared by the apps
+
+
+def managed_python(uv: str, env: dict[str, str], request: dict) -> str:
+    """[server] python: that version installed by uv (once per server), its interpreter.
+    uv downloads it from python-build-standalone, or [server] python_mirror."""
+    version = request["python"]
+    env = {**env, "UV_PYTHON_INSTALL_DIR": str(PYTHONS), "UV_PYTHON_DOWNLOADS": "automatic"}
+    if request.get("python_mirror"):
+        env["UV_PYTHON_INSTALL_MIRROR"] = request["python_mirror"]
+    result = run([uv, "python", "install", version], env=env, check=False, timeout=900)
+    if result.returncode != 0:
+        raise AgentError(
+            f"installing Python {version} (uv-managed, for [server] python) failed",
+            output=tail(result.stdout + "\n" + result.stderr, 20),
+            hint="the server must reach python-build-standalone's downloads on GitHub, or a "
+            "mirror of them set as [server] python_mirror; or leave [server] python out to "
+            "use the system Python",
+        )
+    found = run([uv, "python", "find", "--managed-python", version], env=env, check=False)
+    if found.returncode != 0 or not found.stdout.strip():
+        raise AgentError(f"uv installed Python {version} but cannot find it", output=found.stderr)
+    return found.stdout.strip()
+
+
+def prune_venvs(paths: AppPaths) -> None:
+    """Virtualenvs no kept release links to."""
+    if not paths.venvs.is_dir():
+        return
+    used = {
+        os.readlink(p / ".venv") for p in paths.releases.iterdir() if (p / ".venv").is_symlink()
+    }
+    for venv in paths.venvs.iterdir():
+        if str(venv) not in used:
+            shutil.rmtree(venv, ignore_errors=True)

@@ -295,7 +295,7 @@ def deploy(
             "lock_hash": lock_hash,
             "python": cfg.server.python,
             "python_mirror": cfg.server.python_mirror,
-            "packages": locked.packages,
+            "packages": [*locked.packages, *cfg.build.packages],
             "files": rendered_files(project, server.address),
             "engine": cfg.database.engine,
             "keep": cfg.deploy.keep,

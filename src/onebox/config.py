@@ -213,6 +213,8 @@ class BuildConfig(_Section):
     include: list[str] = []
     # false: no collectstatic on the server; STATIC_ROOT is served as the project ships it.
     collectstatic: bool = True
+    # Debian packages a dependency built from source needs (headers: "libxml2-dev").
+    packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = []
 
 
 class DeployConfig(_Section):

@@ -315,3 +315,23 @@ def test_a_python_the_project_cannot_run_on_is_refused_before_building(server12,
     assert failed.returncode == 1, failed.stderr
     assert "installing Python 3.10 (uv-managed, for [server] python) failed" in failed.stderr
     assert "[server] python_mirror" in failed.stderr
+
+
+def test_a_dependency_without_a_wheel_is_built_on_the_server(server12, tmp_path):
+    """netifaces 0.11.0 ships only its source (a C extension): the server gets a
+    compiler and Python's headers for the build, and the app imports it."""
+    project = copy_project(FIXTURES / "blog", tmp_path / "sensors")
+    base = project / "requirements" / "base.txt"
+    base.write_text(base.read_text() + "netifaces==0.11.0\n")
+    onebox("init", "--host", server12.host, "--domain", "sensors.test", cwd=project)
+    config = project / "onebox.toml"
+    use_deploy_user(config)
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Sensors" }')
+    edit(config, "open_ports = []", 'open_ports = []\nskip = { django = "a test fixture" }')
+    onebox("setup", cwd=project)
+    onebox("deploy", cwd=project)
+    probe = "import netifaces; print('interfaces:', 'lo' in netifaces.interfaces())"
+    assert "interfaces: True" in onebox("manage", "--", "shell", "-c", probe, cwd=project).stdout
+    compiler = server12.ssh("stat -c '%U %a' $(readlink -f /usr/bin/gcc)").strip()
+    assert compiler == "root 750"  # there for root's builds, not for the apps

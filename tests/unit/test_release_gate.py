@@ -186,3 +186,24 @@ def test_a_django_that_does_not_run_on_the_servers_python_is_named():
         "the project needs Python >=3.12 (requires-python); the server's Python is 3.11.2"
     )
     assert '[server] python = "3.12"' in needs.value.hint
+
+
+def test_a_failed_source_build_names_the_package_and_the_missing_piece():
+    from onebox.agent.venv import install_failure
+
+    header = (
+        "  \u00d7 Failed to build `pycairo==1.26.0`\n  The build backend returned an error\n"
+        "      cairo/module.c:3:10: fatal error: cairo.h: No such file or directory\n"
+    )
+    error = install_failure(header)
+    assert (
+        error.message
+        == "building pycairo==1.26.0 from source failed: the C header cairo.h is missing"
+    )
+    assert "[build] packages" in error.hint
+    pkgconfig = "x Failed to build `dbus-python==1.3.2`\nPackage dbus-1 was not found in the "
+    pkgconfig += "pkg-config search path.\n"
+    assert install_failure(pkgconfig).message.endswith("pkg-config cannot find dbus-1")
+    assert install_failure("error: no matching distribution").message == (
+        "installing the dependencies failed"
+    )

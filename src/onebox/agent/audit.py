@@ -15,11 +15,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import baseline, bruteforce, firewall, isolation, public_files, ssh_access, updates
+from . import (
+    baseline,
+    bruteforce,
+    deploy_check,
+    firewall,
+    isolation,
+    public_files,
+    ssh_access,
+    updates,
+)
 from .django import Release
 from .isolation import SETUP, Check, result
 from .paths import ETC, AppPaths
-from .protocol import step
+from .protocol import AgentError, step
 from .releases import release_env
 from .status import backup_status
 from .switch import live_slot
@@ -322,25 +331,24 @@ def check_backups(paths: AppPaths) -> list[Check]:
 
 
 def check_django(paths: AppPaths, manage: str) -> list[Check]:
+    """Django's deployment check on the live release, judged as a deploy judges it."""
     if not paths.current.is_symlink():
         return [result("django check --deploy", None, "nothing deployed yet", "`onebox deploy`")]
     target = paths.current.resolve()
     release = Release(paths.app, target, release_env(paths, target), manage)
-    argv = ["check", "--deploy", "--fail-level", "WARNING"]
-    found = run(
-        [release.python, str(target / manage), *argv],
-        env=release.env,
-        cwd=release.workdir,
-        user=paths.app,
-        check=False,
-        timeout=300,
-    )
-    issues = re.findall(r"\?: \((security\.\w+)\)", found.stdout + found.stderr)
+    try:
+        holding, provided, _ = deploy_check.sort(release.deploy_check())
+    except AgentError as exc:
+        return [result("django check --deploy", False, exc.message, "see `onebox logs`")]
+    ids = [str(m.get("id") or "?") for m in holding]
+    detail = "no issues" if not ids else "issues: " + ", ".join(ids)
+    if provided and not ids:
+        detail += f" (provided by onebox's proxy: {', '.join(sorted(set(provided)))})"
     return [
         result(
             "django check --deploy",
-            found.returncode == 0,
-            "no issues" if found.returncode == 0 else "issues: " + ", ".join(issues or ["?"]),
+            not ids,
+            detail,
             "fix the settings the check names (see docs/security.md), then deploy",
         )
     ]

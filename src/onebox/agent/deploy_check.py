@@ -40,11 +40,8 @@ FIXES = {
 SKIP = 'or deploy anyway, saying why, in onebox.toml: [security] skip = { django = "the reason" }'
 
 
-def gate(
-    messages: list[dict], switches: dict[str, dict[str, str]], environment: set[str]
-) -> list[str]:
-    """Raise for what holds the deploy; return the lines to show for the rest.
-    `environment`: the names of the variables the release has (to say which are set)."""
+def sort(messages: list[dict]) -> tuple[list[dict], list[str], list[str]]:
+    """(what holds a deploy, the ids the proxy provides, the lines shown for the rest)."""
     holding, provided, shown = [], [], []
     for message in messages:
         ident = str(message.get("id") or "")
@@ -54,13 +51,22 @@ def gate(
             holding.append(message)
         else:
             shown.append(f"{ident or 'warning'}: {message['msg']} (not fatal)")
-    if holding:
-        raise refusal(holding, switches, environment)
     if provided:
         what = sorted({PROVIDED[ident] for ident in provided})
         shown.insert(
             0, f"{', '.join(sorted(provided))}: provided by onebox's proxy ({', '.join(what)})"
         )
+    return holding, provided, shown
+
+
+def gate(
+    messages: list[dict], switches: dict[str, dict[str, str]], environment: set[str]
+) -> list[str]:
+    """Raise for what holds the deploy; return the lines to show for the rest.
+    `environment`: the names of the variables the release has (to say which are set)."""
+    holding, _, shown = sort(messages)
+    if holding:
+        raise refusal(holding, switches, environment)
     return shown
 
 

@@ -8,12 +8,14 @@ virtualenv on it instead of the system Python.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
+from . import baseline
 from .paths import CACHE, TOOLS, AppPaths
-from .protocol import AgentError
-from .system import run, tail
+from .protocol import AgentError, emit
+from .system import apt_install, run, tail
 
 
 def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
@@ -37,22 +39,20 @@ def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
         env=env,
         what="creating the virtualenv",
     )
-    run(
-        [
-            uv,
-            "pip",
-            "install",
-            "--quiet",
-            "--require-hashes",
-            "--python",
-            str(venv / "bin" / "python"),
-            "-r",
-            str(lock),
-        ],
-        env=env,
-        what="installing the dependencies",
-        timeout=1800,
-    )
+    install = [uv, "pip", "install", "--quiet", "--require-hashes"]
+    install += ["--python", str(venv / "bin" / "python"), "-r", str(lock)]
+    result = run(install, env=env, check=False, timeout=1800)
+    built = BUILD_FAILED.search(result.stdout + result.stderr)
+    installed = apt_install(TOOLCHAIN) if result.returncode != 0 and built else []
+    if installed:
+        # a package with no wheel for this server builds from source: with a compiler
+        # and Python's headers, once (then the compilers are root's again)
+        emit("log", text=f"{built[1]} builds from source: installed {', '.join(installed)}")
+        if "system" not in request.get("security_skip", {}):
+            baseline.restrict_compilers()
+        result = run(install, env=env, check=False, timeout=1800)
+    if result.returncode != 0:
+        raise install_failure(result.stdout + "\n" + result.stderr)
     run(["chmod", "-R", "go-w", str(venv)])
     (venv / ".onebox-complete").touch()
     return venv, True
@@ -81,6 +81,35 @@ def managed_python(uv: str, env: dict[str, str], request: dict) -> str:
     if found.returncode != 0 or not found.stdout.strip():
         raise AgentError(f"uv installed Python {version} but cannot find it", output=found.stderr)
     return found.stdout.strip()
+
+
+TOOLCHAIN = ["build-essential", "pkg-config", "python3-dev"]
+BUILD_FAILED = re.compile(r"Failed to build `([^`]+)`")
+MISSING = (
+    (re.compile(r"fatal error: ([\w/.+-]+\.h): No such file"), "the C header {} is missing"),
+    (
+        re.compile(r"Package '?([\w.+-]+?)'?,? (?:required by .*, )?(?:was )?not found"),
+        "pkg-config cannot find {}",
+    ),
+    (re.compile(r"error: command '([^']+)' failed"), "the command {} failed"),
+)
+
+
+def install_failure(output: str) -> AgentError:
+    """Which package could not be built, and the missing piece, rather than a traceback."""
+    built = BUILD_FAILED.search(output)
+    if not built:
+        return AgentError("installing the dependencies failed", output=tail(output, 30))
+    piece = next(
+        (text.format(m[1]) for pattern, text in MISSING if (m := pattern.search(output))), ""
+    )
+    return AgentError(
+        f"building {built[1]} from source failed" + (f": {piece}" if piece else ""),
+        output=tail(output, 30),
+        hint="it has no wheel for this server, so it is compiled here: list the Debian "
+        "package with that header or library in [build] packages (its -dev package, say "
+        '"libxml2-dev"; `apt-file search NAME` finds it), or pin a version that has a wheel',
+    )
 
 
 def prune_venvs(paths: AppPaths) -> None:

@@ -48,8 +48,11 @@ def _imports(path: Path, module: str, project_dir: Path) -> list[str]:
     except SyntaxError:
         return []  # Django will say so, with the line
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    optional = _guarded_imports(tree)
     found = []
     for node in ast.walk(tree):
+        if id(node) in optional:
+            continue  # `try: from .local_settings import *  except ImportError: pass`
         if isinstance(node, ast.Import):
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -60,6 +63,22 @@ def _imports(path: Path, module: str, project_dir: Path) -> list[str]:
             found.append(base)
             found += [f"{base}.{alias.name}" for alias in node.names if alias.name != "*"]
     return [name for name in found if name and module_file(project_dir, name) is not None]
+
+
+OPTIONAL_IMPORT = ("ImportError", "ModuleNotFoundError", "Exception")
+
+
+def _guarded_imports(tree: ast.Module) -> set[int]:
+    """Imports inside a `try` whose handler catches their failure: optional modules."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Try):
+            continue
+        caught = [ast.unparse(h.type) if h.type else "" for h in node.handlers]
+        if any(not c or any(name in c for name in OPTIONAL_IMPORT) for c in caught):
+            for statement in node.body:
+                guarded |= {id(inner) for inner in ast.walk(statement)}
+    return guarded
 
 
 def check_settings_shipped(root: Path, manage: str, settings: str, bundle: Bundle) -> None:

@@ -107,6 +107,13 @@ class Server:
         return result.stdout
 
 
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace the first `old` in a file, which must hold it."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
 def use_deploy_user(config: Path) -> None:
     """Log in as onebox's deploy user (the server may be hardened by an earlier test's
     setup already; on a fresh one, onebox falls back to root for the first setup)."""

@@ -26,6 +26,7 @@ from .conftest import (
     Response,
     Server,
     copy_project,
+    edit,
     fetch,
     onebox,
     onebox_json,
@@ -37,10 +38,17 @@ pytestmark = pytest.mark.e2e
 DOMAIN = "club.test"
 
 
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
+def blog_app(server: Server, project: Path, domain: str, title: str) -> Path:
+    """The blog fixture set up as an app: init, BLOG_TITLE as a plain variable, Django's
+    check left out (its settings are not production-ready, on purpose), setup."""
+    onebox("init", "--host", server.host, "--domain", domain, cwd=project)
+    config = project / "onebox.toml"
+    use_deploy_user(config)
+    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
+    edit(config, "vars = { }", f'vars = {{ BLOG_TITLE = "{title}" }}')
+    edit(config, "open_ports = []", 'open_ports = []\nskip = { django = "a test fixture" }')
+    onebox("setup", cwd=project)
+    return config
 
 
 def git_project(source: Path, target: Path) -> Path:
@@ -271,13 +279,7 @@ def test_sqlite_kept_inside_the_project_is_writable_and_kept(server12, tmp_path)
     start = text.index('"NAME": os.environ.get("DATABASE_URL"')
     end = text.index("}}", start)
     settings.write_text(text[:start] + '"NAME": BASE_DIR / "db.sqlite3"' + text[end:])
-    onebox("init", "--host", server12.host, "--domain", "diary.test", cwd=project)
-    config = project / "onebox.toml"
-    use_deploy_user(config)
-    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
-    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Diary" }')
-    edit(config, "open_ports = []", 'open_ports = []\nskip = { django = "a test fixture" }')
-    onebox("setup", cwd=project)
+    blog_app(server12, project, "diary.test", "Diary")
     server12.ca.write_text(onebox("ca", cwd=project).stdout)
     onebox("deploy", cwd=project)
     superuser = ["createsuperuser", "--noinput", "--username", "ada", "--email", "a@example.com"]
@@ -323,13 +325,7 @@ def test_a_dependency_without_a_wheel_is_built_on_the_server(server12, tmp_path)
     project = copy_project(FIXTURES / "blog", tmp_path / "sensors")
     base = project / "requirements" / "base.txt"
     base.write_text(base.read_text() + "netifaces==0.11.0\n")
-    onebox("init", "--host", server12.host, "--domain", "sensors.test", cwd=project)
-    config = project / "onebox.toml"
-    use_deploy_user(config)
-    edit(config, 'secrets = ["BLOG_TITLE"]', "secrets = []")
-    edit(config, "vars = { }", 'vars = { BLOG_TITLE = "Sensors" }')
-    edit(config, "open_ports = []", 'open_ports = []\nskip = { django = "a test fixture" }')
-    onebox("setup", cwd=project)
+    blog_app(server12, project, "sensors.test", "Sensors")
     onebox("deploy", cwd=project)
     probe = "import netifaces; print('interfaces:', 'lo' in netifaces.interfaces())"
     assert "interfaces: True" in onebox("manage", "--", "shell", "-c", probe, cwd=project).stdout

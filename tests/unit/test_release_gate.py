@@ -73,13 +73,15 @@ def project(tmp_path) -> Path:
         "club/__init__.py": "",
         "club/settings/__init__.py": "",
         "club/settings/base.py": "import os\nfrom club.limits import RATE\n",
-        "club/settings/production.py": "from .base import *\nfrom . import secrets_local\n",
+        "club/settings/production.py": "from .base import *\nfrom . import secrets_local\n"
+        "try:\n    from .local_settings import *\nexcept ImportError:\n    pass\n",
+        "club/settings/local_settings.py": "DEBUG = True\n",
         "club/settings/secrets_local.py": "X = 1\n",
         "club/limits.py": "RATE = 1\n",
         ".env": "SECRET=1\n",
         "certs/site.pem": "-----\n",
         "static/dist/app.js": "js\n",
-        ".gitignore": "club/settings/production.py\nstatic/dist/\n",
+        ".gitignore": "club/settings/production.py\nstatic/dist/\nlocal_settings.py\n",
     }
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -207,3 +209,48 @@ def test_a_failed_source_build_names_the_package_and_the_missing_piece():
     assert install_failure("error: no matching distribution").message == (
         "installing the dependencies failed"
     )
+
+
+def test_health_paths_one_or_several():
+    from onebox.config import AppConfig
+
+    base = {"name": "a", "settings": "a.settings", "wsgi": "a.wsgi:application"}
+    default = AppConfig(**base)
+    assert default.health_check_path == "/.onebox/health"
+    assert default.health_pages == {"paths": ["/"], "strict": False}
+    several = AppConfig(**base, health_path=["/healthz/", "/", "/blog/"])
+    assert several.health_check_path == "/healthz/"
+    assert several.health_pages == {"paths": ["/", "/blog/"], "strict": True}
+    with pytest.raises(ValueError, match="must be a URL path"):
+        AppConfig(**base, health_path=["/ok", "no-slash"])
+
+
+def test_bridging_links_the_kept_releases_hashed_files_and_nothing_through_links(
+    tmp_path, monkeypatch
+):
+    from onebox.agent import static_files
+
+    monkeypatch.setattr(static_files, "write_file", lambda p, text, **kw: p.write_text(text))
+
+    def release(name: str, files: dict[str, str]) -> Path:
+        root = tmp_path / name
+        (root / ".onebox").mkdir(parents=True)
+        for rel, text in files.items():
+            (root / "static" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / "static" / rel).write_text(text)
+        (root / ".onebox" / "static").symlink_to(root / "static")
+        return root
+
+    old = release(
+        "r1", {"app.0123456789ab.js": "old", "app.js": "old", "css/a.aaaaaaaaaaaa.css": "a"}
+    )
+    assert static_files.bridge(old, (old / "static").resolve(), []) == 0
+    new = release("r2", {"app.fedcba987654.js": "new", "app.js": "new"})
+    (new / "static" / "css").symlink_to(tmp_path / "elsewhere")  # planted: leads out
+    (tmp_path / "elsewhere").mkdir()
+    linked = static_files.bridge(new, (new / "static").resolve(), [old])
+    assert linked == 1
+    assert (new / "static" / "app.0123456789ab.js").read_text() == "old"  # bridged
+    assert (new / "static" / "app.js").read_text() == "new"  # the newest wins
+    assert not any((tmp_path / "elsewhere").iterdir())  # nothing linked through the link
+    assert (new / ".onebox" / "static-own.txt").read_text() == "app.fedcba987654.js\n"

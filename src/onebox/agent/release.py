@@ -126,6 +126,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
                 freeze(release_dir, paths.app, request, site, settings, migrated)
                 if release.references:
                     env_refs.write(release_dir, release.references)
+                bridge_static(paths, release_dir, request.get("keep", 5))
             with step("systemd units") as state:  # [app] workers or wsgi may have changed
                 state["changed"] = ensure_units(paths, request["files"])
             switch(request, paths, release_dir, site)
@@ -237,9 +238,13 @@ def place_sqlite(release: Release, name: Path) -> str:
             f"keeps the database in {paths.db}, across releases and in its backups",
             code=EXIT_CONFIG,
         )
-    name.parent.mkdir(parents=True, exist_ok=True)
-    name.symlink_to(paths.db / "db.sqlite3")
-    return f"SQLite file {name.relative_to(release.path)} -> {paths.db / 'db.sqlite3'}"
+    # As the app, in its still-writable release: root never writes through a path the
+    # app's build could have planted links in, and the app can make no link it could not
+    # make anyway.
+    target = paths.db / "db.sqlite3"
+    run(["mkdir", "-p", str(name.parent)], user=release.app, what="placing the SQLite file")
+    run(["ln", "-s", str(target), str(name)], user=release.app, what="placing the SQLite file")
+    return f"SQLite file {name.relative_to(release.path)} -> {target}"
 
 
 def collect_static(request: dict, release: Release, settings: dict) -> str:
@@ -257,12 +262,18 @@ def collect_static(request: dict, release: Release, settings: dict) -> str:
     else:
         notes.append("collectstatic skipped ([build] collectstatic = false)")
     notes.append(link_public_dirs(paths, release.path, settings))
-    earlier = [p for p in complete_releases(paths) if p != release.path]
-    earlier = sorted(earlier, reverse=True)[: max(request.get("keep", 5) - 1, 0)]
-    bridged = static_files.bridge(release.path, static_root, earlier)
-    if bridged:
-        notes.append(f"{bridged} hashed file(s) of earlier releases still served")
     return "; ".join(notes)
+
+
+def bridge_static(paths: AppPaths, release_dir: Path, keep: int) -> None:
+    """Once frozen (nothing of the app's can change the folders any more): the kept
+    releases' hashed static files, hard-linked where the new release has none."""
+    static_root = (release_dir / ".onebox" / "static").resolve()
+    earlier = [p for p in complete_releases(paths) if p != release_dir]
+    earlier = sorted(earlier, reverse=True)[: max(keep - 1, 0)]
+    bridged = static_files.bridge(release_dir, static_root, earlier)
+    if bridged:
+        emit("log", text=f"{bridged} hashed static file(s) of earlier releases still served")
 
 
 def complete_releases(paths: AppPaths) -> list[Path]:

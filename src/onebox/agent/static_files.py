@@ -15,11 +15,15 @@
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 from pathlib import Path
+
+from .system import write_file
 
 MANIFEST = "staticfiles.json"
 HASHED = re.compile(r"\.[0-9a-f]{12}\.[A-Za-z0-9]+$")
@@ -27,8 +31,11 @@ OWN_LIST = ".onebox/static-own.txt"
 
 
 def committed_manifest(static_root: Path) -> dict | None:
-    try:
-        data = json.loads((static_root / MANIFEST).read_text())
+    path = static_root / MANIFEST
+    try:  # never through a link the app's build made
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as manifest:
+            data = json.load(manifest)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("paths"), dict) else None
@@ -51,7 +58,13 @@ def merge_manifest(static_root: Path, committed: dict) -> int:
     # as Django's ManifestFilesMixin.save_manifest computes it
     listing = json.dumps(sorted(paths.items())).encode()
     current["hash"] = hashlib.md5(listing, usedforsecurity=False).hexdigest()[:12]
-    (static_root / MANIFEST).write_text(json.dumps(current))
+    owner = static_root.stat()
+    write_file(
+        static_root / MANIFEST,
+        json.dumps(current),
+        owner=pwd.getpwuid(owner.st_uid).pw_name,
+        group=grp.getgrgid(owner.st_gid).gr_name,
+    )  # (a new file renamed into place: a link there is replaced, never followed)
     return len(dropped)
 
 
@@ -66,12 +79,12 @@ def own_hashed(static_root: Path) -> list[str]:
 
 
 def bridge(release_dir: Path, static_root: Path, earlier: list[Path]) -> int:
-    """Hard-link the hashed files of `earlier` releases (newest first) that the new
-    release lacks; record the new release's own. How many were linked."""
+    """Hard-link the hashed files of `earlier` releases (newest first) that the new,
+    frozen release lacks; record the new release's own. How many were linked."""
     if not static_root.is_dir() or release_dir not in static_root.parents:
         return 0  # STATIC_ROOT outside the release (shared/): collectstatic only adds
     own = own_hashed(static_root)
-    (release_dir / OWN_LIST).write_text("".join(f"{name}\n" for name in own))
+    write_file(release_dir / OWN_LIST, "".join(f"{name}\n" for name in own), mode=0o640)
     linked = 0
     for old in earlier:
         old_static = (old / ".onebox" / "static").resolve()
@@ -83,10 +96,17 @@ def bridge(release_dir: Path, static_root: Path, earlier: list[Path]) -> int:
                 continue
             if source.is_symlink() or ".." in Path(name).parts:
                 continue
+            if not _within(target.parent, static_root):
+                continue  # a folder that leads elsewhere: never link through it
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, target)
+            os.link(source, target, follow_symlinks=False)
             linked += 1
     return linked
+
+
+def _within(folder: Path, root: Path) -> bool:
+    real, top = os.path.realpath(folder), os.path.realpath(root)
+    return real == top or real.startswith(top + os.sep)
 
 
 def _listed_own(release_dir: Path, static_root: Path) -> list[str]:

@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     results: dict[str, list[dict[str, float]]] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         server, project, ca = prepare(Path(tmp))
         views = project / "guestbook" / "views.py"
@@ -134,6 +135,9 @@ def main() -> None:
             f"| {label} | {med['wall']:.2f} | {med['answered']:.0f} | {failed} | "
             f"{med['p50']:.0f} | {med['p99']:.0f} | {med['max']:.0f} |"
         )
+    load_after = os.getloadavg()
+    print(f"\nload average before: {' '.join(f'{x:.2f}' for x in load_before)}")
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in load_after)}")
 
 
 if __name__ == "__main__":

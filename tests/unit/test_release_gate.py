@@ -254,3 +254,14 @@ def test_bridging_links_the_kept_releases_hashed_files_and_nothing_through_links
     assert (new / "static" / "app.js").read_text() == "new"  # the newest wins
     assert not any((tmp_path / "elsewhere").iterdir())  # nothing linked through the link
     assert (new / ".onebox" / "static-own.txt").read_text() == "app.fedcba987654.js\n"
+
+
+def test_probes_run_with_a_manage_py_argv_and_may_start_with_future_imports():
+    from onebox.agent.django import probe_code
+
+    source = "from __future__ import annotations\nimport sys\nprint(sys.argv)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", probe_code("/srv/a/current/manage.py", source)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out == "['/srv/a/current/manage.py', 'check']\n"

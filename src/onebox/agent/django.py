@@ -157,10 +157,8 @@ class Release:
     def _probe(self, source: str, marker: str, what: str) -> dict:
         # argv shaped like a manage.py command's: settings that read sys.argv[1] (to tell
         # `test` or `collectstatic` apart) load here as they do under manage.py.
-        argv = [str(self.path / self.manage), "check"]
-        prelude = f"import sys\nsys.argv = {argv!r}\n"
         result = run(
-            [self.python, "-c", prelude + source],
+            [self.python, "-c", probe_code(str(self.path / self.manage), source)],
             env={**self.env, "ONEBOX_PROBE_RELEASE": str(self.path)},
             cwd=self.workdir,
             user=self.app,
@@ -183,6 +181,14 @@ class Release:
             command=command,
             hint=hint_for(output),
         )
+
+
+def probe_code(manage: str, source: str) -> str:
+    """`python -c` code that runs a probe with sys.argv shaped like a manage.py command's
+    (settings that read sys.argv[1] load as under manage.py). The probe is compiled on its
+    own: it may begin with `from __future__ import ...`."""
+    argv = [manage, "check"]
+    return f"import sys\nsys.argv = {argv!r}\nexec(compile({source!r}, 'onebox', 'exec'))"
 
 
 def hint_for(output: str) -> str:

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""A code-only re-deploy, this onebox against another checkout of it, side by side.
+
+One Debian 12 practice server, examples/mvp set up and deployed once; then re-deploys of
+a one-line change, alternating A (this checkout) and B (the other one, run with its own
+src/ first on PYTHONPATH) on the same server: A B A B... Prints the median of each, the
+ratio, and the host's load average before and after (these machines are shared).
+Needs root (practice servers).
+
+    git worktree add /tmp/before <rev>
+    uv run python bench/redeploy_ab.py --other /tmp/before --pairs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def deploy(project: Path, host: str, src: Path | None) -> float:
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "onebox", "deploy", "--host", host],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        sys.exit(f"deploy ({src or 'this checkout'}) failed:\n{result.stderr}")
+    return time.monotonic() - started
+
+
+def cli(*args: str, cwd: Path | None = None) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "onebox", *args], cwd=cwd, check=True, capture_output=True
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--other", type=Path, required=True, help="the other checkout")
+    parser.add_argument("--pairs", type=int, default=5)
+    args = parser.parse_args()
+    other = args.other.resolve() / "src"
+    name = f"ab-{os.getpid()}"
+    host = f"sandbox:{name}"
+    load_before = os.getloadavg()
+    times: dict[str, list[float]] = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "mvp"
+        shutil.copytree(
+            ROOT / "examples" / "mvp",
+            project,
+            ignore=shutil.ignore_patterns("db.sqlite3", "media", "staticfiles"),
+        )
+        views = project / "guestbook" / "views.py"
+        try:
+            cli("sandbox", "create", name)
+            cli("setup", "--host", host, cwd=project)
+            deploy(project, host, None)
+            for n in range(args.pairs):
+                for label, src in (("A", None), ("B", other)):
+                    views.write_text(views.read_text() + f"\n# change {label}{n}\n")
+                    times[label].append(deploy(project, host, src))
+        finally:
+            subprocess.run(
+                [sys.executable, "-m", "onebox", "sandbox", "destroy", name], capture_output=True
+            )
+    load_after = os.getloadavg()
+    a, b = statistics.median(times["A"]), statistics.median(times["B"])
+    print(f"\ncode-only re-deploy of examples/mvp, {args.pairs} pairs, interleaved A B A B\n")
+    print("| onebox | median | min | max |")
+    print("|---|---|---|---|")
+    for label, what in (("A", "this checkout"), ("B", str(args.other))):
+        values = times[label]
+        print(
+            f"| {label}: {what} | {statistics.median(values):.2f} s | {min(values):.2f} s | "
+            f"{max(values):.2f} s |"
+        )
+    print(f"\nA / B: {a / b:.2f}x")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in load_before)}")
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in load_after)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import PracticeServer, example_project, onebox  # noqa: E402
 
 
 def deploy(project: Path, host: str, src: Path | None) -> float:
@@ -43,42 +45,28 @@ def deploy(project: Path, host: str, src: Path | None) -> float:
     return time.monotonic() - started
 
 
-def cli(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "onebox", *args], cwd=cwd, check=True, capture_output=True
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="the other checkout")
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
     other = args.other.resolve() / "src"
-    name = f"ab-{os.getpid()}"
-    host = f"sandbox:{name}"
     load_before = os.getloadavg()
     times: dict[str, list[float]] = {"A": [], "B": []}
+    server = PracticeServer(f"ab-{os.getpid()}")
+    host = f"sandbox:{server.name}"
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "mvp"
-        shutil.copytree(
-            ROOT / "examples" / "mvp",
-            project,
-            ignore=shutil.ignore_patterns("db.sqlite3", "media", "staticfiles"),
-        )
+        project = example_project(Path(tmp) / "mvp", server)
         views = project / "guestbook" / "views.py"
         try:
-            cli("sandbox", "create", name)
-            cli("setup", "--host", host, cwd=project)
+            onebox("setup", cwd=project)
             deploy(project, host, None)
             for n in range(args.pairs):
                 for label, src in (("A", None), ("B", other)):
                     views.write_text(views.read_text() + f"\n# change {label}{n}\n")
                     times[label].append(deploy(project, host, src))
         finally:
-            subprocess.run(
-                [sys.executable, "-m", "onebox", "sandbox", "destroy", name], capture_output=True
-            )
+            server.destroy()
     load_after = os.getloadavg()
     a, b = statistics.median(times["A"]), statistics.median(times["B"])
     print(f"\ncode-only re-deploy of examples/mvp, {args.pairs} pairs, interleaved A B A B\n")

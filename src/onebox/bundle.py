@@ -42,6 +42,7 @@ class Bundle:
     commit: str  # git commit, "+dirty" when the work tree differs, "" outside git
     large_untracked: tuple[tuple[str, int], ...] = ()  # (path, bytes), shipped all the same
     secrets_left_out: tuple[str, ...] = ()  # secret-looking files not shipped
+    exclude: tuple[str, ...] = ()  # [build] exclude, to say why a file is not shipped
 
     @property
     def size(self) -> int:
@@ -69,7 +70,7 @@ def collect(root: Path, exclude: list[str], include: list[str] | None = None) ->
         if p in shipped and (root / p).is_file() and (size := (root / p).stat().st_size) >= LARGE
     )
     left_out = tuple(p.as_posix() for p in secret if p not in included)
-    return Bundle(root, files, _commit(root), large, left_out)
+    return Bundle(root, files, _commit(root), large, left_out, tuple(exclude))
 
 
 def _included(root: Path, include: list[str], patterns: tuple[str, ...]) -> set[Path]:
@@ -85,8 +86,9 @@ def _included(root: Path, include: list[str], patterns: tuple[str, ...]) -> set[
     return found
 
 
-def why_left_out(root: Path, path: Path) -> str:
+def why_left_out(bundle: Bundle, path: Path) -> str:
     """Why a file of the working tree is not in the release, in the words of its cause."""
+    root = bundle.root
     rule = subprocess.run(
         ["git", "check-ignore", "--verbose", "--no-index", str(path)],
         cwd=root,
@@ -99,7 +101,10 @@ def why_left_out(root: Path, path: Path) -> str:
         return f"git ignores it ({source})"
     if _excluded(path, SECRET_LOOKING):
         return "it looks like a secret (.env, *.pem, *.key are never shipped unless included)"
-    return "it is excluded ([build] exclude, or onebox's own list: caches, .venv, *.sqlite3)"
+    for pattern in bundle.exclude:
+        if _excluded(path, (pattern,)):
+            return f'[build] exclude leaves it out ("{pattern}")'
+    return "onebox always leaves it out (caches, virtualenvs, *.sqlite3, onebox.toml)"
 
 
 def _excluded(path: Path, patterns: tuple[str, ...]) -> bool:

@@ -90,7 +90,7 @@ def check_settings_shipped(root: Path, manage: str, settings: str, bundle: Bundl
             continue
         raise ConfigError(
             f"{relative.as_posix()}, which the settings module {settings} needs, would not "
-            f"be in the release: {why_left_out(root, relative)}",
+            f"be in the release: {why_left_out(bundle, relative)}",
             hint=f"commit it (git add -f {relative.as_posix()}), or ship it as it is "
             f'with [build] include = ["{relative.as_posix()}"] in onebox.toml',
         )
@@ -111,6 +111,6 @@ def explain_missing_module(root: Path, manage: str, bundle: Bundle, output: str)
     relative = path.relative_to(root).as_posix()
     return (
         f"the module {match.group(1)!r} is {relative} in your working tree, but not in the "
-        f"release: {why_left_out(root, Path(relative))}. Commit it, or list it in "
+        f"release: {why_left_out(bundle, Path(relative))}. Commit it, or list it in "
         f'[build] include = ["{relative}"]'
     )

@@ -120,6 +120,10 @@ def test_club_allauth_ignored_settings_and_the_proxys_share(server12, tmp_path):
     assert {"SENTRY_DSN", "REDIS_URL", "NEWSLETTER_FROM", "DJANGO_DEBUG"} <= set(optional)
     config = project / "onebox.toml"
     assert 'secrets = ["MEMBERSHIP_API_KEY"]' in config.read_text()
+    written = config.read_text()
+    again = onebox("init", "--host", server12.host, cwd=project)  # an existing file: kept
+    assert "kept " in again.stdout and "it has everything init detects" in again.stdout
+    assert config.read_text() == written
     use_deploy_user(config)
     onebox("setup", cwd=project)
     server12.ca.write_text(onebox("ca", cwd=project).stdout)
@@ -321,13 +325,33 @@ def test_a_python_the_project_cannot_run_on_is_refused_before_building(server12,
 
 def test_a_dependency_without_a_wheel_is_built_on_the_server(server12, tmp_path):
     """netifaces 0.11.0 ships only its source (a C extension): the server gets a
-    compiler and Python's headers for the build, and the app imports it."""
+    compiler and Python's headers for the build, and the app imports it. The onebox.toml
+    is hand-written, with only what cannot be detected ([app] and [build] are not in it).
+    Then dbus-python, whose build needs a library the server lacks: named, site kept."""
     project = copy_project(FIXTURES / "blog", tmp_path / "sensors")
     base = project / "requirements" / "base.txt"
     base.write_text(base.read_text() + "netifaces==0.11.0\n")
-    blog_app(server12, project, "sensors.test", "Sensors")
+    config = project / "onebox.toml"
+    config.write_text(
+        f'[server]\nhost = "{server12.host}"\nuser = "onebox"\ndomain = "sensors.test"\n'
+        '[env]\nvars = { BLOG_TITLE = "Sensors" }\n'
+        '[security]\nskip = { django = "a test fixture" }\n'
+    )
+    onebox("setup", cwd=project)
     onebox("deploy", cwd=project)
+    assert server12.ssh("test -d /srv/sensors/current && echo yes").strip() == "yes"
     probe = "import netifaces; print('interfaces:', 'lo' in netifaces.interfaces())"
     assert "interfaces: True" in onebox("manage", "--", "shell", "-c", probe, cwd=project).stdout
     compiler = server12.ssh("stat -c '%U %a' $(readlink -f /usr/bin/gcc)").strip()
     assert compiler == "root 750"  # there for root's builds, not for the apps
+
+    live = onebox_json("status", cwd=project)["result"]["release"]["release_id"]
+    base.write_text(base.read_text() + "dbus-python==1.3.2\n")
+    failed = onebox("deploy", cwd=project, check=False)
+    assert failed.returncode == 1, failed.stderr
+    assert (
+        "building dbus-python==1.3.2 from source failed: pkg-config cannot find dbus-1"
+        in failed.stderr
+    )
+    assert "[build] packages" in failed.stderr
+    assert onebox_json("status", cwd=project)["result"]["release"]["release_id"] == live

@@ -265,3 +265,25 @@ def test_probes_run_with_a_manage_py_argv_and_may_start_with_future_imports():
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert out == "['/srv/a/current/manage.py', 'check']\n"
+
+
+def test_a_settings_module_left_out_by_exclude_names_the_pattern(project):
+    (project / ".gitignore").write_text("")
+    bundle = collect(project, ["secrets_*.py"])
+    with pytest.raises(ConfigError) as refused:
+        check_settings_shipped(project, "manage.py", "club.settings.production", bundle)
+    assert refused.value.message.endswith(
+        'would not be in the release: [build] exclude leaves it out ("secrets_*.py")'
+    )
+
+
+def test_mesons_missing_dependency_is_named():
+    from onebox.agent.venv import install_failure
+
+    output = (
+        "error: Failed to build `dbus-python==1.3.2`\n"
+        '  meson.build:107:11: ERROR: Dependency "dbus-1" not found (tried pkg-config and cmake)\n'
+    )
+    assert install_failure(output).message == (
+        "building dbus-python==1.3.2 from source failed: pkg-config cannot find dbus-1"
+    )

@@ -83,19 +83,6 @@ print("ONEBOX-CHECKS " + json.dumps({"messages": found}))
 CHECK_SOURCE = Path(__file__).with_name("migration_check.py")
 
 
-# What Django's `check --deploy` wants, right behind onebox's Caddy (which terminates
-# HTTPS, redirects HTTP and sets X-Forwarded-Proto, overwriting a client's own). Shown by
-# `onebox init` and by a deploy that the check refuses.
-DEPLOY_SETTINGS = """\
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = 63072000
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True"""
-
-
 class Release:
     """A release directory and how to run its Python with the app's environment."""
 

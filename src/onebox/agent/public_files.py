@@ -81,7 +81,7 @@ def check_roots(paths: AppPaths, release_dir: Path, static_root: Path, media_roo
     """Refuse settings that would have Caddy serve a folder outside the app's own."""
     release, shared = os.path.realpath(release_dir), os.path.realpath(paths.shared)
     static = os.path.realpath(static_root)
-    if not (_inside(static, release) or _inside(static, shared)):
+    if not (inside(static, release) or inside(static, shared)):
         raise AgentError(
             f"STATIC_ROOT is {static_root}, outside the release and the app's shared folder: "
             "Caddy would serve that folder to anyone",
@@ -89,7 +89,7 @@ def check_roots(paths: AppPaths, release_dir: Path, static_root: Path, media_roo
             code=EXIT_CONFIG,
         )
     media = os.path.realpath(media_root)
-    if media != os.path.realpath(paths.media) and not _inside(media, release):
+    if media != os.path.realpath(paths.media) and not inside(media, release):
         raise AgentError(
             f"MEDIA_ROOT is {media_root}; onebox keeps uploads in {paths.media} (backed up, "
             "kept across releases), and Caddy serves nothing else",
@@ -103,7 +103,7 @@ def remove_outside_links(release_dir: Path, static_root: Path) -> list[str]:
     """Links among the release's static files that lead out of the release, removed
     (the release is root's by now: nothing can put them back)."""
     release = os.path.realpath(release_dir)
-    if not _inside(os.path.realpath(static_root), release) or not static_root.is_dir():
+    if not inside(os.path.realpath(static_root), release) or not static_root.is_dir():
         return []
     removed = outside_links(static_root, release_dir)
     for link in removed:
@@ -150,10 +150,11 @@ def outside_links(static: Path, release_dir: Path) -> list[str]:
     for folder, dirs, files in os.walk(real_static):
         for name in dirs + files:
             path = os.path.join(folder, name)
-            if os.path.islink(path) and not _inside(os.path.realpath(path), release):
+            if os.path.islink(path) and not inside(os.path.realpath(path), release):
                 found.append(os.path.relpath(path, real_static))
     return found
 
 
-def _inside(path: str, folder: str) -> bool:
+def inside(path: str, folder: str) -> bool:
+    """Whether the real path `path` is `folder` or below it (both real paths)."""
     return path == folder or path.startswith(folder.rstrip("/") + "/")

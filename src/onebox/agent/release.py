@@ -572,7 +572,7 @@ def prune(paths: AppPaths, keep: int) -> list[str]:
         if paths.slot_link(slot).is_symlink():
             live.add(paths.slot_link(slot).resolve())
     releases = sorted(p for p in paths.releases.iterdir() if p.is_dir())
-    complete = [p for p in releases if (p / COMPLETE).is_file()]
+    complete = complete_releases(paths)
     removed = []
     for path in releases:
         if path in live:

@@ -23,6 +23,7 @@ import pwd
 import re
 from pathlib import Path
 
+from .public_files import inside
 from .system import write_file
 
 MANIFEST = "staticfiles.json"
@@ -96,17 +97,12 @@ def bridge(release_dir: Path, static_root: Path, earlier: list[Path]) -> int:
                 continue
             if source.is_symlink() or ".." in Path(name).parts:
                 continue
-            if not _within(target.parent, static_root):
+            if not inside(os.path.realpath(target.parent), os.path.realpath(static_root)):
                 continue  # a folder that leads elsewhere: never link through it
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(source, target, follow_symlinks=False)
             linked += 1
     return linked
-
-
-def _within(folder: Path, root: Path) -> bool:
-    real, top = os.path.realpath(folder), os.path.realpath(root)
-    return real == top or real.startswith(top + os.sep)
 
 
 def _listed_own(release_dir: Path, static_root: Path) -> list[str]:

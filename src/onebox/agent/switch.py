@@ -121,12 +121,13 @@ def check_pages(paths: AppPaths, slot: str, host: str, pages: dict) -> None:
         bad = status >= 500 or (pages.get("strict") and status >= 400)
         if bad:
             via = f" (redirected to {final})" if final != path else ""
+            log = journal(paths, slot)
             raise AgentError(
                 f"the new release answers HTTP {status} on {path}{via}; the live release "
                 "keeps serving",
-                output=journal(paths, slot),
+                output=log,
                 command=f"GET https://{host}{path}",
-                hint=hint_for(journal(paths, slot))
+                hint=hint_for(log)
                 if status >= 500
                 else "fix the page, or change [app] health_path",
             )

@@ -91,6 +91,7 @@ MISSING = (
         re.compile(r"Package '?([\w.+-]+?)'?,? (?:required by .*, )?(?:was )?not found"),
         "pkg-config cannot find {}",
     ),
+    (re.compile(r'Dependency "([\w.+-]+)" not found'), "pkg-config cannot find {}"),  # meson
     (re.compile(r"error: command '([^']+)' failed"), "the command {} failed"),
 )
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from uv import find_uv_bin
 
 from onebox import audit as outside
-from onebox import bundle, no_deploy_user, remote, sandbox
+from onebox import background, bundle, no_deploy_user, remote, sandbox
 from onebox.config import Project, set_server_user
 from onebox.detect import python_requirement, settings_switches
 from onebox.errors import (
@@ -100,19 +100,24 @@ def uv_version() -> str:
     return out.split()[1]
 
 
-def rendered_files(project: Project, address: str) -> dict[str, str]:
+def unit_context(project: Project, address: str) -> dict[str, object]:
+    """What every template of the app's units and sites is rendered with."""
     cfg = project.config
-    workdir = str(Path(cfg.app.manage).parent).strip(".")
-    context = {
+    return {
         "app": cfg.app.name,
         "root": f"/srv/{cfg.app.name}",
         "wsgi": cfg.app.wsgi,
         "workers": cfg.app.workers,
         "drain": cfg.deploy.drain,
-        "workdir": workdir,
+        "workdir": str(Path(cfg.app.manage).parent).strip("."),
         "address": address,
         "tls_internal": tls_internal(project, address),
     }
+
+
+def rendered_files(project: Project, address: str) -> dict[str, str]:
+    cfg = project.config
+    context = unit_context(project, address)
     two_years, one_year = 63072000, 31536000
     default_hsts = one_year if context["tls_internal"] else two_years
     context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
@@ -251,6 +256,8 @@ def deploy(
     allow_breaking: bool = False,
 ) -> dict:
     cfg = project.config
+    for note in project.notes:
+        reporter.notice(note)
     files = bundle.collect(project.root, cfg.build.exclude, cfg.build.include)
     check_settings_shipped(project.root, cfg.app.manage, cfg.app.settings, files)
     if files.secrets_left_out:
@@ -303,6 +310,7 @@ def deploy(
             "security_skip": cfg.security.skip,
             "switches": settings_switches(project.root, cfg.app.manage, cfg.app.settings),
             "allow_breaking": allow_breaking,
+            "background": background.request_part(project, unit_context(project, server.address)),
         }
         if dry_run:
             return {
@@ -375,22 +383,43 @@ def _simple(project: Project, host: str | None, reporter: Reporter, request: dic
         return remote.call(server.ssh, remote.pack(request), reporter.event)
 
 
-def logs(project: Project, host: str | None, reporter: Reporter, follow: bool, lines: int) -> int:
-    """gunicorn's and Django's log (and the backup timers' runs), from the journal."""
+def logs(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    follow: bool,
+    lines: int,
+    process: str | None = None,
+) -> int:
+    """The journal of gunicorn and Django, the processes, the schedules and the backup
+    timers (or of the one process or schedule named)."""
     args = ["logs", project.config.app.name, str(lines), *(["follow"] if follow else [])]
+    args += ["process", process] if process else []
     with connect(project, host, reporter) as server:
         return server.ssh.interactive(server.ssh.agent_command(args))
 
 
 def manage(project: Project, host: str | None, reporter: Reporter, args: list[str]) -> int:
     """manage.py in the live release, as the app user, with its environment loaded by systemd."""
+    return _in_release(project, host, reporter, "manage", args)
+
+
+def run(project: Project, host: str | None, reporter: Reporter, args: list[str]) -> int:
+    """Any command in the live release (`python manage.py check`, `celery inspect ping`),
+    as manage.py runs: its output streamed, its exit status returned."""
+    return _in_release(project, host, reporter, "run", args)
+
+
+def _in_release(
+    project: Project, host: str | None, reporter: Reporter, kind: str, args: list[str]
+) -> int:
     app = project.config.app.name
     with connect(project, host, reporter) as server:
         # The arguments go first inside an agent request (stdin), never on a command line:
         # they may hold a password (see agent/manage_args.py).
         request = {"action": "manage-args", "app": app, "args": args}
         token = remote.call(server.ssh, remote.pack(request), reporter.event)["token"]
-        command = ["manage", app, project.config.app.manage, "--args-from", str(token)]
+        command = [kind, app, project.config.app.manage, "--args-from", str(token)]
         return server.ssh.interactive(server.ssh.agent_command(command))
 
 

@@ -373,6 +373,7 @@ def status(ctx: Context, host: str | None) -> None:
         + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
         f"caddy    {result['caddy']}",
         f"health   {result.get('health', '-')}",
+        *_background_lines(result.get("background") or {}),
         *_backup_lines(result.get("backups") or {}),
         *_update_lines(result.get("updates") or {}),
         *[f"PROBLEM  {problem}" for problem in result.get("problems", [])],
@@ -380,6 +381,27 @@ def status(ctx: Context, host: str | None) -> None:
     ctx.done(result, "\n".join(lines))
     if result.get("problems"):  # the site is down (or about to change): scripts must see it
         sys.exit(int(ExitCode.FAILED))
+
+
+def _background_lines(state: dict) -> list[str]:
+    lines = []
+    for process in state.get("processes", []):
+        restarts = f", {process['restarts']} restart(s)" if process["restarts"] else ""
+        lines.append(
+            f"process  {process['name']}: {process['state']} since {process['since'] or '-'}"
+            f" (release {process['release']}{restarts})"
+        )
+    for schedule in state.get("schedules", []):
+        outcome = schedule["result"]
+        outcome = (
+            "FAILED" + outcome.removeprefix("failed") if outcome.startswith("failed") else outcome
+        )
+        last = f"{schedule['last_run']} {outcome}" if schedule["last_run"] else "never"
+        lines.append(
+            f"schedule {schedule['name']} ({schedule['calendar']}): last run {last}, "
+            f"next {schedule['next'] or '-'}"
+        )
+    return lines
 
 
 def _update_lines(state: dict) -> list[str]:
@@ -417,10 +439,11 @@ def _backup_lines(state: dict) -> list[str]:
 @host_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @lines_option(100, "lines")
+@click.option("--process", metavar="NAME", help="Only this process or schedule's log.")
 @command
-def logs(ctx: Context, host: str | None, follow: bool, lines: int) -> int:
-    """Show the app's log (gunicorn and Django) from the server's journal."""
-    return api.logs(ctx.project(), host, ctx.reporter, follow, lines)
+def logs(ctx: Context, host: str | None, follow: bool, lines: int, process: str | None) -> int:
+    """Show the app's log (gunicorn, Django, processes, schedules) from the journal."""
+    return api.logs(ctx.project(), host, ctx.reporter, follow, lines, process)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -434,6 +457,17 @@ def manage(ctx: Context, host: str | None, args: tuple[str, ...]) -> int:
             "no manage.py command given", hint="e.g. onebox manage -- createsuperuser"
         )
     return api.manage(ctx.project(), host, ctx.reporter, list(args))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@host_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@command
+def run(ctx: Context, host: str | None, args: tuple[str, ...]) -> int:
+    """Run a command in the live release: onebox run -- python manage.py check"""
+    if not args:
+        raise ConfigError("no command given", hint="e.g. onebox run -- python manage.py check")
+    return api.run(ctx.project(), host, ctx.reporter, list(args))
 
 
 @main.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from onebox.errors import ConfigError
+from onebox.timers import is_calendar, to_calendar
 
 CONFIG_FILE = "onebox.toml"
 # Every pattern is used with fullmatch: `$` would also match before a trailing newline,
@@ -39,38 +41,11 @@ URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 SSH_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@:\[\]-]*")
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
-CALENDAR_WORDS = {
-    "minutely", "hourly", "daily", "monthly", "weekly", "yearly", "annually",
-    "quarterly", "semiannually", "off",
-}  # fmt: skip
-WEEKDAY = r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*"
-CALENDAR_PARTS = (
-    re.compile(rf"{WEEKDAY}(?:\.\.{WEEKDAY})?(?:,{WEEKDAY}(?:\.\.{WEEKDAY})?)*", re.I),
-    re.compile(r"[0-9*,./~]+-[0-9*,./]+(?:-[0-9*,./~]+)?"),  # a date: [Y-]M-D
-    re.compile(r"[0-9*,./]+:[0-9*,./]+(?::[0-9*,./]+)?"),  # a time: h:m[:s]
-    re.compile(r"UTC|[A-Za-z]+/[A-Za-z_]+(?:/[A-Za-z_]+)?"),  # a time zone
-)
 
 
 def is_hostname(value: str) -> bool:
     labels = value.removesuffix(".").split(".")
     return 0 < len(value) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
-
-
-def is_calendar(value: str) -> bool:
-    """A systemd OnCalendar expression, by its shape (the server checks it exactly)."""
-    if value.lower() in CALENDAR_WORDS:
-        return True
-    parts = value.split()
-    if not parts or len(parts) > 4:
-        return False
-    kinds = []
-    for part in parts:
-        kind = next((i for i, p in enumerate(CALENDAR_PARTS) if p.fullmatch(part)), None)
-        if kind is None:
-            return False
-        kinds.append(kind)
-    return kinds == sorted(kinds) and len(set(kinds)) == len(kinds) and kinds != [3]
 
 
 class _Section(BaseModel):
@@ -326,6 +301,104 @@ class BackupConfig(_Section):
         return value.strip()
 
 
+SHELL_OPERATORS = {"&&", "||", "|", ";", "&", ">", ">>", "<", "2>", "2>&1", "$(", "`"}
+PROCESS_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+RESERVED_NAMES = {"backup", "verify", "web", "run", "manage"}
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+
+
+def split_command(value: str) -> list[str]:
+    """A process's or schedule's command line as argv. No shell runs it (so no operator
+    means what it would in one): a command that needs one says so, `sh -c "..."`."""
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"cannot read the command {value!r}: {exc}") from None
+    if not argv:
+        raise ValueError("the command is empty")
+    operators = [word for word in argv if word in SHELL_OPERATORS or word.startswith("$(")]
+    if operators:
+        raise ValueError(
+            f"{operators[0]!r} in {value!r} would need a shell, and commands run without "
+            f"one: write it as sh -c {shlex.quote(value)}"
+        )
+    return argv
+
+
+class ProcessConfig(_Section):
+    """A long-running command ([processes]): a worker, a scheduler, a consumer."""
+
+    command: str
+    # Copies of it (celery workers, say). A scheduler (celery beat) must stay at 1.
+    replicas: Annotated[int, Field(ge=1, le=16)] = 1
+    # The signal that asks it to stop gracefully (Celery: SIGTERM, a warm shutdown), and
+    # the seconds it gets before it is killed.
+    stop_signal: Literal[STOP_SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
+    stop_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
+
+    @property
+    def argv(self) -> list[str]:
+        return split_command(self.command)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        split_command(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_scheduler(self) -> ProcessConfig:
+        argv = self.argv
+        if self.replicas > 1 and "beat" in argv and any("celery" in w for w in argv[:1]):
+            raise ValueError(
+                "celery beat must run once (two would send every periodic task twice): replicas = 1"
+            )
+        return self
+
+
+class ScheduleConfig(_Section):
+    """A command run on a timer ([schedule]): clearsessions, a nightly report."""
+
+    command: str
+    # A systemd calendar expression ("daily", "Mon *-*-* 09:00:00") or a cron line
+    # ("*/15 * * * *", "@hourly"), converted to the former.
+    when: str
+    # Seconds a run may take before it is stopped.
+    timeout: Annotated[int, Field(ge=1, le=86400)] = 3600
+
+    @property
+    def argv(self) -> list[str]:
+        return split_command(self.command)
+
+    @property
+    def calendar(self) -> str:
+        return to_calendar(self.when)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        split_command(value)
+        return value
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, value: str) -> str:
+        to_calendar(value)
+        return value
+
+
+def _background_names(value: dict[str, Any], what: str) -> dict[str, Any]:
+    for name in value:
+        if not PROCESS_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r}: a {what} name is lowercase letters, digits and dashes, starting "
+                "with a letter (it names a systemd unit)"
+            )
+        if name in RESERVED_NAMES:
+            raise ValueError(f"{name!r} is a name onebox uses itself: choose another")
+    return value
+
+
 PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates", "system", "django")
 
 
@@ -399,6 +472,32 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     backup: BackupConfig = BackupConfig()
     security: SecurityConfig = SecurityConfig()
+    # name = "command", or name = { command = "...", replicas = 2, stop_timeout = 60 }
+    processes: dict[str, ProcessConfig] = {}
+    # name = { command = "python manage.py clearsessions", when = "daily" }
+    schedule: dict[str, ScheduleConfig] = {}
+
+    @field_validator("processes", mode="before")
+    @classmethod
+    def _processes(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            _background_names(value, "process")
+            return {k: {"command": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedules(cls, value: dict[str, ScheduleConfig]) -> dict[str, ScheduleConfig]:
+        return _background_names(value, "schedule")
+
+    @model_validator(mode="after")
+    def _one_name_each(self) -> Config:
+        both = sorted(set(self.processes) & set(self.schedule))
+        if both:
+            raise ValueError(
+                f"{both[0]!r} is both a process and a schedule: give them different names"
+            )
+        return self
 
     @model_validator(mode="after")
     def _deploy_user_needs_ssh(self) -> Config:
@@ -418,6 +517,8 @@ class Project(BaseModel):
     root: Path
     source: Path
     config: Config
+    # What loading found worth saying (a Procfile read, its web line left out).
+    notes: tuple[str, ...] = ()
 
 
 def find_config(start: Path) -> Path | None:
@@ -440,7 +541,22 @@ def load_project(start: Path | None = None) -> Project:
             f"no {CONFIG_FILE} in {start} or its parents",
             hint="run `onebox init` in your Django project first",
         )
-    return Project(root=source.parent, source=source, config=load_config(source))
+    config, notes = with_procfile(source.parent, load_config(source))
+    return Project(root=source.parent, source=source, config=config, notes=notes)
+
+
+def with_procfile(root: Path, config: Config) -> tuple[Config, tuple[str, ...]]:
+    """[processes] from a Procfile when onebox.toml has none (see procfile.py)."""
+    if config.processes:
+        return config, ()
+    from onebox import procfile
+
+    found = procfile.read(root)
+    if found is None:
+        return config, ()
+    deploy = config.deploy.model_copy(update={"release": [*config.deploy.release, *found.release]})
+    updated = config.model_copy(update={"processes": found.processes, "deploy": deploy})
+    return updated, tuple(found.notes)
 
 
 def load_config(path: Path) -> Config:
@@ -510,9 +626,14 @@ def _describe(exc: ValidationError, path: Path, text: str, prefix: tuple[str, ..
 
 def _did_you_mean(loc: tuple[str, ...]) -> str:
     model: Any = Config
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
+    parts = list(loc[:-1])
+    while parts:
+        field = model.model_fields.get(parts.pop(0))
         annotation = getattr(field, "annotation", None)
+        args = getattr(annotation, "__args__", ())
+        if getattr(annotation, "__origin__", None) is dict and len(args) == 2 and parts:
+            annotation = args[1]  # [processes] NAME = {...}: the name is not a key
+            parts.pop(0)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return ""
         model = annotation

@@ -25,5 +25,5 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
     )
 
 
-def render(name: str, project_root: Path | None = None, **context: object) -> str:
-    return environment(project_root).get_template(name).render(**context)
+def render(template: str, project_root: Path | None = None, /, **context: object) -> str:
+    return environment(project_root).get_template(template).render(**context)

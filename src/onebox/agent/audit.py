@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import (
+    background,
     baseline,
     bruteforce,
     deploy_check,
@@ -247,6 +248,9 @@ def exposure(unit: str) -> float | None:
 def check_units(paths: AppPaths) -> list[Check]:
     units = [f"onebox-{paths.app}@{live_slot(paths) or 'blue'}.service"]
     units += [f"onebox-{paths.app}-{job}.service" for job in ("backup", "verify")]
+    running = background.installed(paths)  # [processes] and [schedule]
+    units += [paths.process_unit(name, 1) for name in running["processes"]]
+    units += [paths.schedule_unit(name) for name in running["schedules"]]
     checks = []
     for unit in units:
         score = exposure(unit)

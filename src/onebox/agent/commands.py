@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path, PurePosixPath
 
-from . import manage_args
+from . import background, manage_args
 from .env_refs import REFS_FILE
 from .paths import AppPaths
 from .system import BASE_ENV
@@ -30,7 +30,14 @@ class Refused(Exception):
 
 
 def run(argv: list[str]) -> int:
-    builders = {"logs": logs, "manage": manage, "dbshell": dbshell, "ca": ca, "dump": dump}
+    builders = {
+        "logs": logs,
+        "manage": manage,
+        "run": run_command,
+        "dbshell": dbshell,
+        "ca": ca,
+        "dump": dump,
+    }
     if not argv or argv[0] not in builders:
         print(f"onebox-agent: unknown command; one of {', '.join(builders)}", file=sys.stderr)
         return 2
@@ -49,13 +56,29 @@ def app_paths(name: str) -> AppPaths:
 
 
 def logs(args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """logs APP LINES [follow]"""
-    if len(args) not in (2, 3) or not args[1].isdigit() or args[2:] not in ([], ["follow"]):
-        raise Refused("usage: logs APP LINES [follow]")
-    app = app_paths(args[0]).app
-    argv = ["journalctl", "--no-pager", "-n", args[1], "-u", f"onebox-{app}@*"]
-    argv += ["-u", f"onebox-{app}-backup", "-u", f"onebox-{app}-verify"]  # the timers' runs
-    return argv + (["-f"] if args[2:] else []), dict(BASE_ENV)
+    """logs APP LINES [follow] [process NAME]: the web slots, processes, schedules and
+    backup timers, or only the process (or schedule) NAME."""
+    usage = "usage: logs APP LINES [follow] [process NAME]"
+    if len(args) < 2 or not args[1].isdigit():
+        raise Refused(usage)
+    paths, lines, rest = app_paths(args[0]), args[1], args[2:]
+    follow = rest[:1] == ["follow"]
+    rest = rest[1:] if follow else rest
+    if rest and (len(rest) != 2 or rest[0] != "process" or not APP.match(rest[1])):
+        raise Refused(usage)
+    app = paths.app
+    if rest:
+        units = background.log_units(paths, rest[1])
+        if not units:
+            known = ", ".join(background.log_units(paths)) or "none"
+            raise Refused(f"no process or schedule {rest[1]!r} runs on this server ({known})")
+    else:
+        units = [f"onebox-{app}@*", *background.log_units(paths)]
+        units += [f"onebox-{app}-backup", f"onebox-{app}-verify"]  # the timers' runs
+    argv = ["journalctl", "--no-pager", "-n", lines]
+    for unit in units:
+        argv += ["-u", unit]
+    return argv + (["-f"] if follow else []), dict(BASE_ENV)
 
 
 def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -65,15 +88,47 @@ def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
     Its arguments (`createsuperuser --password ...`) were left on the server beforehand
     by the agent's `manage-args` action (see manage_args.py), so that they appear in no
     argv: not ssh's, not sudo's log of this command, not systemd-run's, not python's."""
+    paths, manage_py, stashed = _stashed(args, "manage")
+    current = paths.current
+    return _in_release(paths, manage_py, stashed, manage_args.LAUNCHER, current / manage_py)
+
+
+def run_command(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """run APP MANAGE_PY --args-from TOKEN: any command in the live release (its
+    virtualenv first on PATH), as `manage` runs manage.py; its exit status is this one's."""
+    paths, manage_py, stashed = _stashed(args, "run")
+    return _in_release(paths, manage_py, stashed, manage_args.RUN_LAUNCHER, None)
+
+
+def _stashed(args: list[str], what: str) -> tuple[AppPaths, PurePosixPath, Path]:
     if len(args) != 4 or args[2] != "--args-from" or not manage_args.TOKEN.match(args[3]):
-        raise Refused("usage: manage APP MANAGE_PY --args-from TOKEN")
+        raise Refused(f"usage: {what} APP MANAGE_PY --args-from TOKEN")
     paths = app_paths(args[0])
     manage_py = PurePosixPath(args[1])
     if manage_py.is_absolute() or ".." in manage_py.parts or manage_py.suffix != ".py":
         raise Refused(f"{args[1]!r} is not a manage.py path inside the project")
     stashed = manage_args.path_for(paths, args[3])
     if not stashed.is_file():
-        raise Refused("those manage.py arguments are gone (used once, or over 10 minutes old)")
+        raise Refused(f"those {what} arguments are gone (used once, or over 10 minutes old)")
+    return paths, manage_py, stashed
+
+
+# The app's limits, as far as an interactive command allows (a terminal, a debugger).
+INTERACTIVE_SANDBOX = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectControlGroups=yes",
+    "RestrictSUIDSGID=yes",
+)
+
+
+def _in_release(
+    paths: AppPaths, manage_py: PurePosixPath, stashed: Path, launcher: str, script: Path | None
+) -> tuple[list[str], dict[str, str]]:
     current, app = paths.current, paths.app
     argv = [
         "systemd-run",
@@ -81,18 +136,21 @@ def manage(args: list[str]) -> tuple[list[str], dict[str, str]]:
         "--pty" if sys.stdin.isatty() else "--pipe",
         "--wait",
         "--collect",
-        f"--description=onebox manage ({app})",
+        f"--description=onebox {'manage' if script else 'run'} ({app})",
         f"--uid={app}",
         f"--gid={app}",
         f"--working-directory={current / manage_py.parent}",
         f"--property=EnvironmentFile={current}/.onebox/release.env",
         f"--property=EnvironmentFile=-{current}/{REFS_FILE}",
         f"--property=EnvironmentFile={paths.secrets}",
+        *[f"--property={value}" for value in INTERACTIVE_SANDBOX],
+        f"--property=ReadWritePaths={paths.shared}",
         f"--setenv=ONEBOX_MANAGE_ARGS={stashed}",
+        f"--setenv=PATH={current}/.venv/bin:/usr/local/bin:/usr/bin:/bin",
         f"{current}/.venv/bin/python",
         "-c",
-        manage_args.LAUNCHER,
-        str(current / manage_py),
+        launcher,
+        *([str(script)] if script else []),
     ]
     return argv, dict(BASE_ENV)
 

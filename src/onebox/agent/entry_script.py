@@ -5,7 +5,7 @@
 
     onebox-agent                   the agent: a tar stream on stdin (onebox's code and the
                                    request), as `python3 -c BOOTSTRAP` runs it for root
-    onebox-agent COMMAND ARGS...   logs, manage, dbshell, ca or dump: the command line is
+    onebox-agent COMMAND ARGS...   logs, manage, run, dbshell, ca or dump: the command line is
                                    built by onebox's installed agent from checked arguments
 
 Standard library only; `-I` keeps the caller's environment and paths out of it.

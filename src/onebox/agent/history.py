@@ -25,6 +25,7 @@ AUDITED = {
     "env-set",
     "env-unset",
     "maintenance",
+    "schedule",
 }
 
 # What says the most about each operation's result, in the order looked for.

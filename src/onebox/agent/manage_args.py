@@ -40,6 +40,20 @@ sys.path[0] = os.path.dirname(manage)
 runpy.run_path(manage, run_name="__main__")
 """
 
+# `onebox run -- COMMAND`: the same, for any command (found on PATH: the venv first).
+RUN_LAUNCHER = """\
+import json, os, sys
+path = os.environ.pop("ONEBOX_MANAGE_ARGS")
+with open(path) as stashed:
+    arguments = json.load(stashed)
+os.unlink(path)
+try:
+    os.execvp(arguments[0], arguments)
+except OSError as exc:
+    print(f"onebox run: cannot run {arguments[0]!r}: {exc.strerror}", file=sys.stderr)
+    raise SystemExit(127) from None
+"""
+
 
 def path_for(paths: AppPaths, token: str) -> Path:
     return paths.run / f"{PREFIX}{token}"

@@ -52,6 +52,22 @@ class AppPaths:
         return self.slots / "live"
 
     @property
+    def background(self) -> Path:
+        """The release the processes and scheduled commands run (see background.py)."""
+        return self.slots / "background"
+
+    @property
+    def background_state(self) -> Path:
+        """The background units installed now, for moving and removing them."""
+        return ETC / f"{self.app}.background.json"
+
+    def process_unit(self, name: str, replica: int) -> str:
+        return f"onebox-{self.app}-{name}@{replica}.service"
+
+    def schedule_unit(self, name: str, kind: str = "service") -> str:
+        return f"onebox-{self.app}-{name}.{kind}"
+
+    @property
     def lock(self) -> Path:
         return self.root / ".deploy.lock"
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from string import Template
 
 from . import (
+    background,
     baseline,
     cancel,
     deploy_check,
@@ -34,7 +35,13 @@ from .django import Release, hint_for
 from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
-from .provision import check_supported, ensure_secrets, ensure_units, install_caddy_config
+from .provision import (
+    check_calendar,
+    check_supported,
+    ensure_secrets,
+    ensure_units,
+    install_caddy_config,
+)
 from .switch import (
     check_pages,
     idle_slot,
@@ -114,6 +121,8 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     ensure_secrets(paths)
     secrets = read_env_file(paths.secrets)
     check_required(request["secrets"], {**request.get("env", {}), **secrets})
+    for name, entry in request.get("background", {}).get("schedules", {}).items():
+        check_calendar(entry["calendar"], f"[schedule] {name} when")
     release_dir = paths.releases / request["release_id"]
     try:
         # Holds the maintenance page from a breaking migration (--allow-breaking) until
@@ -124,12 +133,15 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
             site = site_config(request, settings)
             with step("freeze release"):
                 freeze(release_dir, paths.app, request, site, settings, migrated)
+                background.write_release(
+                    release_dir, paths.app, request.get("background", {}), workdir(request)
+                )
                 if release.references:
                     env_refs.write(release_dir, release.references)
                 bridge_static(paths, release_dir, request.get("keep", 5))
             with step("systemd units") as state:  # [app] workers or wsgi may have changed
                 state["changed"] = ensure_units(paths, request["files"])
-            switch(request, paths, release_dir, site)
+            moved = switch(request, paths, release_dir, site)
     except BaseException:
         discard(paths, release_dir)
         prune_venvs(paths)  # a failed release's new virtualenv goes with it
@@ -144,8 +156,14 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
         "slot": live_slot(paths),
         "pruned": pruned,
         "migrations": migrated,
+        "background": moved,
         "seconds": round(time.monotonic() - started, 2),
     }
+
+
+def workdir(request: dict) -> str:
+    """The folder of manage.py inside the release, where the app's commands run."""
+    return str(Path(request["manage"]).parent).strip(".") or "."
 
 
 def check_required(required: list[str], available: dict[str, str]) -> None:
@@ -460,6 +478,10 @@ def freeze(
     `rollback` (which puts back the site of the release it returns to)."""
     run(["chown", "-R", f"root:{app}", str(release_dir)])
     run(["chmod", "-R", "u+rwX,g+rX,g-w,o-rwx", str(release_dir)])
+    if (release_dir / ".onebox").is_symlink() or not (release_dir / ".onebox").is_dir():
+        # the build (as the app) replaced onebox's folder: root writes nothing through it
+        raise AgentError("the release's .onebox folder was replaced during the build; "
+                         "nothing was switched", code=EXIT_CONFIG)  # fmt: skip
     public_files.remove_outside_links(release_dir, release_dir / ".onebox" / "static")
     manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -482,7 +504,7 @@ def switch(
     release_dir: Path,
     site: str,
     before_traffic: Callable[[], None] | None = None,
-) -> None:
+) -> dict[str, object]:
     """Start the release beside the live one; only once it is healthy does anything the
     live release uses change: the Caddy site (if the settings' URLs moved), then traffic.
 
@@ -528,8 +550,34 @@ def switch(
                     output=output,
                     hint=hint_for(output),
                 )
+    moved = move_background(request, paths, release_dir, (old, old_release, new, old_site))
     with step("stop old release"):
         retire(paths, old, new)
+    return moved
+
+
+def move_background(
+    request: dict, paths: AppPaths, release_dir: Path, web: tuple
+) -> dict[str, object]:
+    """Processes and schedules onto the release, once its web side passed probation; if
+    a process will not stay up, web and processes go back to the previous release."""
+    old, old_release, new, old_site = web
+    previous = background.current_release(paths)
+    try:
+        return background.move(paths, release_dir, request.get("probation", 0))
+    except AgentError as exc:
+        if old and old_release and old_release.is_dir():
+            route_back(paths, old, old_release, new, old_site)
+            exc.message += f"; web traffic is back on release {old_release.name}"
+        if previous and previous != release_dir:
+            try:
+                background.move(paths, previous, 0)
+                exc.message += ", and the processes too"
+            except AgentError as again:
+                exc.message += f"; the previous processes did not start either: {again.message}"
+        else:
+            background.stop_all(paths)
+        raise
 
 
 def route_back(

@@ -2,11 +2,14 @@
 
 Runs the same code as `onebox backup` and `onebox backup verify`, with plain-text progress
 for the journal and a non-zero exit (a failed unit, shown by `onebox status`) on failure.
+`... scheduled ran APP NAME` is the ExecStopPost of a [schedule] command's unit: it
+records the run that just ended in the app's history.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 
@@ -16,6 +19,8 @@ from . import backup, history, protocol, restore
 def main(argv: list[str]) -> int:
     os.umask(0o022)
     protocol.PLAIN = True
+    if argv[:1] == ["ran"]:
+        return record_run(*argv[1:])
     job, app = argv
     request = {"app": app, "deployer": f"{job} timer", "reason": "scheduled"}
     audited = {**request, "action": job, "by": f"{job} timer", "login": "root"}
@@ -35,6 +40,25 @@ def main(argv: list[str]) -> int:
         raise
     history.record(audited, 0, started, result, "")
     print(f"{job} done: {result.get('id')}")
+    return 0
+
+
+def record_run(app: str, name: str) -> int:
+    """systemd tells ExecStopPost how the run ended: SERVICE_RESULT, EXIT_CODE, EXIT_STATUS."""
+    result = os.environ.get("SERVICE_RESULT", "")
+    status = os.environ.get("EXIT_STATUS", "")
+    ok = result == "success"
+    request = {"app": app, "action": "schedule", "by": f"{name} timer", "login": "root"}
+    unit = f"onebox-{app}-{name}.service"
+    shown = subprocess.run(
+        ["systemctl", "show", unit, "--value", "--property=ExecMainStartTimestampMonotonic"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    # systemd's monotonic clock is Python's: the run's length, whatever the wall clock did
+    seconds = time.monotonic() - int(shown) / 1e6 if shown.isdigit() and int(shown) else 0
+    started = time.time() - max(seconds, 0)
+    error = "" if ok else f"{name} failed ({result}, exit status {status})"
+    history.record(request, 0 if ok else 1, started, {"id": name}, error)
     return 0
 
 

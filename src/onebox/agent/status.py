@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from . import guard, site_check, updates
+from . import background, guard, site_check, updates
 from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
@@ -39,6 +39,8 @@ def status(request: dict) -> dict[str, object]:
             f"setup's changes to {', '.join(guards)} are not confirmed and will be undone: "
             "run `onebox setup` again"
         )
+    result["background"] = background.status(paths)
+    problems += background.problems(paths)
     result["problems"], result["guards"] = problems, guards
     result["backups"] = backup_status(paths)
     result["updates"] = updates.state()

@@ -176,6 +176,7 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
             "uv_version": uv_version(),
             "files": rendered_files(project, server.address),
             "security": project.config.security.model_dump(),
+            "redis": project.config.redis,
             **data_settings(project),
         }
         if dry_run:
@@ -310,6 +311,7 @@ def deploy(
             "security_skip": cfg.security.skip,
             "switches": settings_switches(project.root, cfg.app.manage, cfg.app.settings),
             "allow_breaking": allow_breaking,
+            "redis": cfg.redis,
             "background": background.request_part(project, unit_context(project, server.address)),
         }
         if dry_run:

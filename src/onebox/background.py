@@ -22,6 +22,8 @@ def request_part(project: Project, context: dict[str, object]) -> dict[str, obje
     after = [ENGINE_UNITS[cfg.database.engine]] if cfg.database.engine in ENGINE_UNITS else []
     if cfg.database.url:
         after = []
+    if cfg.redis:
+        after.append("redis-server.service")
     base = {**context, "after": after}
     processes, schedules, units = {}, {}, {}
     for name, process in cfg.processes.items():

@@ -161,6 +161,7 @@ def init(
             f"  optional      {', '.join(found.optional_env)} (read with a default: set "
             "only those you want)"
         )
+    lines += [f"  proposed      {reason}" for reason in found.background_reasons]
     lines += [f"  note: {note}" for note in found.notes]
     lines.append(
         "next: `onebox setup` and `onebox deploy`"

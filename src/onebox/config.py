@@ -399,6 +399,47 @@ def _background_names(value: dict[str, Any], what: str) -> dict[str, Any]:
     return value
 
 
+class RedisConfig(_Section):
+    """Redis from Debian on the server, for this app ([services] redis)."""
+
+    # cache: least recently used keys are evicted when it is full. broker (Celery's
+    # queue): nothing is ever evicted (a full Redis refuses writes rather than drop a
+    # queued task). Default: broker when a process runs celery, else cache.
+    role: Literal["cache", "broker"] | None = None
+    # Keep its data across restarts (append-only file on disk). Off: Redis holds only
+    # what can be rebuilt (a cache, queued tasks of a queue that tolerates loss).
+    persist: bool = False
+    # Its memory limit, like "64mb"; default: from the server's memory (64-256 MB).
+    maxmemory: str | None = None
+
+    @field_validator("maxmemory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{1,6}(kb|mb|gb)", value.lower()):
+            raise ValueError('must be a size like "64mb" or "1gb"')
+        return value.lower() if value else value
+
+
+class ServicesConfig(_Section):
+    # true, or { role = "broker", persist = false, maxmemory = "128mb" }
+    redis: RedisConfig | None = None
+
+    @field_validator("redis", mode="before")
+    @classmethod
+    def _redis(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError('must be true, false, or a table like { role = "broker" }')
+        return value
+
+    @property
+    def redis_config(self) -> RedisConfig | None:
+        return self.redis
+
+
 PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates", "system", "django")
 
 
@@ -476,6 +517,17 @@ class Config(_Section):
     processes: dict[str, ProcessConfig] = {}
     # name = { command = "python manage.py clearsessions", when = "daily" }
     schedule: dict[str, ScheduleConfig] = {}
+    services: ServicesConfig = ServicesConfig()
+
+    @property
+    def redis(self) -> dict[str, object] | None:
+        """[services] redis as the server gets it, its role settled, or None."""
+        redis = self.services.redis_config
+        if redis is None:
+            return None
+        celery = any(Path(p.argv[0]).name == "celery" for p in self.processes.values())
+        role = redis.role or ("broker" if celery else "cache")
+        return {**redis.model_dump(), "role": role, "celery": celery}
 
     @field_validator("processes", mode="before")
     @classmethod

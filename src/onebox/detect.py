@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onebox.detect_background import propose
 from onebox.errors import ProjectError
 from onebox.settings_env import Switch, env_reads, literal_settings, switches
 
@@ -109,6 +110,10 @@ class Detected:
     notes: list[str] = field(default_factory=list)
     release_commands: list[str] = field(default_factory=list)
     engine: str = "sqlite"
+    # proposed [processes] and [services] redis (see detect_background.py), and why
+    processes: dict[str, str] = field(default_factory=dict)
+    redis: dict[str, str] | None = None
+    background_reasons: list[str] = field(default_factory=list)
 
 
 def detect(root: Path, settings: str | None = None) -> Detected:
@@ -137,8 +142,15 @@ def detect(root: Path, settings: str | None = None) -> Detected:
     reads = env_reads(settings_files)
     refs = database_references(reads.required + reads.optional, detected.engine)
     detected.env_references = refs
-    detected.required_env = [n for n in reads.required if n not in PROVIDED_ENV | set(refs)]
-    detected.optional_env = [n for n in reads.optional if n not in PROVIDED_ENV | set(refs)]
+    settings_text = "\n".join(p.read_text(errors="replace") for p in settings_files)
+    background = propose(
+        root, project_dir, settings_text, list(_walk_python(project_dir, 3)), detected.name
+    )
+    detected.processes, detected.redis = background.processes, background.redis
+    detected.background_reasons = background.reasons
+    provided = PROVIDED_ENV | set(refs) | background.provided_env
+    detected.required_env = [n for n in reads.required if n not in provided]
+    detected.optional_env = [n for n in reads.optional if n not in provided]
     if refs:
         detected.notes.append(
             "the settings read the database as "

@@ -147,3 +147,85 @@ def test_units_hold_no_command_and_carry_the_stop_settings(tmp_path):
     timer = part["units"]["onebox-mon-prune.timer"]
     assert "OnCalendar=*-*-* *:00/5:00" in timer
     assert "Type=oneshot" in part["units"]["onebox-mon-prune.service"]
+
+
+def celery_project(tmp_path: Path, settings_extra: str = "", deps: str = "celery[redis]\n") -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "manage.py").write_text(
+        'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")\n'
+    )
+    package = tmp_path / "proj"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .celery import app as celery_app\n")
+    (package / "celery.py").write_text('from celery import Celery\napp = Celery("proj")\n')
+    (package / "settings.py").write_text(
+        'import os\nINSTALLED_APPS = ["django.contrib.auth"]\n'
+        'CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]\n' + settings_extra
+    )
+    (package / "wsgi.py").write_text("application = None\n")
+    (tmp_path / "requirements.txt").write_text("Django\n" + deps)
+    return tmp_path
+
+
+def test_init_proposes_a_celery_worker_and_its_broker(tmp_path):
+    from onebox.detect import detect
+
+    found = detect(celery_project(tmp_path))
+    assert found.processes == {"worker": "celery -A proj worker --concurrency 2"}
+    assert found.redis == {"role": "broker"}
+    assert "CELERY_BROKER_URL" not in found.required_env  # onebox sets it
+    assert any("a Celery app in proj" in reason for reason in found.background_reasons)
+
+
+def test_init_proposes_beat_with_a_schedule_file_it_can_write(tmp_path):
+    from onebox.detect import detect
+
+    found = detect(celery_project(tmp_path, 'CELERY_BEAT_SCHEDULE = {"a": {}}\n'))
+    assert found.processes["beat"].endswith(
+        f"--schedule /srv/{found.name}/shared/celerybeat-schedule"
+    )
+    found = detect(celery_project(tmp_path / "b", 'INSTALLED_APPS += ["django_celery_beat"]\n'))
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in found.processes["beat"]
+
+
+def test_no_celery_dependency_no_proposal(tmp_path):
+    from onebox.detect import detect
+
+    found = detect(celery_project(tmp_path, deps=""))
+    assert found.processes == {} and found.redis is None
+
+
+def test_what_init_writes_loads(tmp_path):
+    from onebox.init import init_project
+
+    project = celery_project(tmp_path, 'CELERY_BEAT_SCHEDULE = {"a": {}}\n')
+    path, _, _ = init_project(project, host="203.0.113.7")
+    config = load_config(path)
+    assert set(config.processes) == {"worker", "beat"}
+    assert config.redis["role"] == "broker" and config.redis["celery"]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('"yes"', "must be true, false, or a table"),
+        ('{ role = "queue" }', "'cache' or 'broker'"),
+        ('{ maxmemory = "lots" }', 'like "64mb"'),
+    ],
+)
+def test_bad_redis_settings(tmp_path, value, says):
+    assert says in error(tmp_path, f"[services]\nredis = {value}\n")
+
+
+def test_redis_role_follows_celery(tmp_path):
+    assert load(tmp_path, "[services]\nredis = true\n").redis["role"] == "cache"
+    config = load(tmp_path, '[processes]\nw = "celery -A p worker"\n[services]\nredis = true\n')
+    assert config.redis["role"] == "broker"
+
+
+def test_redis_protocol_is_safe_for_any_password():
+    from onebox.agent.redis_server import command
+
+    assert (
+        command("AUTH", "shop", "a b\r\n") == b"*3\r\n$4\r\nAUTH\r\n$4\r\nshop\r\n$5\r\na b\r\n\r\n"
+    )

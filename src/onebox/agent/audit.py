@@ -23,6 +23,7 @@ from . import (
     firewall,
     isolation,
     public_files,
+    redis_server,
     ssh_access,
     updates,
 )
@@ -57,6 +58,7 @@ def audit(request: dict) -> dict[str, object]:
         ("what the app can reach", None, lambda: isolation.check_app_isolation(paths)),
         ("what Caddy serves", None, lambda: public_files.check_public_files(paths)),
         ("backups", None, lambda: check_backups(paths)),
+        ("redis", None, lambda: check_redis(paths)),
         ("django check --deploy", None, lambda: check_django(paths, request["manage"])),
     ]
     if request.get("lynis"):
@@ -263,6 +265,30 @@ def check_units(paths: AppPaths) -> list[Check]:
             )
         )
     return checks
+
+
+def check_redis(paths: AppPaths) -> list[Check]:
+    """[services] redis: reachable only from this server, and only by logging in."""
+    if not redis_server.app_conf(paths.app).exists():
+        return []
+    found = redis_server.exposure()
+    addresses = found["addresses"]
+    local = bool(addresses) and all(a.strip("[]") in ("127.0.0.1", "::1") for a in addresses)
+    anonymous = str((found["anonymous"] or [""])[0])
+    return [
+        result(
+            "redis listens on this server only",
+            local,
+            f"listening on {', '.join(addresses) or 'nothing (is redis-server running?)'}",
+            f"{SETUP} (it writes /etc/redis/onebox.conf: bind 127.0.0.1 -::1)",
+        ),
+        result(
+            "redis needs a password",
+            anonymous.startswith("-NOAUTH"),
+            f"a connection that did not log in got {anonymous!r} to PING",
+            f"{SETUP} (its default user is then off)",
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------- files

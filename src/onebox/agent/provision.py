@@ -11,7 +11,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import guard, hardening, isolation, public_files, site_check, ssh_access, updates
+from . import (
+    guard,
+    hardening,
+    isolation,
+    public_files,
+    redis_server,
+    site_check,
+    ssh_access,
+    updates,
+)
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import CACHE, ETC, TOOLS, AppPaths
@@ -92,6 +101,11 @@ def _setup(request: dict) -> dict[str, object]:
     settings = {"database": request["database"], "backup": request["backup"]}
     db = engine_for(paths.app, request["database"], read_env_file(paths.secrets))
     packages = BASE_PACKAGES + db.packages + request.get("packages", [])
+    redis = request.get("redis")
+    packages += ["redis-server"] if redis else []
+    # ([services] redis taken out: the step removes the app's Redis user)
+    wants_redis = redis or redis_server.app_conf(paths.app).exists()
+    redis_steps = [("redis", lambda: redis_server.ensure(paths, redis))] if wants_redis else []
     changed: list[str] = []
     notes: list[str] = []
     guarded: list[str] = []  # changes the client must confirm over a new connection
@@ -112,6 +126,7 @@ def _setup(request: dict) -> dict[str, object]:
         ("caddy", lambda: ensure_caddy(paths, request["files"]["caddyfile"])),
         ("secrets file", lambda: ensure_secrets(paths)),
         (f"database ({db.name})", lambda: ensure_database(paths, db)),
+        *redis_steps,
         ("onebox agent", lambda: install_agent()),
         ("backups", lambda: ensure_backups(paths, settings, notes)),
         ("backup timers", lambda: ensure_timers(paths, request["files"], request["backup"])),

@@ -27,6 +27,7 @@ from . import (
     deploy_check,
     env_refs,
     public_files,
+    redis_server,
     restore,
     site_check,
     static_files,
@@ -121,6 +122,9 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     ensure_secrets(paths)
     secrets = read_env_file(paths.secrets)
     check_required(request["secrets"], {**request.get("env", {}), **secrets})
+    if request.get("redis"):
+        with step("redis"):
+            redis_server.check_running(paths.app)
     for name, entry in request.get("background", {}).get("schedules", {}).items():
         check_calendar(entry["calendar"], f"[schedule] {name} when")
     release_dir = paths.releases / request["release_id"]

@@ -107,6 +107,7 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
         "app": cfg.app.name,
         "root": f"/srv/{cfg.app.name}",
         "wsgi": cfg.app.wsgi,
+        "asgi": cfg.app.asgi,
         "workers": cfg.app.workers,
         "drain": cfg.deploy.drain,
         "workdir": str(Path(cfg.app.manage).parent).strip("."),
@@ -274,7 +275,9 @@ def deploy(
     with connect(project, host, reporter) as server:
         found = facts(server, reporter)
         python = check_python(project, found)
-        locked = lock(project.root, cfg.build.requirements, python, cfg.database.engine)
+        locked = lock(
+            project.root, cfg.build.requirements, python, cfg.database.engine, bool(cfg.app.asgi)
+        )
         if locked.note:
             reporter.notice(locked.note)
         check_django_python(locked.text, python)

@@ -59,6 +59,9 @@ class AppConfig(_Section):
     name: str
     settings: str
     wsgi: str
+    # An ASGI application ("proj.asgi:application": Django Channels, websockets, async
+    # views holding connections) served instead of wsgi, by gunicorn with uvicorn's worker.
+    asgi: str | None = None
     manage: str = "manage.py"
     python: str | None = None
     workers: Annotated[int, Field(ge=1, le=64)] = 2
@@ -110,6 +113,13 @@ class AppConfig(_Section):
     def _wsgi(cls, value: str) -> str:
         if not WSGI_OBJECT.fullmatch(value):
             raise ValueError('must be module:object, like "config.wsgi:application"')
+        return value
+
+    @field_validator("asgi")
+    @classmethod
+    def _asgi(cls, value: str | None) -> str | None:
+        if value is not None and not WSGI_OBJECT.fullmatch(value):
+            raise ValueError('must be module:object, like "config.asgi:application"')
         return value
 
     @field_validator("manage")

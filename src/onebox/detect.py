@@ -111,6 +111,7 @@ class Detected:
     release_commands: list[str] = field(default_factory=list)
     engine: str = "sqlite"
     # proposed [processes] and [services] redis (see detect_background.py), and why
+    asgi: str | None = None  # ASGI_APPLICATION (Django Channels), as module:attribute
     processes: dict[str, str] = field(default_factory=dict)
     redis: dict[str, str] | None = None
     background_reasons: list[str] = field(default_factory=list)
@@ -147,6 +148,13 @@ def detect(root: Path, settings: str | None = None) -> Detected:
         root, project_dir, settings_text, list(_walk_python(project_dir, 3)), detected.name
     )
     detected.processes, detected.redis = background.processes, background.redis
+    asgi = assignments.get("ASGI_APPLICATION", "").strip("\"'")
+    if re.fullmatch(r"[A-Za-z_][\w.]*\.\w+", asgi):
+        detected.asgi = ":".join(asgi.rsplit(".", 1))
+        background.reasons.append(
+            f"asgi: ASGI_APPLICATION = {asgi} (websockets and async views, served by "
+            "uvicorn's worker)"
+        )
     detected.background_reasons = background.reasons
     provided = PROVIDED_ENV | set(refs) | background.provided_env
     detected.required_env = [n for n in reads.required if n not in provided]

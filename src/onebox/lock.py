@@ -22,6 +22,8 @@ from uv import find_uv_bin
 from onebox.errors import ConfigError
 
 GUNICORN = "gunicorn==23.0.0"
+# [app] asgi: gunicorn runs uvicorn's worker (websockets through uvicorn[standard])
+ASGI_SERVER = "uvicorn-worker==0.4.0\nuvicorn[standard]>=0.30"
 # The driver Django needs for each engine, added when the project lists none of the others.
 DRIVERS = {
     "mysql": ("mysqlclient>=2.2,<3", {"mysqlclient", "pymysql", "mysql-connector-python"}),
@@ -57,10 +59,13 @@ class Lock:
 CACHE = Path.home() / ".cache" / "onebox" / "locks"
 
 
-def lock(root: Path, source: str | None, python_version: str, engine: str = "sqlite") -> Lock:
+def lock(
+    root: Path, source: str | None, python_version: str, engine: str = "sqlite", asgi: bool = False
+) -> Lock:
     """The lock for the server's Python, cached by everything it depends on."""
     tested = tested_versions(root)
-    key = hashlib.sha256(f"{source}|{python_version}|{GUNICORN}|{tested}|{engine}".encode())
+    served = f"{GUNICORN}|{ASGI_SERVER if asgi else ''}"
+    key = hashlib.sha256(f"{source}|{python_version}|{served}|{tested}|{engine}".encode())
     for path in _declaration_files(root, source):
         key.update(path.as_posix().encode() + b"\0" + path.read_bytes())
     cached = CACHE / f"{key.hexdigest()[:24]}.txt"
@@ -69,6 +74,8 @@ def lock(root: Path, source: str | None, python_version: str, engine: str = "sql
         return Lock(text=text, packages=build_packages(text))
     result = _lock(root, source, python_version, tested)
     result = with_driver(result, engine, python_version, root)
+    if asgi:
+        result = with_asgi_server(result, python_version, root)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(result.text)
     return result
@@ -87,6 +94,15 @@ def with_driver(locked: Lock, engine: str, python_version: str, root: Path) -> L
     return Lock(
         text=text, packages=build_packages(text), note="; ".join(filter(None, [locked.note, note]))
     )
+
+
+def with_asgi_server(locked: Lock, python_version: str, root: Path) -> Lock:
+    """[app] asgi: uvicorn's gunicorn worker, with websockets support (uvicorn[standard]),
+    unless the project pins them itself."""
+    if {"uvicorn-worker"} <= pinned_names(locked.text):
+        return locked
+    text = with_requirement(locked.text, ASGI_SERVER, python_version, root)
+    return Lock(text=text, packages=build_packages(text), note=locked.note)
 
 
 def pinned_names(text: str) -> set[str]:

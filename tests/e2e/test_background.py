@@ -10,6 +10,7 @@ On the Debian 13 practice server test_data.py uses too.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import re
@@ -57,7 +58,7 @@ def alive(server: Server, version: str, timeout: float = 20) -> dict:
 
 
 def set_version(project: Path, version: str) -> None:
-    settings = project / "hc" / "settings.py"
+    (settings,) = project.glob("*/settings.py")
     settings.write_text(re.sub(r'VERSION = "\d+"', f'VERSION = "{version}"', settings.read_text()))
     git(project, "commit", "-qam", f"version {version}")
 
@@ -218,3 +219,229 @@ def test_a_command_missing_from_the_release_changes_nothing(server13, monitor):
     assert site_status(server13)["release"] == before
     edit(config, 'worker = "celery -A hc worker"\n', "")
     git(monitor, "commit", "-qam", "no celery")
+
+
+# ------------------------------------------------------------------ Celery and Redis
+
+NEWSLETTER = "newsletter.test"
+
+
+class Traffic:
+    """GET requests at a steady pace on one kept-alive connection while a deploy or a
+    rollback runs, every answer checked. Bounded: the paths given (one request each), 90 s."""
+
+    def __init__(self, server: Server, domain: str, paths: list[str], rate: float = 15) -> None:
+        import ssl
+        import threading
+
+        from .load import _Connection
+
+        context = ssl.create_default_context(cafile=str(server.ca))
+        self.connect = lambda: _Connection(server.address, domain, context)
+        self.paths, self.rate = paths, rate
+        self.done: list[str] = []
+        self.failures: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        connection = self.connect()
+        deadline = time.monotonic() + 90
+        for path in self.paths:
+            if time.monotonic() > deadline:
+                break
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.done.append(path)
+                else:
+                    self.failures.append(f"{path}: HTTP {response.status}")
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(f"{path}: {exc!r}")
+                connection.close()
+                connection = self.connect()
+            time.sleep(1 / self.rate)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(timeout=120)
+
+
+def deliveries(server: Server) -> dict:
+    out = subprocess.run(
+        ["curl", "-sS", "--max-time", "20", "--cacert", str(server.ca),
+         "--resolve", f"{NEWSLETTER}:443:{server.address}", f"https://{NEWSLETTER}/deliveries/"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def delivered(server: Server, seqs: list[int], timeout: float = 60) -> dict[str, int]:
+    """How often each task ran, once every one of them has (or the timeout passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = deliveries(server)["counts"]
+        if all(str(seq) in counts for seq in seqs) or time.monotonic() > deadline:
+            return {str(seq): counts.get(str(seq), 0) for seq in seqs}
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def newsletter(server13, tmp_path_factory) -> Path:
+    """Celery + Redis + beat, set up with what `onebox init` proposes and nothing else."""
+    project = copy_project(FIXTURES / "newsletter", tmp_path_factory.mktemp("nl") / "newsletter")
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "newsletter")
+    out = onebox("init", "--host", server13.host, "--domain", NEWSLETTER, cwd=project).stdout
+    assert "proposed      worker: a Celery app in newsletter" in out, out
+    assert "proposed      beat: a beat schedule is configured" in out, out
+    assert "proposed      redis: Celery's broker" in out, out
+    use_deploy_user(project / "onebox.toml")
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "onebox")
+    onebox("setup", cwd=project)
+    deploy(project)
+    server13.ca.write_text(onebox("ca", cwd=project).stdout)
+    return project
+
+
+def test_celery_tasks_from_web_requests_survive_deploys_and_rollbacks(server13, newsletter):
+    first = subprocess.run(
+        ["curl", "-sS", "--cacert", str(server13.ca), "--resolve",
+         f"{NEWSLETTER}:443:{server13.address}", f"https://{NEWSLETTER}/send/1/"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert '"queued": 1' in first
+    assert delivered(server13, [1]) == {"1": 1}
+
+    figures = {}
+    for step, start in (("deploy", 1000), ("rollback", 2000)):
+        if step == "deploy":
+            set_version(newsletter, "2")
+        sends = [f"/send/{seq}/" for seq in range(start, start + 450)]
+        with Traffic(server13, NEWSLETTER, sends) as load:
+            time.sleep(2)
+            onebox(step, cwd=newsletter)
+        sent = [int(path.split("/")[2]) for path in load.done]
+        counts = delivered(server13, sent)
+        lost = [seq for seq, n in counts.items() if n == 0]
+        twice = [seq for seq, n in counts.items() if n > 1]
+        figures[step] = (len(sent), len(load.failures), len(lost), len(twice))
+        assert not load.failures, load.failures[:5]
+        assert not lost, f"{len(lost)} task(s) never ran: {lost[:10]}"
+        assert not twice, f"{len(twice)} task(s) ran twice: {twice[:10]}"
+    print(f"\ntasks queued/failed requests/lost/run twice: {figures}")
+
+    # after the deploy the worker ran version 2's code; after the rollback, version 1's
+    assert deliveries(server13)["versions"].get("2", 0) > 0
+    last = subprocess.run(
+        ["curl", "-sS", "--cacert", str(server13.ca), "--resolve",
+         f"{NEWSLETTER}:443:{server13.address}", f"https://{NEWSLETTER}/send/5000/"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert last.returncode == 0 and delivered(server13, [5000]) == {"5000": 1}
+
+    # beat: one at a time, across every deploy and rollback, and it ran
+    state = deliveries(server13)
+    lives = sorted((b["started"], b["stopped"] or time.time() + 1e6) for b in state["beat"])
+    assert len(lives) >= 3, state["beat"]
+    for (_, stopped), (started, _) in itertools.pairwise(lives):
+        assert started >= stopped, f"two beats ran at once: {state['beat']}"
+    assert state["ticks"] > 3
+
+
+def test_redis_is_local_and_needs_its_password(server13, newsletter):
+    import socket
+
+    listening = server13.ssh("ss -Hltn 'sport = :6379'")
+    addresses = {line.split()[3].rsplit(":", 1)[0] for line in listening.splitlines()}
+    assert addresses and addresses <= {"127.0.0.1", "[::1]"}, listening
+    assert "NOAUTH" in server13.ssh("redis-cli ping", check=False)
+    # from another network namespace (this machine's): nothing answers
+    with pytest.raises(OSError):
+        socket.create_connection((server13.address, 6379), timeout=3).close()
+    # the app's own Redis user may not reconfigure Redis
+    secrets = onebox_json("env", "list", "--reveal", cwd=newsletter)["result"]
+    password = secrets["values"]["REDIS_PASSWORD"]
+    out = server13.ssh(
+        f"REDISCLI_AUTH={password} redis-cli --user newsletter --no-auth-warning CONFIG GET dir",
+        check=False,
+    )
+    assert "NOPERM" in out, out
+    checks = onebox_json("audit", cwd=newsletter, check=False)["result"]["checks"]
+    found = {c["name"]: c["status"] for c in checks if c["name"].startswith("redis")}
+    assert found == {"redis listens on this server only": "pass", "redis needs a password": "pass"}
+
+
+# ------------------------------------------------------------------ ASGI and websockets
+
+CHAT = "chat.test"
+
+
+@pytest.fixture(scope="module")
+def chat(server13, tmp_path_factory) -> Path:
+    """Channels' tutorial chat, with what `onebox init` proposes (asgi from ASGI_APPLICATION)."""
+    project = copy_project(FIXTURES / "chat", tmp_path_factory.mktemp("chat") / "chat")
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "chat")
+    out = onebox("init", "--host", server13.host, "--domain", CHAT, cwd=project).stdout
+    assert "proposed      asgi: ASGI_APPLICATION = mysite.asgi.application" in out, out
+    use_deploy_user(project / "onebox.toml")
+    git(project, "add", ".")
+    git(project, "commit", "-qm", "onebox")
+    onebox("setup", cwd=project)
+    deploy(project)
+    server13.ca.write_text(onebox("ca", cwd=project).stdout)
+    return project
+
+
+def test_websockets_are_closed_cleanly_at_a_switch_and_reconnect_to_the_new_release(server13, chat):
+    import asyncio
+    import ssl
+
+    import websockets
+
+    context = ssl.create_default_context(cafile=str(server13.ca))
+
+    def connect():
+        return websockets.connect(
+            f"wss://{CHAT}/ws/chat/lobby/", ssl=context, host=server13.address, port=443,
+            server_hostname=CHAT, origin=f"https://{CHAT}", open_timeout=20,
+        )  # fmt: skip
+
+    async def scenario() -> tuple[int | None, dict, dict]:
+        async with connect() as socket:
+            assert json.loads(await socket.recv()) == {"hello": "1"}
+            await socket.send(json.dumps({"message": "hi"}))
+            assert json.loads(await socket.recv()) == {"message": "hi", "version": "1"}
+            set_version(chat, "2")
+            with Traffic(server13, CHAT, ["/"] * 600) as traffic:
+                deploying = asyncio.create_task(asyncio.to_thread(deploy, chat))
+                code = None
+                try:
+                    await asyncio.wait_for(socket.recv(), timeout=120)
+                except websockets.ConnectionClosed as closed:
+                    code = closed.rcvd.code if closed.rcvd else None
+                await deploying
+            assert not traffic.failures, traffic.failures[:5]
+        async with connect() as again:
+            hello = json.loads(await again.recv())
+            await again.send(json.dumps({"message": "back"}))
+            answer = json.loads(await again.recv())
+        return code, hello, answer
+
+    code, hello, answer = asyncio.run(scenario())
+    assert code == 1012, f"closed with {code}, not 1012 (service restart)"
+    assert hello == {"hello": "2"} and answer == {"message": "back", "version": "2"}
+    page = subprocess.run(
+        ["curl", "-sS", "--cacert", str(server13.ca), "--resolve",
+         f"{CHAT}:443:{server13.address}", f"https://{CHAT}/"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert page == "chat 2"

@@ -17,6 +17,7 @@ import shlex
 import time
 from pathlib import Path
 
+from .django import hint_for
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
 from .system import ensure_symlink, run, tail, write_file
@@ -122,12 +123,15 @@ def move(paths: AppPaths, release: Path, probation: float) -> dict[str, object]:
                 output = journal(unit)
                 stop_processes(paths, new["processes"], quiet=True)
                 name = unit_label(paths, unit)
+                known = hint_for(output)
                 raise AgentError(
                     f"the process {name} {why} in release {release.name}",
                     output=output,
-                    hint="fix the process's command or code (its log is above), then deploy "
-                    f"again; `onebox logs --process {name.split('@')[0]}` shows more",
-                )
+                    hint=(known if not known.startswith("the output above") else
+                          "fix the process's command or code (its log is above)")
+                    + f"; then deploy again (`onebox logs --process {name.split('@')[0]}` "
+                    "shows more)",
+                )  # fmt: skip
     return {"processes": list(new["processes"]), "killed": killed}
 
 

@@ -202,6 +202,18 @@ def hint_for(output: str) -> str:
             "did not find: add it to an app's static/ folder or STATICFILES_DIRS (a prebuilt "
             "one: commit it into STATIC_ROOT with its staticfiles.json entry)"
         )
+    written = re.search(r"(?:Read-only file system|Permission denied): '([^']+)'", output)
+    if written:
+        name = written.group(1)
+        beat = "celerybeat-schedule" in name
+        return f"the release is read-only to the app, and it writes {name!r}: " + (
+            "give celery beat a schedule file in the app's shared folder "
+            "(--schedule /srv/APP/shared/celerybeat-schedule) or django-celery-beat's "
+            "DatabaseScheduler"
+            if beat
+            else "write under MEDIA_ROOT or the app's shared folder (/srv/APP/shared), "
+            "the places the app may write"
+        )
     if "ImproperlyConfigured" in output:
         return "the settings are incomplete for production; the message above says what"
     return "the output above is the command's own; fix the cause and deploy again"

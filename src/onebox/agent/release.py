@@ -66,6 +66,7 @@ from .venv import ensure_venv, prune_venvs
 
 COMPLETE = ".onebox/complete"
 HEALTH_WSGI = Path(__file__).with_name("wsgi_health.py")
+HEALTH_ASGI = Path(__file__).with_name("asgi_health.py")
 
 
 def deploy(request: dict, payload: Path) -> dict[str, object]:
@@ -196,6 +197,7 @@ def unpack(
         write_file(release_dir / ".onebox" / "requirements.txt", request["lock"])
         # the built-in health check, in front of the app (see wsgi_health.py)
         shutil.copyfile(HEALTH_WSGI, release_dir / ".onebox" / "onebox_wsgi.py")
+        shutil.copyfile(HEALTH_ASGI, release_dir / ".onebox" / "onebox_asgi.py")
         write_file(
             release_dir / ".onebox" / "release.env",
             format_env_file(values, "Non-secret settings of this release, written by onebox."),

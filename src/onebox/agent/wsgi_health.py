@@ -26,8 +26,15 @@ import traceback
 
 HEALTH_PATH = "/.onebox/health"
 
-_module, _, _attribute = os.environ["ONEBOX_WSGI"].partition(":")
-app = getattr(importlib.import_module(_module), _attribute or "application")
+
+def load(spec: str):
+    """The app's own application object, from "module:attribute"."""
+    module, _, attribute = spec.partition(":")
+    return getattr(importlib.import_module(module), attribute or "application")
+
+
+# (the ASGI wrapper imports this module for its check, with no WSGI app to load)
+app = load(os.environ["ONEBOX_WSGI"]) if "ONEBOX_WSGI" in os.environ else None
 
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"

@@ -229,3 +229,20 @@ def test_redis_protocol_is_safe_for_any_password():
     assert (
         command("AUTH", "shop", "a b\r\n") == b"*3\r\n$4\r\nAUTH\r\n$4\r\nshop\r\n$5\r\na b\r\n\r\n"
     )
+
+
+def test_asgi_apps_run_uvicorns_worker_behind_the_health_check(tmp_path):
+    from onebox.api import rendered_files
+
+    with_asgi = APP.replace("wsgi = ", 'asgi = "hc.asgi:application"\nwsgi = ')
+    (tmp_path / "onebox.toml").write_text(with_asgi)
+    unit = rendered_files(load_project(tmp_path), "mon.test")["unit"]
+    assert "gunicorn onebox_asgi:application" in unit
+    assert "--worker-class uvicorn_worker.UvicornWorker" in unit
+    assert "Environment=ONEBOX_ASGI=hc.asgi:application" in unit and "ONEBOX_WSGI" not in unit
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "onebox.toml").write_text(APP.replace("wsgi = ", 'asgi = "hc asgi"\nwsgi = '))
+    with pytest.raises(ConfigError) as caught:
+        load_project(bad)
+    assert "'app.asgi' must be module:object" in caught.value.message

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .paths import AppPaths
-from .protocol import AgentError
+from .protocol import EXIT_CONFIG, AgentError
 from .system import format_env_file, read_env_file, run, tail, write_file
 
 CONF_DIR = Path("/etc/redis")
@@ -194,6 +194,12 @@ def wait_ready(app: str, password: str, timeout: float = 20) -> None:
 
 def check_running(app: str) -> None:
     """Before a deploy changes anything: the app's Redis is up (started if it was not)."""
+    if not app_conf(app).exists():
+        raise AgentError(
+            "onebox.toml has [services] redis, and it is not set up on this server",
+            hint="run `onebox setup` first (it installs and configures Redis)",
+            code=EXIT_CONFIG,
+        )
     if active():
         return
     run(["systemctl", "start", UNIT], check=False)

@@ -246,3 +246,21 @@ def test_asgi_apps_run_uvicorns_worker_behind_the_health_check(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_project(bad)
     assert "'app.asgi' must be module:object" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("deps", "apps", "worker", "redis"),
+    [
+        ("django-rq\n", '"django_rq"', "python manage.py rqworker default", "broker"),
+        ("huey\nredis\n", '"huey.contrib.djhuey"', "python manage.py run_huey", "broker"),
+        ("django-q2\n", '"django_q"', "python manage.py qcluster", None),
+    ],
+)
+def test_other_task_queues_get_their_worker(tmp_path, deps, apps, worker, redis):
+    from onebox.detect import detect
+
+    project = celery_project(tmp_path, f"INSTALLED_APPS += [{apps}]\n", deps=deps)
+    (project / "proj" / "celery.py").unlink()
+    found = detect(project)
+    assert found.processes == {"worker": worker}
+    assert (found.redis or {}).get("role") == redis

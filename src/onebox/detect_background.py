@@ -63,9 +63,9 @@ def propose(
             found.reasons.append("beat: django_celery_beat is installed (its schedules live in "
                                  "the database)")  # fmt: skip
         elif re.search(r"CELERY_BEAT_SCHEDULE|beat_schedule", sources):
-            # the release is read-only: beat's schedule file goes into shared/
+            # the release is read-only: beat's schedule file goes where the app may write
             found.processes["beat"] = (
-                f"celery -A {celery} beat --schedule /srv/{name}/shared/celerybeat-schedule"
+                f"celery -A {celery} beat --schedule /srv/{name}/shared/state/celerybeat-schedule"
             )
             found.reasons.append("beat: a beat schedule is configured")
         if depends_on(deps, "redis") or "redis://" in sources or "REDIS" in sources:

@@ -212,8 +212,7 @@ def test_a_process_that_ignores_sigterm_is_killed_and_removed_ones_go(server13, 
 
 def test_a_command_missing_from_the_release_changes_nothing(server13, monitor):
     config = monitor / "onebox.toml"
-    edit(config, 'alerts = "python manage.py sendalerts"\n',
-         'alerts = "python manage.py sendalerts"\nworker = "celery -A hc worker"\n')  # fmt: skip
+    edit(config, "\n[processes]\n", '\n[processes]\nworker = "celery -A hc worker"\n')
     git(monitor, "commit", "-qam", "celery, not installed")
     before = site_status(server13)["release"]
     failed = deploy(monitor, check=False)

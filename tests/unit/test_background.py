@@ -182,7 +182,7 @@ def test_init_proposes_beat_with_a_schedule_file_it_can_write(tmp_path):
 
     found = detect(celery_project(tmp_path, 'CELERY_BEAT_SCHEDULE = {"a": {}}\n'))
     assert found.processes["beat"].endswith(
-        f"--schedule /srv/{found.name}/shared/celerybeat-schedule"
+        f"--schedule /srv/{found.name}/shared/state/celerybeat-schedule"
     )
     found = detect(celery_project(tmp_path / "b", 'INSTALLED_APPS += ["django_celery_beat"]\n'))
     assert "django_celery_beat.schedulers:DatabaseScheduler" in found.processes["beat"]

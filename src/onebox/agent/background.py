@@ -20,7 +20,7 @@ from pathlib import Path
 from .django import hint_for
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
-from .system import ensure_symlink, run, tail, write_file
+from .system import ensure_dir, ensure_symlink, run, tail, write_file
 
 SPEC = ".onebox/background.json"
 UNIT_DIR = Path("/etc/systemd/system")
@@ -106,6 +106,8 @@ def move(paths: AppPaths, release: Path, probation: float) -> dict[str, object]:
     if not (old["processes"] or old["schedules"] or new["processes"] or new["schedules"]):
         ensure_symlink(paths.background, release)
         return {}
+    # (setup makes it; a server set up by an older onebox has none yet)
+    ensure_dir(paths.state, mode=0o700, owner=paths.app, group=paths.app)
     killed = stop_processes(paths, old["processes"])
     with step("background units") as state:
         state["changed"] = install_units(paths, release, old, new)

@@ -206,13 +206,13 @@ def hint_for(output: str) -> str:
     if written:
         name = written.group(1)
         beat = "celerybeat-schedule" in name
-        return f"the release is read-only to the app, and it writes {name!r}: " + (
-            "give celery beat a schedule file in the app's shared folder "
-            "(--schedule /srv/APP/shared/celerybeat-schedule) or django-celery-beat's "
-            "DatabaseScheduler"
+        return f"the app may not write {name!r}: " + (
+            "give celery beat a schedule file where it may "
+            "(--schedule /srv/APP/shared/state/celerybeat-schedule), or use "
+            "django-celery-beat's DatabaseScheduler"
             if beat
-            else "write under MEDIA_ROOT or the app's shared folder (/srv/APP/shared), "
-            "the places the app may write"
+            else "its release is read-only, and it writes only under MEDIA_ROOT and "
+            "/srv/APP/shared/state (the database aside)"
         )
     if "ImproperlyConfigured" in output:
         return "the settings are incomplete for production; the message above says what"

@@ -36,6 +36,11 @@ class AppPaths:
         return self.shared / "media"
 
     @property
+    def state(self) -> Path:
+        """Where the app's processes keep what they must write (celery beat's schedule)."""
+        return self.shared / "state"
+
+    @property
     def db(self) -> Path:
         return self.shared / "db"
 

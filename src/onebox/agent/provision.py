@@ -313,6 +313,7 @@ def ensure_layout(paths: AppPaths) -> bool:
         ensure_dir(paths.shared, mode=0o750, group=app),
         ensure_dir(paths.media, mode=0o2750, owner=app, group=app),
         ensure_dir(paths.db, mode=0o700, owner=app, group=app),
+        ensure_dir(paths.state, mode=0o700, owner=app, group=app),
         ensure_dir(ETC, mode=0o700),
         ensure_dir(CACHE, mode=0o700),
     ]

@@ -335,16 +335,10 @@ def split_command(value: str) -> list[str]:
     return argv
 
 
-class ProcessConfig(_Section):
-    """A long-running command ([processes]): a worker, a scheduler, a consumer."""
+class _Command(_Section):
+    """A section whose `command` is run without a shell (see split_command)."""
 
     command: str
-    # Copies of it (celery workers, say). A scheduler (celery beat) must stay at 1.
-    replicas: Annotated[int, Field(ge=1, le=16)] = 1
-    # The signal that asks it to stop gracefully (Celery: SIGTERM, a warm shutdown), and
-    # the seconds it gets before it is killed.
-    stop_signal: Literal[STOP_SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
-    stop_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
 
     @property
     def argv(self) -> list[str]:
@@ -355,6 +349,17 @@ class ProcessConfig(_Section):
     def _command(cls, value: str) -> str:
         split_command(value)
         return value
+
+
+class ProcessConfig(_Command):
+    """A long-running command ([processes]): a worker, a scheduler, a consumer."""
+
+    # Copies of it (celery workers, say). A scheduler (celery beat) must stay at 1.
+    replicas: Annotated[int, Field(ge=1, le=16)] = 1
+    # The signal that asks it to stop gracefully (Celery: SIGTERM, a warm shutdown), and
+    # the seconds it gets before it is killed.
+    stop_signal: Literal[STOP_SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
+    stop_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
 
     @model_validator(mode="after")
     def _one_scheduler(self) -> ProcessConfig:
@@ -366,10 +371,9 @@ class ProcessConfig(_Section):
         return self
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(_Command):
     """A command run on a timer ([schedule]): clearsessions, a nightly report."""
 
-    command: str
     # A systemd calendar expression ("daily", "Mon *-*-* 09:00:00") or a cron line
     # ("*/15 * * * *", "@hourly"), converted to the former.
     when: str
@@ -377,18 +381,8 @@ class ScheduleConfig(_Section):
     timeout: Annotated[int, Field(ge=1, le=86400)] = 3600
 
     @property
-    def argv(self) -> list[str]:
-        return split_command(self.command)
-
-    @property
     def calendar(self) -> str:
         return to_calendar(self.when)
-
-    @field_validator("command")
-    @classmethod
-    def _command(cls, value: str) -> str:
-        split_command(value)
-        return value
 
     @field_validator("when")
     @classmethod

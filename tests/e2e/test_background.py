@@ -67,29 +67,42 @@ def deploy(project: Path, check: bool = True) -> subprocess.CompletedProcess[str
     return onebox("deploy", cwd=project, check=check)
 
 
-@pytest.fixture(scope="module")
-def monitor(server13, tmp_path_factory) -> Path:
-    """The fixture set up as its README says, with the two commands from it in onebox.toml."""
-    project = copy_project(FIXTURES / "monitor", tmp_path_factory.mktemp("monitor") / "monitor")
+def set_up(
+    server: Server, fixture: str, domain: str, tmp: Path, added: str = ""
+) -> tuple[Path, str]:
+    """A fixture as a git project, `onebox init` (what it printed), `added` appended to
+    onebox.toml, then setup and a first deploy."""
+    project = copy_project(FIXTURES / fixture, tmp / fixture)
     git(project, "init", "-q")
     git(project, "add", ".")
-    git(project, "commit", "-qm", "monitor")
-    onebox("init", "--host", server13.host, "--domain", DOMAIN, cwd=project)
+    git(project, "commit", "-qm", fixture)
+    out = onebox("init", "--host", server.host, "--domain", domain, cwd=project).stdout
     config = project / "onebox.toml"
     use_deploy_user(config)
     with config.open("a") as handle:
-        handle.write(
-            "\n[processes]\n"
-            'alerts = "python manage.py sendalerts"\n'
-            "\n[schedule]\n"
-            'prune = { command = "python manage.py prunepings", when = "@daily" }\n'
-            'prune-fail = { command = "python manage.py prunepings --fail", when = "0 4 * * *" }\n'
-        )
+        handle.write(added)
     git(project, "add", ".")
     git(project, "commit", "-qm", "onebox")
     onebox("setup", cwd=project)
     deploy(project)
-    server13.ca.write_text(onebox("ca", cwd=project).stdout)
+    server.ca.write_text(onebox("ca", cwd=project).stdout)
+    return project, out
+
+
+@pytest.fixture(scope="module")
+def monitor(server13, tmp_path_factory) -> Path:
+    """The fixture set up as its README says, with the two commands from it in onebox.toml."""
+    project, _ = set_up(
+        server13,
+        "monitor",
+        DOMAIN,
+        tmp_path_factory.mktemp("monitor"),
+        "\n[processes]\n"
+        'alerts = "python manage.py sendalerts"\n'
+        "\n[schedule]\n"
+        'prune = { command = "python manage.py prunepings", when = "@daily" }\n'
+        'prune-fail = { command = "python manage.py prunepings --fail", when = "0 4 * * *" }\n',
+    )
     return project
 
 
@@ -306,20 +319,10 @@ def delivered(server: Server, seqs: list[int], timeout: float = 60) -> dict[str,
 @pytest.fixture(scope="module")
 def newsletter(server13, tmp_path_factory) -> Path:
     """Celery + Redis + beat, set up with what `onebox init` proposes and nothing else."""
-    project = copy_project(FIXTURES / "newsletter", tmp_path_factory.mktemp("nl") / "newsletter")
-    git(project, "init", "-q")
-    git(project, "add", ".")
-    git(project, "commit", "-qm", "newsletter")
-    out = onebox("init", "--host", server13.host, "--domain", NEWSLETTER, cwd=project).stdout
+    project, out = set_up(server13, "newsletter", NEWSLETTER, tmp_path_factory.mktemp("nl"))
     assert "proposed      worker: a Celery app in newsletter" in out, out
     assert "proposed      beat: a beat schedule is configured" in out, out
     assert "proposed      redis: Celery's broker" in out, out
-    use_deploy_user(project / "onebox.toml")
-    git(project, "add", ".")
-    git(project, "commit", "-qm", "onebox")
-    onebox("setup", cwd=project)
-    deploy(project)
-    server13.ca.write_text(onebox("ca", cwd=project).stdout)
     return project
 
 
@@ -398,18 +401,8 @@ CHAT = "chat.test"
 @pytest.fixture(scope="module")
 def chat(server13, tmp_path_factory) -> Path:
     """Channels' tutorial chat, with what `onebox init` proposes (asgi from ASGI_APPLICATION)."""
-    project = copy_project(FIXTURES / "chat", tmp_path_factory.mktemp("chat") / "chat")
-    git(project, "init", "-q")
-    git(project, "add", ".")
-    git(project, "commit", "-qm", "chat")
-    out = onebox("init", "--host", server13.host, "--domain", CHAT, cwd=project).stdout
+    project, out = set_up(server13, "chat", CHAT, tmp_path_factory.mktemp("chat"))
     assert "proposed      asgi: ASGI_APPLICATION = mysite.asgi.application" in out, out
-    use_deploy_user(project / "onebox.toml")
-    git(project, "add", ".")
-    git(project, "commit", "-qm", "onebox")
-    onebox("setup", cwd=project)
-    deploy(project)
-    server13.ca.write_text(onebox("ca", cwd=project).stdout)
     return project
 
 

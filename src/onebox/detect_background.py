@@ -88,7 +88,10 @@ def propose(
         if "redis" in settings_text.lower() and depends_on(deps, "redis"):
             found.redis = {"role": "broker"}
             found.reasons.append("redis: django-q2's broker")
-    if found.redis is None and re.search(r"backends\.redis|django_redis", settings_text):
+    # A cache in Redis, with a Redis client to reach it: settings that switch one on only
+    # "where one runs" and ship no client would break the day REDIS_URL appears.
+    client = depends_on(deps, "redis") or depends_on(deps, "django-redis")
+    if found.redis is None and client and re.search(r"backends\.redis|django_redis", settings_text):
         found.redis = {"role": "cache"}
         found.reasons.append("redis: the settings cache in Redis (least recently used evicted)")
     return found

@@ -264,3 +264,20 @@ def test_other_task_queues_get_their_worker(tmp_path, deps, apps, worker, redis)
     found = detect(project)
     assert found.processes == {"worker": worker}
     assert (found.redis or {}).get("role") == redis
+
+
+def test_an_optional_redis_cache_without_a_client_is_not_proposed(tmp_path):
+    """club's settings turn a Redis cache on only if REDIS_URL is set, and ship no Redis
+    client: proposing Redis would set REDIS_URL and break every page."""
+    from onebox.detect import detect
+
+    cache = (
+        'if "REDIS_URL" in os.environ:\n'
+        '    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",\n'
+        '                          "LOCATION": os.environ["REDIS_URL"]}}\n'
+    )
+    project = celery_project(tmp_path, cache, deps="")
+    (project / "proj" / "celery.py").unlink()
+    assert detect(project).redis is None
+    (project / "requirements.txt").write_text("Django\nredis\n")
+    assert detect(project).redis == {"role": "cache"}

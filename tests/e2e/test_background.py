@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, Server, copy_project, edit, onebox, onebox_json, use_deploy_user
+from .conftest import (
+    FIXTURES,
+    Server,
+    copy_project,
+    edit,
+    fetch,
+    onebox,
+    onebox_json,
+    use_deploy_user,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +45,15 @@ def git(project: Path, *args: str) -> None:
     )
 
 
+def get(server: Server, domain: str, path: str) -> str:
+    """A page's body over HTTPS (conftest's fetch: curl, the server's CA)."""
+    return fetch(
+        f"https://{domain}{path}", server.ca, resolve=f"{domain}:443:{server.address}"
+    ).body
+
+
 def site_status(server: Server) -> dict:
-    out = subprocess.run(
-        ["curl", "-sS", "--max-time", "20", "--cacert", str(server.ca),
-         "--resolve", f"{DOMAIN}:443:{server.address}", f"https://{DOMAIN}/status/"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(out)
+    return json.loads(get(server, DOMAIN, "/status/"))
 
 
 def alive(server: Server, version: str, timeout: float = 20) -> dict:
@@ -289,21 +300,12 @@ class Traffic:
 
 
 def deliveries(server: Server) -> dict:
-    out = subprocess.run(
-        ["curl", "-sS", "--max-time", "20", "--cacert", str(server.ca),
-         "--resolve", f"{NEWSLETTER}:443:{server.address}", f"https://{NEWSLETTER}/deliveries/"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    return json.loads(out)
+    return json.loads(get(server, NEWSLETTER, "/deliveries/"))
 
 
 def send(server: Server, seq: int) -> str:
     """A web request that queues the task SEQ."""
-    return subprocess.run(
-        ["curl", "-sS", "--cacert", str(server.ca), "--resolve",
-         f"{NEWSLETTER}:443:{server.address}", f"https://{NEWSLETTER}/send/{seq}/"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
+    return get(server, NEWSLETTER, f"/send/{seq}/")
 
 
 def delivered(server: Server, seqs: list[int], timeout: float = 60) -> dict[str, int]:
@@ -444,9 +446,4 @@ def test_websockets_are_closed_cleanly_at_a_switch_and_reconnect_to_the_new_rele
     code, hello, answer = asyncio.run(scenario())
     assert code == 1012, f"closed with {code}, not 1012 (service restart)"
     assert hello == {"hello": "2"} and answer == {"message": "back", "version": "2"}
-    page = subprocess.run(
-        ["curl", "-sS", "--cacert", str(server13.ca), "--resolve",
-         f"{CHAT}:443:{server13.address}", f"https://{CHAT}/"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    assert page == "chat 2"
+    assert get(server13, CHAT, "/") == "chat 2"

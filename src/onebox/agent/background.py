@@ -15,12 +15,13 @@ import json
 import os
 import shlex
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from .django import hint_for
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError, emit, step
-from .system import ensure_dir, ensure_symlink, run, tail, write_file
+from .system import ensure_dir, ensure_symlink, run, unit_journal, write_file
 
 SPEC = ".onebox/background.json"
 UNIT_DIR = Path("/etc/systemd/system")
@@ -122,7 +123,7 @@ def move(paths: AppPaths, release: Path, probation: float) -> dict[str, object]:
             problem = watch(paths, units, seconds)
             if problem:
                 unit, why = problem
-                output = journal(unit)
+                output = unit_journal(unit)
                 stop_processes(paths, new["processes"], quiet=True)
                 name = unit_label(paths, unit)
                 known = hint_for(output)
@@ -145,7 +146,7 @@ def stop_processes(paths: AppPaths, processes: dict, quiet: bool = False) -> lis
     if not running:
         return []
     longest = max(int(e.get("stop_timeout", 30)) for e in processes.values())
-    with step("stop processes") if not quiet else _nothing():
+    with step("stop processes") if not quiet else nullcontext():
         run(["systemctl", "stop", *running], check=False, timeout=longest + 60)
     killed = [u for u in running if unit_property(u, "Result") == "timeout"]
     for unit in killed:
@@ -156,14 +157,6 @@ def stop_processes(paths: AppPaths, processes: dict, quiet: bool = False) -> lis
             "lost: raise stop_timeout, or make it stop on SIGTERM)",
         )
     return [unit_label(paths, u) for u in killed]
-
-
-class _nothing:
-    def __enter__(self) -> dict:
-        return {}
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def install_units(paths: AppPaths, release: Path, old: dict, new: dict) -> bool:
@@ -255,13 +248,6 @@ def unit_label(paths: AppPaths, unit: str) -> str:
     return unit.removeprefix(f"onebox-{paths.app}-").removesuffix(".service")
 
 
-def journal(unit: str, lines: int = 30) -> str:
-    result = run(
-        ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit], check=False
-    )
-    return tail(result.stdout, lines)
-
-
 def log_units(paths: AppPaths, name: str | None = None) -> list[str]:
     """The journal units of the background (all, or the process or schedule `name`)."""
     state = installed(paths)
@@ -323,9 +309,10 @@ def _result(values: dict[str, str]) -> str:
     return f"failed ({values.get('Result')})"  # timeout, signal, oom-kill...
 
 
-def problems(paths: AppPaths) -> list[str]:
+def problems(state: dict) -> list[str]:
+    """From status(): the processes that do not run."""
     found = []
-    for process in status(paths)["processes"]:  # type: ignore[union-attr]
+    for process in state["processes"]:
         if process["state"] != "active":
             found.append(f"the process {process['name']} is {process['state']}")
     return found

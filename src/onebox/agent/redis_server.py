@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .paths import AppPaths
 from .protocol import EXIT_CONFIG, AgentError
-from .system import format_env_file, read_env_file, run, tail, write_file
+from .system import format_env_file, read_env_file, run, unit_journal, write_file
 
 CONF_DIR = Path("/etc/redis")
 MAIN_CONF = CONF_DIR / "redis.conf"
@@ -183,10 +183,9 @@ def wait_ready(app: str, password: str, timeout: float = 20) -> None:
                 return
             last = " / ".join(answers)
         time.sleep(0.3)
-    log = run(["journalctl", "--no-pager", "-o", "cat", "-n", "20", "-u", UNIT], check=False)
     raise AgentError(
         f"Redis does not answer for {app} ({last})",
-        output=tail(log.stdout),
+        output=unit_journal(UNIT, 20),
         hint="`systemctl status redis-server` on the server says why; then run "
         "`onebox setup` again",
     )
@@ -203,7 +202,6 @@ def check_running(app: str) -> None:
     if active():
         return
     run(["systemctl", "start", UNIT], check=False)
-    values = {}
     try:
         values = read_env_file(AppPaths(app).secrets)
         wait_ready(app, values.get("REDIS_PASSWORD", ""), timeout=10)

@@ -40,7 +40,7 @@ def status(request: dict) -> dict[str, object]:
             "run `onebox setup` again"
         )
     result["background"] = background.status(paths)
-    problems += background.problems(paths)
+    problems += background.problems(result["background"])
     result["problems"], result["guards"] = problems, guards
     result["backups"] = backup_status(paths)
     result["updates"] = updates.state()

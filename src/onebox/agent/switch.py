@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 from .django import hint_for
 from .paths import SLOTS, AppPaths
 from .protocol import AgentError
-from .system import ensure_symlink, run, tail
+from .system import ensure_symlink, run, unit_journal
 
 
 def live_slot(paths: AppPaths) -> str | None:
@@ -215,8 +215,4 @@ def retire(paths: AppPaths, old: str | None, new: str) -> None:
 
 
 def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:
-    result = run(
-        ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", paths.unit(slot)],
-        check=False,
-    )
-    return tail(result.stdout, lines)
+    return unit_journal(paths.unit(slot), lines)

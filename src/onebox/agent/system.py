@@ -143,6 +143,14 @@ def ensure_symlink(link: Path, target: str | Path) -> bool:
     return True
 
 
+def unit_journal(unit: str, lines: int = 30) -> str:
+    """The last lines a systemd unit logged (for an error's output)."""
+    result = run(
+        ["journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit], check=False
+    )
+    return tail(result.stdout, lines)
+
+
 def user_exists(name: str) -> bool:
     try:
         pwd.getpwnam(name)

@@ -7,18 +7,9 @@ Exit codes are named so that scripts can tell failures apart.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from onebox.agent.protocol import ExitCode
 
-
-class ExitCode(IntEnum):
-    OK = 0
-    FAILED = 1  # a step on the server failed (migrate, collectstatic, health check...)
-    USAGE = 2  # bad command line
-    CONFIG = 3  # onebox.toml or the project is wrong
-    CONNECTION = 4  # cannot reach or log into the server
-    HOST_KEY = 5  # the server's host key changed or is unknown
-    UNSUPPORTED = 6  # the server or this machine cannot run what was asked
-    LOCKED = 7  # another deploy holds the lock
+__all__ = ["ExitCode"]  # (defined once, with the agent, which exits with the same codes)
 
 
 class OneboxError(Exception):

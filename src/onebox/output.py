@@ -13,6 +13,14 @@ from rich.status import Status
 from onebox.errors import OneboxError
 
 
+# how a step that ended is shown: its mark, and what follows its name
+MARKS = {
+    "changed": ("[green]✓[/]", ""),
+    "unchanged": ("[dim]·[/]", " [dim](unchanged)[/]"),
+    "failed": ("[bold red]✗[/]", " [red]failed[/]"),
+}
+
+
 class HumanReporter:
     """Prints each step as it ends, with a spinner while it runs."""
 
@@ -28,10 +36,11 @@ class HumanReporter:
             self._spin(f"{escape(str(event['name']))}…")  # user text (a build command)
         elif kind == "step":
             self._stop()
-            mark = "[green]✓[/]" if event["status"] == "changed" else "[dim]·[/]"
+            mark, changed = MARKS.get(str(event["status"]), MARKS["unchanged"])
             detail = escape(str(event.get("detail") or ""))
-            detail = f" [dim]{detail}[/]" if detail and self.verbose else ""
-            changed = "" if event["status"] == "changed" else " [dim](unchanged)[/]"
+            # (a failed step's detail is the error, printed in full below)
+            verbose = self.verbose and event["status"] != "failed"
+            detail = f" [dim]{detail}[/]" if detail and verbose else ""
             self.console.print(
                 f" {mark} {escape(str(event['name']))}{changed} [dim]{event['seconds']}s[/]{detail}"
             )

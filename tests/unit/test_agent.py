@@ -2,9 +2,9 @@ import io
 import json
 import tarfile
 
+from onebox.agent.build import _url_prefix, release_env
 from onebox.agent.django import hint_for
 from onebox.agent.paths import AppPaths
-from onebox.agent.release import _url_prefix, release_env
 from onebox.agent.system import format_env_file, read_env_file
 from onebox.remote import pack
 

@@ -16,7 +16,7 @@ import pytest
 from onebox import bundle, no_deploy_user, sandbox
 from onebox.agent import launch
 from onebox.agent.database import my_ident, my_literal, pg_ident, pg_literal, redact
-from onebox.agent.release import new_release_id
+from onebox.agent.releases import new_release_id
 from onebox.agent.system import write_file
 from onebox.errors import ConfigError
 from onebox.lock import Lock, _lock

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .django import hint_for
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError, emit, step
+from .protocol import AgentError, ExitCode, emit, step
 from .system import ensure_dir, ensure_symlink, run, unit_journal, write_file
 
 SPEC = ".onebox/background.json"
@@ -77,7 +77,7 @@ def check_commands(release: Path, background: dict, workdir: str) -> None:
                     "the server; nothing was changed",
                     hint=f"add the package that provides {program} to your dependencies, "
                     f"or fix the command of {where} {name} in onebox.toml",
-                    code=EXIT_CONFIG,
+                    code=ExitCode.CONFIG,
                 )
 
 

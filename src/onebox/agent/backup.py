@@ -24,7 +24,7 @@ from pathlib import Path
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError, emit
+from .protocol import AgentError, ExitCode, emit
 from .protocol import step as report_step
 from .restic import Repository, snapshot_id, tags_of
 from .system import ensure_dir, read_env_file, run, tail, write_file
@@ -38,7 +38,9 @@ ALWAYS_KEEP = 3  # the newest backups survive any policy (a safety backup is one
 def load_settings(paths: AppPaths) -> dict:
     if not paths.settings.is_file():
         raise AgentError(
-            f"{paths.app} is not set up on this server", hint="run `onebox setup` first", code=3
+            f"{paths.app} is not set up on this server",
+            hint="run `onebox setup` first",
+            code=ExitCode.CONFIG,
         )
     return json.loads(paths.settings.read_text())
 
@@ -234,12 +236,12 @@ def find(paths: AppPaths, settings: dict, backup_id: str | None) -> tuple[Reposi
         if backup_id in complete:
             return repo, complete[backup_id]
     if backup_id is None:
-        raise AgentError("there is no backup yet", hint="run `onebox backup`", code=EXIT_CONFIG)
+        raise AgentError("there is no backup yet", hint="run `onebox backup`", code=ExitCode.CONFIG)
     latest = ", ".join(sorted(set(seen))[-5:]) or "none"
     raise AgentError(
         f"no backup {backup_id!r}",
         hint=f"`onebox backups` lists them; the latest: {latest}",
-        code=EXIT_CONFIG,
+        code=ExitCode.CONFIG,
     )
 
 
@@ -247,7 +249,9 @@ def show_key(request: dict) -> dict[str, object]:
     paths = AppPaths(request["app"])
     settings = load_settings(paths)
     if not paths.backup_key.is_file():
-        raise AgentError("this app has no backup key yet", hint="run `onebox setup`", code=3)
+        raise AgentError(
+            "this app has no backup key yet", hint="run `onebox setup`", code=ExitCode.CONFIG
+        )
     public = Path(f"{paths.backup_ssh_key}.pub")
     return {
         "key": paths.backup_key.read_text().strip(),

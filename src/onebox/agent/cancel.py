@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import protocol
-from .protocol import EXIT_CONFIG, AgentError
+from .protocol import AgentError, ExitCode
 
 CANCELLABLE, CANCEL, COMMITTED = "cancellable", "cancel", "committed"
 _run_dir: Path | None = None  # the deploy's own run folder, while it may be cancelled
@@ -59,7 +59,7 @@ def cancel(request: dict) -> dict[str, object]:
     runs = sorted(RUNS.glob(f"onebox-{app}-deploy-*")) if RUNS.is_dir() else []
     found = [run_dir for run_dir in runs if unit_running(run_dir.name)]
     if not found:
-        raise AgentError(f"no deploy of {app} is running", code=EXIT_CONFIG)
+        raise AgentError(f"no deploy of {app} is running", code=ExitCode.CONFIG)
     outcome = {}
     for run_dir in found:
         try:

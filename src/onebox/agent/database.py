@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError
+from .protocol import AgentError, ExitCode
 from .system import BASE_ENV, as_user, tail
 
 Sink = Callable[[bytes], None]
@@ -57,7 +57,7 @@ def my_ident(name: str) -> str:
 
 def _no_nul(text: str) -> None:
     if "\0" in text:
-        raise AgentError("a database name or value holds a NUL character", code=EXIT_CONFIG)
+        raise AgentError("a database name or value holds a NUL character", code=ExitCode.CONFIG)
 
 
 def redact(text: str, *secrets_: str) -> str:
@@ -314,5 +314,5 @@ def check_engine(found: str, wanted: str, backup_id: str) -> None:
         raise AgentError(
             f"backup {backup_id} holds a {found} database; this app uses {wanted}",
             hint="restore it into an app with the same [database] engine, or pick another backup",
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )

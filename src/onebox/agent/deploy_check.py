@@ -9,7 +9,7 @@ a weak SECRET_KEY, ALLOWED_HOSTS...). Other apps' warnings are shown and let thr
 
 from __future__ import annotations
 
-from .protocol import EXIT_CONFIG, AgentError, emit
+from .protocol import AgentError, ExitCode, emit
 
 ERROR = 40  # django.core.checks.ERROR
 
@@ -86,7 +86,7 @@ def refusal(
         f"{headline}: {', '.join(ids)}; nothing was changed",
         output="\n".join(lines),
         hint="fix each as its line says, then deploy again; " + SKIP,
-        code=EXIT_CONFIG,
+        code=ExitCode.CONFIG,
     )
 
 

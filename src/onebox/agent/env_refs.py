@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .protocol import EXIT_CONFIG, AgentError
+from .protocol import AgentError, ExitCode
 from .system import format_env_file, write_file
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -35,7 +35,7 @@ def resolve(references: dict[str, str], available: dict[str, str]) -> dict[str, 
                     hint="refer to a value onebox provides (DATABASE_URL, DATABASE_NAME, "
                     "DATABASE_USER, DATABASE_PASSWORD, DATABASE_HOST, DATABASE_PORT, SECRET_KEY)"
                     f", or set it first: `onebox env set {wanted}=...`",
-                    code=EXIT_CONFIG,
+                    code=ExitCode.CONFIG,
                 )
         resolved[name] = REFERENCE.sub(lambda match: available[match[1]], value)
     return resolved

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError
+from .protocol import AgentError, ExitCode
 from .provision import SECRETS_HEADER
 from .system import (
     MAX_ENV_FILE,
@@ -34,7 +34,7 @@ def set_values(request: dict) -> dict[str, object]:
     values = read_env_file(path)
     problems = [env_entry_problem(k, v) for k, v in request["values"].items()]
     if any(problems):
-        raise AgentError("; ".join(p for p in problems if p), code=EXIT_CONFIG)
+        raise AgentError("; ".join(p for p in problems if p), code=ExitCode.CONFIG)
     changed = [key for key, value in request["values"].items() if values.get(key) != value]
     values.update(request["values"])
     text = format_env_file(values, header)
@@ -43,7 +43,7 @@ def set_values(request: dict) -> dict[str, object]:
             f"the secrets would take {len(text.encode())} bytes; onebox keeps them under "
             f"{MAX_ENV_FILE} (all of the app's environment must fit the kernel's ARG_MAX)",
             hint="keep large values in a file (or the database) and put its path here",
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
     write_file(path, text, mode=0o600)
     return {"changed": changed, "restart_needed": bool(changed) and not request.get("backup")}
@@ -57,7 +57,7 @@ def unset_values(request: dict) -> dict[str, object]:
         raise AgentError(
             f"not set: {', '.join(unknown)}",
             hint="`onebox env list` shows what is",
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
     for key in request["keys"]:
         del values[key]

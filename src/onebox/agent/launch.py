@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import cancel
 from .main import DISK_FULL, disk_full, main
-from .protocol import EXIT_FAILED, emit
+from .protocol import ExitCode, emit
 
 DETACHED = {"setup", "deploy", "rollback", "restore", "backup", "verify"}
 RUNS = Path("/var/lib/onebox/runs")
@@ -46,7 +46,7 @@ def launch(workdir: str) -> int:
     run_dir = RUNS / f"onebox-{request.get('app', 'x')}-{request['action']}-{secrets.token_hex(6)}"
     if run_dir.exists():  # never moved into an old one: its result would be this one's
         emit("error", message=f"run folder {run_dir} exists already; try again")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     try:
         shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
     except OSError as exc:  # a full disk, most likely: said plainly, nothing else started
@@ -57,7 +57,7 @@ def launch(workdir: str) -> int:
             message=error.message if error else f"could not unpack the request: {exc}",
             hint=error.hint if error else "",
         )
-        return EXIT_FAILED
+        return ExitCode.FAILED
     events = run_dir / "events.jsonl"
     events.touch(mode=0o600)
     unit = run_dir.name
@@ -83,7 +83,7 @@ def launch(workdir: str) -> int:
     )
     if started.returncode != 0:
         emit("error", message="could not start the onebox agent", output=started.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     return follow(run_dir, unit)
 
 
@@ -103,7 +103,7 @@ def follow(run_dir: Path, unit: str) -> int:
                 rest = handle.read()
                 sys.stdout.write(rest)
                 sys.stdout.flush()
-                value = int(code.read_text() or EXIT_FAILED)
+                value = int(code.read_text() or ExitCode.FAILED)
                 shutil.rmtree(run_dir, ignore_errors=True)
                 return value
             if unit_running(unit):
@@ -113,7 +113,7 @@ def follow(run_dir: Path, unit: str) -> int:
             elif time.monotonic() - gone_since > GONE_FOR:
                 stderr = (run_dir / "stderr").read_text(errors="replace")[-2000:]
                 emit("error", message="the onebox agent stopped unexpectedly", output=stderr)
-                return EXIT_FAILED
+                return ExitCode.FAILED
             time.sleep(0.05)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .protocol import EXIT_LOCKED, AgentError
+from .protocol import AgentError, ExitCode
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def deploy_lock(path: Path, holder: str, action: str, wait: float = 0) -> Iterat
                     raise AgentError(
                         f"another operation is running: {_describe(fd)}",
                         hint="wait for it to finish, then try again",
-                        code=EXIT_LOCKED,
+                        code=ExitCode.LOCKED,
                     ) from None
                 time.sleep(0.5)
         os.ftruncate(fd, 0)

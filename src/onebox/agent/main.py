@@ -14,22 +14,23 @@ from . import (
     audit,
     backup,
     cancel,
+    deploy,
     envfile,
     guard,
     history,
     manage_args,
     provision,
-    release,
     releases,
     restore,
+    rollback,
     status,
 )
-from .protocol import EXIT_FAILED, AgentError, emit
+from .protocol import AgentError, ExitCode, emit
 
 ACTIONS = {
     "facts": lambda request, payload: provision.facts(),
     "setup": lambda request, payload: provision.setup(request),
-    "deploy": release.deploy,
+    "deploy": deploy.deploy,
     "env-set": lambda request, payload: envfile.set_values(request),
     "env-unset": lambda request, payload: envfile.unset_values(request),
     "env-list": lambda request, payload: envfile.list_values(request),
@@ -41,7 +42,7 @@ ACTIONS = {
     "backup-key": lambda request, payload: backup.show_key(request),
     "maintenance": lambda request, payload: restore.maintenance_mode(request),
     "releases": lambda request, payload: releases.list_releases(request),
-    "rollback": releases.rollback,
+    "rollback": rollback.rollback,
     "history": lambda request, payload: history.read(request),
     "audit": lambda request, payload: audit.audit(request),
     "confirm": lambda request, payload: guard.confirm(request),
@@ -57,7 +58,7 @@ def main(workdir: str) -> int:
     (root / "request.json").unlink()  # it may hold secrets (env set): gone as soon as read
     if os.geteuid() != 0:
         emit("error", message="the onebox agent must run as root", hint="use a sudo-capable user")
-        return EXIT_FAILED
+        return ExitCode.FAILED
     request.setdefault("login", os.environ.get("SUDO_USER") or "root")
     started = time.time()
     code, result, error = run_action(request, root)
@@ -106,7 +107,7 @@ def internal_error(exc: Exception) -> tuple[int, dict | None, str]:
         output="".join(traceback.format_exc(limit=-4)),
         hint="please report it; the server was left as the last step reported",
     )
-    return EXIT_FAILED, None, f"internal error: {exc!r}"
+    return ExitCode.FAILED, None, f"internal error: {exc!r}"
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError
+from .protocol import AgentError, ExitCode
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 PREFIX = ".manage-args-"
@@ -63,15 +63,15 @@ def stash(request: dict) -> dict[str, str]:
     paths = AppPaths(request["app"])
     arguments = request.get("args")
     if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
-        raise AgentError("manage.py arguments must be a list of strings", code=EXIT_CONFIG)
+        raise AgentError("manage.py arguments must be a list of strings", code=ExitCode.CONFIG)
     data = json.dumps(arguments).encode()
     if len(data) > MAX_BYTES:
-        raise AgentError("manage.py arguments over 256 KB", code=EXIT_CONFIG)
+        raise AgentError("manage.py arguments over 256 KB", code=ExitCode.CONFIG)
     if not paths.run.is_dir() or not paths.current.is_symlink():
         raise AgentError(
             f"{paths.app} has no live release on this server",
             hint="run `onebox deploy` first",
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
     remove_stale(paths)
     token = secrets.token_hex(16)

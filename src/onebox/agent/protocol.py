@@ -7,12 +7,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import IntEnum
 
-# Exit codes shared with the client (onebox.errors.ExitCode).
-EXIT_FAILED = 1
-EXIT_CONFIG = 3
-EXIT_UNSUPPORTED = 6
-EXIT_LOCKED = 7
+
+class ExitCode(IntEnum):
+    """The exit codes of the agent and the client alike (scripts tell failures apart)."""
+
+    OK = 0
+    FAILED = 1  # a step on the server failed (migrate, collectstatic, health check...)
+    USAGE = 2  # bad command line
+    CONFIG = 3  # onebox.toml or the project is wrong
+    CONNECTION = 4  # cannot reach or log into the server
+    HOST_KEY = 5  # the server's host key changed or is unknown
+    UNSUPPORTED = 6  # the server or this machine cannot run what was asked
+    LOCKED = 7  # another deploy holds the lock
 
 
 class AgentError(Exception):
@@ -22,7 +30,7 @@ class AgentError(Exception):
         *,
         hint: str = "",
         output: str = "",
-        code: int = EXIT_FAILED,
+        code: ExitCode = ExitCode.FAILED,
         command: str = "",
     ) -> None:
         super().__init__(message)
@@ -56,18 +64,22 @@ before_step: list[Callable[[], None]] = []
 
 @contextmanager
 def step(name: str) -> Iterator[dict[str, object]]:
-    """Report a step's start and end; the body sets state['changed'] when it changed something."""
+    """Report a step's start and end; the body sets state['changed'] when it changed
+    something. A body that raises ends the step as "failed", so the output names it."""
     for hook in before_step:
         hook()
     state: dict[str, object] = {"changed": None}  # None: done, no idempotence to report
     started = time.monotonic()
     emit("step", name=name, status="start")
-    yield state
+    try:
+        yield state
+    except BaseException as exc:
+        why = exc.message if isinstance(exc, AgentError) else type(exc).__name__
+        emit("step", name=name, status="failed", seconds=_since(started), detail=why)
+        raise
     status = "unchanged" if state["changed"] is False else "changed"
-    emit(
-        "step",
-        name=name,
-        status=status,
-        seconds=round(time.monotonic() - started, 2),
-        detail=state.get("detail", ""),
-    )
+    emit("step", name=name, status=status, seconds=_since(started), detail=state.get("detail", ""))
+
+
+def _since(started: float) -> float:
+    return round(time.monotonic() - started, 2)

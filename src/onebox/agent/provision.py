@@ -24,7 +24,7 @@ from . import (
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import CACHE, ETC, TOOLS, AppPaths
-from .protocol import EXIT_CONFIG, EXIT_UNSUPPORTED, AgentError, step
+from .protocol import AgentError, ExitCode, step
 from .restic import Repository
 from .system import (
     apt_install,
@@ -80,7 +80,7 @@ def check_supported() -> dict[str, object]:
         raise AgentError(
             f"this server runs {found['os_name']}; onebox supports Debian 12 and 13",
             hint="install Debian 12 (bookworm) or 13 (trixie) on the server, or pick another one",
-            code=EXIT_UNSUPPORTED,
+            code=ExitCode.UNSUPPORTED,
         )
     return found
 
@@ -258,7 +258,7 @@ def check_calendar(calendar: str, where: str) -> None:
             "the timers were left as they were",
             output=tail(result.stderr),
             hint='use one like "daily", "*-*-* 03:15:00" or "Sun *-*-* 04:15:00", or "off"',
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .isolation import Check, result
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError, emit
+from .protocol import AgentError, ExitCode, emit
 from .system import run, write_file
 
 MOUNT_UNIT = """# Written by onebox: the app's shared folder (media uploads, SQLite), where no
@@ -86,7 +86,7 @@ def check_roots(paths: AppPaths, release_dir: Path, static_root: Path, media_roo
             f"STATIC_ROOT is {static_root}, outside the release and the app's shared folder: "
             "Caddy would serve that folder to anyone",
             hint='set STATIC_ROOT = BASE_DIR / "staticfiles" (inside the project)',
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
     media = os.path.realpath(media_root)
     if media != os.path.realpath(paths.media) and not inside(media, release):
@@ -95,7 +95,7 @@ def check_roots(paths: AppPaths, release_dir: Path, static_root: Path, media_roo
             "kept across releases), and Caddy serves nothing else",
             hint='read it from the environment: MEDIA_ROOT = os.environ.get("MEDIA_ROOT", '
             "...) (onebox sets it), or leave MEDIA_ROOT out of [env] vars",
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
 
 

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .paths import AppPaths
-from .protocol import EXIT_CONFIG, AgentError
+from .protocol import AgentError, ExitCode
 from .system import format_env_file, read_env_file, run, unit_journal, write_file
 
 CONF_DIR = Path("/etc/redis")
@@ -197,7 +197,7 @@ def check_running(app: str) -> None:
         raise AgentError(
             "onebox.toml has [services] redis, and it is not set up on this server",
             hint="run `onebox setup` first (it installs and configures Redis)",
-            code=EXIT_CONFIG,
+            code=ExitCode.CONFIG,
         )
     if active():
         return

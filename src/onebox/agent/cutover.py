@@ -1,0 +1,182 @@
+"""Moving the site onto a release, for deploy and rollback alike.
+
+STARTUP starts the release in the idle slot beside the live one; only once it is healthy
+does anything the live release uses change: the Caddy site (if the settings' URLs moved).
+TRAFFIC moves traffic, keeps the old release running through a probation ([deploy]
+probation seconds; rollbacks skip it), moves the processes and schedules, and only then
+stops the old slot. Until that last step a failure puts everything back (the undos).
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import background, cancel, site_check
+from .django import hint_for
+from .paths import AppPaths
+from .protocol import AgentError, emit
+from .provision import install_caddy_config
+from .steps import Step
+from .switch import (
+    check_pages,
+    idle_slot,
+    journal,
+    live_slot,
+    retire,
+    route_to,
+    start_slot,
+    wait_healthy,
+    watch,
+)
+from .system import run
+
+
+@dataclass
+class Cutover:
+    """What a move onto `release_dir` knows and what it did, for its undos."""
+
+    request: dict
+    paths: AppPaths
+    release_dir: Path
+    site: str = ""  # the release's Caddy site
+    old: str | None = None  # the live slot, and what it serves
+    old_release: Path | None = None
+    new: str = ""
+    old_site: str | None = None
+    previous_background: Path | None = None
+    routed: bool = False  # traffic is on the new slot
+    background_undone: str | None = None  # how the processes went back (for the error)
+    moved: dict[str, object] = field(default_factory=dict)
+    window: ExitStack = field(default_factory=ExitStack)  # the maintenance page, if held
+
+    def __post_init__(self) -> None:
+        paths = self.paths
+        self.old, self.new = live_slot(paths), idle_slot(paths)
+        self.old_release = paths.slot_link(self.old).resolve() if self.old else None
+        self.old_site = paths.caddy_site.read_text() if paths.caddy_site.is_file() else None
+        self.previous_background = background.current_release(paths)
+
+    @property
+    def can_go_back(self) -> bool:
+        return bool(self.old and self.old_release and self.old_release.is_dir())
+
+
+def start_caddy(c: Cutover) -> None:
+    run(["systemctl", "start", "caddy"], what="starting Caddy")
+
+
+def start_new(c: Cutover) -> None:
+    start_slot(c.paths, c.new, c.release_dir)
+
+
+def stop_new(c: Cutover) -> None:
+    if not c.routed:  # (serving, with nothing to go back to: it stays)
+        run(["systemctl", "stop", c.paths.unit(c.new)], check=False, timeout=120)
+
+
+def health_check(c: Cutover) -> str:
+    request = c.request
+    wait_healthy(c.paths, c.new, request["address"], request["health_path"])
+    pages = request.get("health_pages") or {}
+    check_pages(c.paths, c.new, request["address"], pages)
+    return ", ".join([request["health_path"], *pages.get("paths", [])])
+
+
+def caddy_site(c: Cutover) -> bool:
+    return install_caddy_config(c.paths.caddy_site, c.site)
+
+
+def put_back_site(c: Cutover) -> None:
+    if c.old_site is not None and not c.routed:
+        install_caddy_config(c.paths.caddy_site, c.old_site)
+
+
+def switch_traffic(c: Cutover) -> None:
+    cancel.commit()  # the point of no return: past this, `onebox cancel` is refused
+    route_to(c.paths, c.new, c.release_dir)
+    c.routed = True
+    emit("log", text=f"traffic now goes to release {c.release_dir.name} ({c.new} slot)")
+
+
+def route_back(c: Cutover) -> str | None:
+    """Traffic back on the old slot, the new one stopped; the note names where it went."""
+    if not c.routed or not c.can_go_back:
+        return c.background_undone
+    assert c.old and c.old_release
+    route_to(c.paths, c.old, c.old_release)
+    run(["systemctl", "stop", c.paths.unit(c.new)], check=False, timeout=120)
+    # The new slot, restarted by systemd, may have re-linked live.sock in between
+    # (its ExecStartPost): point it back once more, now that nothing can.
+    route_to(c.paths, c.old, c.old_release)
+    c.routed = False
+    emit("log", text=f"traffic is back on release {c.old_release.name} ({c.old} slot)")
+    if c.background_undone is None:
+        return f"; traffic is back on release {c.old_release.name}"
+    return f"; web traffic is back on release {c.old_release.name}{c.background_undone}"
+
+
+def probation_seconds(c: Cutover) -> float:
+    return c.request.get("probation", 0)
+
+
+def on_probation(c: Cutover) -> bool:
+    return bool(probation_seconds(c)) and c.can_go_back
+
+
+def probation(c: Cutover) -> None:
+    request = c.request
+    problem = watch(
+        c.paths, c.new, request["address"], request["health_path"], probation_seconds(c)
+    )
+    if problem:
+        output = journal(c.paths, c.new)  # before the undo stops it
+        raise AgentError(f"the new release {problem}", output=output, hint=hint_for(output))
+
+
+def move_background(c: Cutover) -> None:
+    c.moved = background.move(c.paths, c.release_dir, probation_seconds(c))
+
+
+def background_back(c: Cutover) -> None:
+    """The previous release's processes again (or none, if it had none)."""
+    previous = c.previous_background
+    if not previous or previous == c.release_dir:
+        background.stop_all(c.paths)
+        c.background_undone = ""
+        return
+    try:
+        background.move(c.paths, previous, 0)
+        c.background_undone = ", and the processes too"
+    except AgentError as again:
+        c.background_undone = f"; the previous processes did not start either: {again.message}"
+
+
+def retire_old(c: Cutover) -> None:
+    retire(c.paths, c.old, c.new)
+
+
+STARTUP: list[Step[Cutover]] = [
+    Step(
+        "start Caddy (it was not running)",  # stopped by hand, or crashed: no visitor gets in
+        start_caddy,
+        when=lambda c: not site_check.caddy_active(),
+    ),
+    Step("start", start_new, shown=lambda c: f"start ({c.new} slot)", undo=stop_new),
+    Step("health check", health_check),
+    Step("caddy site", caddy_site, undo=put_back_site),
+]
+
+TRAFFIC: list[Step[Cutover]] = [
+    Step("switch traffic", switch_traffic, undo=route_back),
+    Step(
+        "probation",
+        probation,
+        when=on_probation,
+        shown=lambda c: f"probation ({probation_seconds(c)}s, the old release still running)",
+    ),
+    # processes and schedules, once the web side passed probation (see background.py)
+    Step("processes", move_background, quiet=True, undo=background_back),
+    Step("stop old release", retire_old, final=True),
+]

@@ -1,0 +1,282 @@
+"""`onebox deploy` on the server: build a release beside the live one, then move onto it.
+
+STEPS below is the whole deploy, top to bottom. Until traffic moves nothing the live
+release uses is touched; a failure before it removes the half-built release and leaves
+the site as it was, and one after it (probation, the processes) puts traffic back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import (
+    background,
+    baseline,
+    build,
+    deploy_check,
+    env_refs,
+    migrate,
+    redis_server,
+    restore,
+    site_check,
+)
+from .cutover import STARTUP, TRAFFIC, Cutover
+from .django import Release
+from .lock import deploy_lock
+from .paths import AppPaths
+from .protocol import AgentError, ExitCode, emit
+from .provision import check_calendar, check_supported, ensure_secrets, ensure_units
+from .releases import discard, new_release_id, prune
+from .steps import Each, Step, run_steps
+from .switch import live_slot
+from .system import apt_install, read_env_file
+from .venv import ensure_venv, prune_venvs
+
+
+@dataclass
+class Deploy(Cutover):
+    """What the steps know, and what they found, as the deploy goes."""
+
+    payload: Path = Path()
+    secrets: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)  # the release's own settings
+    release: Release | None = None
+    settings: dict = field(default_factory=dict)  # Django's, read in the release
+    pool: ThreadPoolExecutor | None = None
+    checked: Future[list[dict]] | None = None  # `check --deploy`, beside collectstatic
+    backup: dict | None = None  # taken before migrating
+    migrated: dict = field(default_factory=dict)
+    hooks_failed: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+
+    @property
+    def built(self) -> Release:
+        assert self.release is not None, "the release is made by the virtualenv step"
+        return self.release
+
+    @property
+    def skip(self) -> dict[str, str]:
+        return self.request.get("security_skip", {})
+
+    @property
+    def pending(self) -> list[str]:
+        return self.settings.get("PENDING") or []
+
+    @property
+    def protect(self) -> bool:
+        """Pending migrations on a database that has some: check them, back it up."""
+        return bool(self.pending and self.settings.get("APPLIED"))
+
+
+def redis(d: Deploy) -> None:
+    redis_server.check_running(d.paths.app)
+
+
+def unpack(d: Deploy) -> None:
+    build.copy_release(d.request, d.payload, d.paths, d.release_dir, d.values)
+
+
+def build_packages(d: Deploy) -> bool:
+    changed = bool(apt_install(d.request.get("packages", [])))
+    if changed and "system" not in d.skip:
+        baseline.restrict_compilers()  # build-essential brings gcc and as
+    return changed
+
+
+def virtualenv(d: Deploy) -> bool:
+    venv, changed = ensure_venv(d.paths, d.request)
+    os.symlink(venv, d.release_dir / ".venv")
+    unresolved = env_refs.split(d.request.get("env", {}))[1]
+    references = env_refs.resolve(unresolved, {**d.values, **d.secrets})
+    d.release = Release(
+        d.paths.app, d.release_dir, {**d.values, **references, **d.secrets}, d.request["manage"]
+    )
+    d.release.references = references
+    return changed
+
+
+def shell(what: str):
+    def action(d: Deploy, command: str) -> None:
+        d.built.shell(command, f"{what} command `{command}`")
+
+    return action
+
+
+def settings(d: Deploy) -> str:
+    if "django" not in d.skip:
+        # Django's deployment check is a process of its own: it runs beside the settings
+        # and collectstatic (reading the settings in it too was measured slower: two
+        # cores, three Djangos).
+        assert d.pool is not None
+        d.checked = d.pool.submit(d.built.deploy_check)
+    d.settings = d.built.settings()
+    placed = ""
+    if d.settings.get("SQLITE_IN_RELEASE"):
+        placed = build.place_sqlite(d.built, Path(str(d.settings["SQLITE_IN_RELEASE"])))
+        d.settings = d.built.settings()
+    d.migrated["applied"] = d.pending
+    return placed
+
+
+def collectstatic(d: Deploy) -> str:
+    return build.collect_static(d.request, d.built, d.settings)
+
+
+def check_deploy(d: Deploy) -> str:
+    """Refuse a release that Django itself calls unfit for production (before anything
+    about the database or the live site changes); see deploy_check.py."""
+    assert d.checked is not None
+    switches = d.request.get("switches", {})
+    shown = deploy_check.gate(d.checked.result(), switches, set(d.built.env))
+    deploy_check.report(shown)
+    return f"{len(shown)} note(s), none fatal" if shown else "no issues"
+
+
+def migration_check(d: Deploy) -> str:
+    breaking, detail = migrate.check_pending(d.built, d.request.get("allow_breaking", False))
+    d.migrated["breaking"] = breaking
+    if breaking:
+        # Held from before the migration until the new release serves: old code never
+        # meets the new schema.
+        d.window.enter_context(restore.maintenance(d.paths))
+        emit("log", text="breaking migration allowed: the maintenance page is up")
+    return detail
+
+
+def backup_before_migrating(d: Deploy) -> str:
+    d.backup = restore.before_migrating(d.paths, d.pending)
+    d.migrated["backup"] = d.backup["id"]
+    return f"backup {d.backup['id']}; pending: {', '.join(d.pending)}"
+
+
+def run_migrate(d: Deploy) -> bool:
+    engine = d.request.get("engine", "sqlite")
+    return migrate.migrate(d.paths, d.built, d.settings, engine, d.backup)
+
+
+def freeze(d: Deploy) -> None:
+    d.site = build.site_config(d.request, d.settings)
+    build.freeze(d.release_dir, d.paths.app, d.request, d.site, d.settings, d.migrated)
+    background.write_release(
+        d.release_dir, d.paths.app, d.request.get("background", {}), build.workdir(d.request)
+    )
+    if d.built.references:
+        env_refs.write(d.release_dir, d.built.references)
+    build.bridge_static(d.paths, d.release_dir, d.request.get("keep", 5))
+
+
+def units(d: Deploy) -> bool:
+    return ensure_units(d.paths, d.request["files"])  # [app] workers or wsgi may have changed
+
+
+def discard_release(d: Deploy) -> None:
+    discard(d.paths, d.release_dir)
+    prune_venvs(d.paths)  # a failed release's new virtualenv goes with it
+
+
+def hook_failed(d: Deploy, command: str, error: AgentError) -> None:
+    d.hooks_failed.append(command)
+
+
+def prune_releases(d: Deploy) -> None:
+    d.pruned = prune(d.paths, d.request.get("keep", 5))
+
+
+STEPS: list[Step[Deploy] | Each[Deploy]] = [
+    Step("redis", redis, when=lambda d: bool(d.request.get("redis"))),
+    Step("unpack release", unpack, undo=discard_release),
+    Step("build packages", build_packages),
+    Step("virtualenv", virtualenv),
+    Each("build", lambda d: d.request.get("build", []), shell("build")),
+    Step("settings", settings),
+    Step("collectstatic", collectstatic),
+    Step("django check --deploy", check_deploy, when=lambda d: d.checked is not None),
+    Each("before migrate", lambda d: d.request.get("before_migrate", []), shell("before-migrate")),
+    Step("migration check", migration_check, when=lambda d: d.protect),
+    Step("backup before migrating", backup_before_migrating, when=lambda d: d.protect),
+    Step("migrate", run_migrate),
+    Each("release", lambda d: d.request.get("release", []), shell("release")),
+    Step("freeze release", freeze),
+    Step("systemd units", units),
+    *STARTUP,  # the release starts beside the live one (cutover.py)
+    *TRAFFIC,  # traffic moves, probation, processes, the old slot stops
+    Step(
+        "maintenance page off", lambda d: d.window.close(), quiet=True
+    ),  # (if a migration held it)
+    # hooks once the release serves (a cache warm-up, a notification): traffic has
+    # moved already, so a failing one is reported and changes nothing
+    Each(
+        "after switch",
+        lambda d: d.request.get("after_switch", []),
+        shell("after-switch"),
+        tolerate=hook_failed,
+    ),
+    Step("prune", prune_releases, quiet=True),
+]
+
+
+def deploy(request: dict, payload: Path) -> dict[str, object]:
+    paths = AppPaths(request["app"])
+    check_supported()
+    if not paths.root.is_dir() or not paths.unit_template.is_file():
+        raise AgentError(
+            f"{paths.app} is not set up on this server",
+            hint="run `onebox setup` first",
+            code=ExitCode.CONFIG,
+        )
+    with deploy_lock(paths.lock, request["deployer"], "deploy"):
+        request["release_id"] = new_release_id(paths)
+        return _deploy(request, payload, paths)
+
+
+def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
+    started = time.monotonic()
+    check_before(request, paths)
+    ensure_secrets(paths)
+    d = Deploy(
+        request=request,
+        paths=paths,
+        release_dir=paths.releases / request["release_id"],
+        payload=payload,
+        secrets=read_env_file(paths.secrets),
+        values=build.release_env(request, paths),
+        migrated={"applied": [], "backup": None, "breaking": []},
+    )
+    build.check_required(request["secrets"], {**request.get("env", {}), **d.secrets})
+    if "django" in d.skip:
+        emit("log", text=f"django check --deploy skipped: {d.skip['django']}")
+    with d.window, ThreadPoolExecutor(max_workers=1) as d.pool:
+        run_steps(STEPS, d)
+    return {
+        # what stands between visitors and the new release (maintenance mode, say)
+        **site_check.after_switch(paths, request),
+        "hooks_failed": d.hooks_failed,
+        "release": request["release_id"],
+        "slot": live_slot(paths),
+        "pruned": d.pruned,
+        "migrations": d.migrated,
+        "background": d.moved,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+
+
+def check_before(request: dict, paths: AppPaths) -> None:
+    """What must hold before anything changes: the database onebox.toml names is the
+    one set up, and every schedule reads as a calendar."""
+    settings = json.loads(paths.settings.read_text()) if paths.settings.is_file() else {}
+    found = settings.get("database", {}).get("engine")
+    engine = request.get("engine", "sqlite")
+    if found != engine:
+        raise AgentError(
+            f"onebox.toml says [database] engine = {engine!r}, but the server was set up for "
+            f"{found or 'an older onebox'}",
+            hint="run `onebox setup` first (it installs and connects the database)",
+            code=ExitCode.CONFIG,
+        )
+    for name, entry in request.get("background", {}).get("schedules", {}).items():
+        check_calendar(entry["calendar"], f"[schedule] {name} when")

@@ -191,13 +191,17 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
         check_python(project, found)
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         lockdown = project.config.security.wants("ssh")
+        if lockdown:
+            # The deploy user exists now. Written before root login goes off, so that
+            # onebox.toml never names a login the server refuses (and if the lockdown
+            # is not confirmed, logging in as it falls back to root).
+            no_deploy_user.forget(server.ssh.target)
+            written = set_server_user(project.source, DEPLOY_USER)
         # New connections prove changes, or get root login turned off; a setup that
         # changed nothing on a server already locked down needs none.
         if result.get("confirm") or (lockdown and not result.get("locked_down")):
             confirm_access(project, server.ssh.target, result.get("confirm", []), reporter)
-        if lockdown:  # the deploy user exists now: log in as it again
-            no_deploy_user.forget(server.ssh.target)
-        if lockdown and set_server_user(project.source, DEPLOY_USER):
+        if lockdown and written:
             reporter.notice(
                 f"root and password logins are off on {server.ssh.target.name}: onebox "
                 f'logs in as {DEPLOY_USER!r} from now on ([server] user = "{DEPLOY_USER}" '

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import tomlkit
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -716,35 +717,34 @@ def locate(text: str, loc: tuple[str, ...]) -> int | None:
 
 
 def set_server_user(path: Path, user: str) -> bool:
-    """Write [server] user = USER into onebox.toml, keeping the rest of the file as it is
-    (comments included), and drop a user@ from [server] host, which would win over it."""
-    text = path.read_text()
-    lines = text.splitlines()
-    try:
-        start = lines.index("[server]")
-    except ValueError:
-        lines += ["", "[server]"]
-        start = len(lines) - 1
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
-    setting = f'user = "{user}"   # the deploy user `onebox setup` made (root login is off)'
-    section = lines[start + 1 : end]
-    found = [i for i, line in enumerate(section) if re.match(r"\s*user\s*=", line)]
-    commented = [i for i, line in enumerate(section) if re.match(r"#\s*user\s*=", line)]
-    if found:
-        if re.match(rf'\s*user\s*=\s*"{re.escape(user)}"', section[found[0]]):
-            setting = section[found[0]]
-        section[found[0]] = setting
-    elif commented:
-        section[commented[0]] = setting
-    else:
-        section.insert(0, setting)
-    for i, line in enumerate(section):
-        match = re.match(r'(\s*host\s*=\s*")[^"@]+@([^"]*")(.*)', line)
-        if match and not match.group(2).startswith("sandbox:"):
-            section[i] = match.group(1) + match.group(2) + match.group(3)
-    new = "\n".join(lines[: start + 1] + section + lines[end:]) + "\n"
+    """Write [server] user = USER into onebox.toml (or [tool.onebox.server] in
+    pyproject.toml), keeping the rest of the file as it is, comments included; and drop
+    a user@ from [server] host, which would win over it. False if it was there already."""
+    text = path.read_text(encoding="utf-8-sig")
+    document = tomlkit.parse(text)
+    root = document["tool"]["onebox"] if path.name == "pyproject.toml" else document  # type: ignore[index]
+    server = root.get("server")
+    if server is None:
+        server = root["server"] = tomlkit.table()
+    if server.get("user") != user:
+        server["user"] = user
+        server["user"].comment("the deploy user `onebox setup` made (root login is off)")
+    host = str(server.get("host", ""))
+    if "@" in host and not host.startswith("sandbox:"):
+        server["host"] = host.rpartition("@")[2]
+    new = tomlkit.dumps(document)
     if new == text:
         return False
     tomllib.loads(new)  # never write a file that does not parse
-    path.write_text(new)
+    write_atomically(path, new)
     return True
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """All of the new file or none of it (never a half-written onebox.toml)."""
+    tmp = path.with_name(f".{path.name}.onebox-tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

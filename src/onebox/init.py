@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import tomlkit
+from pydantic import ValidationError
 from tomlkit.exceptions import TOMLKitError
 
-from onebox.config import CONFIG_FILE, load_config
+from onebox.config import CONFIG_FILE, ServerConfig, load_config
 from onebox.detect import Detected, detect
 from onebox.errors import ConfigError
 from onebox.templating import render
@@ -26,6 +27,7 @@ def init_project(
 ) -> tuple[Path, Detected, list[str] | None]:
     """(onebox.toml, what was detected, the keys filled into an existing file, or None
     when the file was written anew)."""
+    check_options(host=host, domain=domain)
     detected = detect(root, settings)
     target = detected.root / CONFIG_FILE
     if target.exists() and not force:
@@ -34,15 +36,27 @@ def init_project(
         text, filled = render("onebox.toml.j2", d=detected, host=host, domain=domain), None
     if filled == []:
         return target, detected, filled  # kept as it was
-    tmp = target.with_suffix(".toml.tmp")
-    tmp.write_text(text)
+    tmp = target.with_name(f".{target.name}.onebox-tmp")
     try:
+        tmp.write_text(text)
         load_config(tmp)  # what init writes must load: catch drift here, not on deploy
-    except ConfigError:
-        tmp.unlink()
-        raise
-    tmp.replace(target)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target, detected, filled
+
+
+def check_options(**values: str) -> None:
+    """--host and --domain as [server] will read them, before anything is written."""
+    for option, value in values.items():
+        try:
+            ServerConfig.model_validate({option: value})
+        except ValidationError as exc:
+            why = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigError(
+                f"--{option} {value!r} {why}",
+                hint=f"run `onebox init` again with another --{option}",
+            ) from None
 
 
 def wanted_keys(d: Detected, host: str, domain: str) -> dict[tuple[str, str], object]:

@@ -12,7 +12,6 @@ from rich.status import Status
 
 from onebox.errors import OneboxError
 
-
 # how a step that ended is shown: its mark, and what follows its name
 MARKS = {
     "changed": ("[green]✓[/]", ""),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
+import tomlkit
 
 BUILTIN = Path(__file__).parent / "templates"
 
@@ -17,12 +18,17 @@ def environment(project_root: Path | None = None) -> jinja2.Environment:
     search = [str(BUILTIN)]
     if project_root is not None and (project_root / ".onebox" / "templates").is_dir():
         search.insert(0, str(project_root / ".onebox" / "templates"))
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(search),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # onebox.toml's values come from the user's project and command line: quoted as
+    # TOML, a quote or a backslash in them cannot break the file
+    env.filters["toml"] = lambda value: tomlkit.item(value).as_string()
+    env.filters["toml_key"] = lambda name: tomlkit.key(name).as_string()
+    return env
 
 
 def render(template: str, project_root: Path | None = None, /, **context: object) -> str:

@@ -135,9 +135,30 @@ def test_setup_writes_the_deploy_user_and_keeps_comments(tmp_path):
     )
     assert set_server_user(path, "onebox")
     text = path.read_text()
-    assert 'host = "203.0.113.7"' in text and text.count("user = ") == 1
+    assert 'host = "203.0.113.7"' in text and '# user = "root"  # note' in text
     assert load_config(path).server.user == "onebox"
     assert not set_server_user(path, "onebox")  # already there: the file is not touched
+
+
+def test_the_deploy_user_goes_into_tool_onebox_in_pyproject(tmp_path):
+    from onebox.config import load_project, set_server_user
+
+    body = GOOD.replace("[app]", "[tool.onebox.app]").replace("[server]", "[tool.onebox.server]")
+    path = write(tmp_path, '[project]\nname = "shop"\n' + body, "pyproject.toml")
+    assert set_server_user(path, "onebox")
+    assert "\n[server]" not in path.read_text()  # no top-level table onebox never reads
+    assert load_project(tmp_path).config.server.user == "onebox"
+
+
+def test_the_deploy_user_under_a_commented_server_header(tmp_path):
+    from onebox.config import set_server_user
+
+    path = write(tmp_path, GOOD.replace("[server]\n", "[server]   # the box in the closet\n"))
+    assert set_server_user(path, "onebox")
+    text = path.read_text()
+    assert text.count("[server]") == 1 and "# the box in the closet" in text
+    assert load_config(path).server.user == "onebox"
+    assert not list(tmp_path.glob(".*tmp"))
 
 
 # What reached root's unit files before: each value must be refused when the file loads.
@@ -213,3 +234,37 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "onebox.toml"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
     assert load_config(path).app.name == "shop"
+
+
+def test_setup_names_the_deploy_user_before_root_login_goes_off(tmp_path, monkeypatch):
+    """If writing onebox.toml failed after the lockdown, the file would still name root,
+    whom the server now refuses."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    from onebox import api
+    from onebox.config import load_project
+
+    write(tmp_path, GOOD.replace('host = "203.0.113.7"', 'host = "root@203.0.113.7"'))
+    project = load_project(tmp_path)
+    order = []
+    target = SimpleNamespace(name="203.0.113.7", host="203.0.113.7", port=None)
+    server = SimpleNamespace(ssh=SimpleNamespace(target=target), address="203.0.113.7")
+
+    @contextmanager
+    def connect(*args):
+        yield server
+
+    def confirm(project, target, changes, reporter):
+        order.append(("lockdown", load_project(tmp_path).config.server.user))
+
+    monkeypatch.setattr(api, "connect", connect)
+    monkeypatch.setattr(api, "facts", lambda server, reporter: {"python": "3.11.2"})
+    monkeypatch.setattr(api, "uv_version", lambda: "0.9.0")
+    monkeypatch.setattr(api.remote, "call", lambda *a: {"confirm": ["ssh"]})
+    monkeypatch.setattr(api, "confirm_access", confirm)
+    monkeypatch.setattr(api.no_deploy_user, "forget", lambda target: None)
+    reporter = SimpleNamespace(event=lambda e: None, notice=order.append)
+    api.setup(project, None, reporter)
+    assert order[0] == ("lockdown", "onebox")  # written first
+    assert "logs in as 'onebox' from now on" in order[1]

@@ -315,3 +315,35 @@ def test_offline_compression_becomes_a_release_command(tmp_path):
     config, found, _ = init_project(root)
     assert found.release_commands == ["python src/manage.py compress --force"]
     assert 'release = ["python src/manage.py compress --force"]' in config.read_text()
+
+
+def test_init_quotes_what_it_writes_and_leaves_no_temporary_file(tmp_path):
+    import dataclasses
+    import tomllib
+
+    from onebox.templating import render
+
+    root = make(
+        tmp_path / "site",
+        {
+            "manage.py": MANAGE.format(module="mysite.settings"),
+            "mysite/__init__.py": "",
+            "mysite/settings.py": "WSGI_APPLICATION = 'mysite.wsgi.application'\n",
+            "mysite/wsgi.py": "",
+            "requirements.txt": "django\n",
+        },
+    )
+    with pytest.raises(ProjectError.__mro__[1]) as refused:  # (ConfigError)
+        init_project(root, host='a"b', domain="shop.example.com")
+    assert refused.value.message.startswith("--host 'a\"b' must be an address")
+    assert not (root / "onebox.toml").exists()
+    path, found, _ = init_project(root, host="203.0.113.7", domain="shop.example.com")
+    assert tomllib.loads(path.read_text())["server"]["host"] == "203.0.113.7"
+    assert sorted(p.name for p in root.iterdir()) == [
+        "manage.py", "mysite", "onebox.toml", "requirements.txt",
+    ]  # fmt: skip
+    # what init writes from the project itself is quoted as TOML, whatever it holds
+    command = "python manage.py shell -c \"print('hi')\" \\"
+    found = dataclasses.replace(found, release_commands=[command])
+    text = render("onebox.toml.j2", d=found, host="", domain="")
+    assert tomllib.loads(text)["deploy"]["release"] == [command]

@@ -86,3 +86,22 @@ def test_hsts_is_two_years_with_a_public_certificate(tmp_path):
     public = rendered_files(project(tmp_path, domain="shop.example.com"), "shop.example.com")
     assert 'Strict-Transport-Security "max-age=63072000"' in public["site"]
     assert '?X-Frame-Options "DENY"' in public["site"] and "-Server" in public["site"]
+
+
+def test_user_text_is_never_read_as_markup(capsys):
+    """A build command `echo [/]` or a step named `[prod]` prints as typed (rich markup
+    in them once crashed the client mid-deploy, or vanished)."""
+    from onebox.errors import OneboxError
+    from onebox.output import HumanReporter
+
+    reporter = HumanReporter(verbose=True)
+    for status in ("start", "changed", "failed"):
+        event = {"event": "step", "name": "build: echo [/]", "status": status, "seconds": 1}
+        reporter.event({**event, "detail": "[prod] [bold]"})
+    reporter.event({"event": "log", "text": "[prod] [/] log"})
+    reporter.notice("[prod] notice [/]")
+    reporter.error(OneboxError("[prod] failed [/]", hint="[red]x[/]", output="[/]", host="[h]"))
+    err = capsys.readouterr().err
+    for shown in ("build: echo [/]", "[prod] [bold]", "[prod] [/] log", "[prod] notice [/]",
+                  "[prod] failed [/]", "[red]x[/]", "[h]"):  # fmt: skip
+        assert shown in err, shown

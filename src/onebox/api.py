@@ -291,7 +291,6 @@ def deploy(
         request = {
             "action": "deploy",
             "app": cfg.app.name,
-            "release_id": bundle.release_id(),
             "deployer": bundle.deployer(),
             "commit": files.commit,
             "address": server.address,

@@ -6,7 +6,6 @@ import fnmatch
 import getpass
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,12 +147,6 @@ def _commit(root: Path) -> str:
         ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=False
     ).stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
-
-
-def release_id() -> str:
-    """Sortable and unique per deploy (UTC time to the millisecond)."""
-    now = time.time()
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + f"-{int(now * 1000) % 1000:03d}"
 
 
 def deployer() -> str:

@@ -68,16 +68,18 @@ def lock(
     key = hashlib.sha256(f"{source}|{python_version}|{served}|{tested}|{engine}".encode())
     for path in _declaration_files(root, source):
         key.update(path.as_posix().encode() + b"\0" + path.read_bytes())
-    cached = CACHE / f"{key.hexdigest()[:24]}.txt"
-    if cached.is_file():
-        text = cached.read_text()
-        return Lock(text=text, packages=build_packages(text))
+    cached = CACHE / f"{key.hexdigest()[:24]}.json"
+    try:  # the lock and its note (a driver added...): the same output warm or cold
+        entry = json.loads(cached.read_text())
+        return Lock(text=entry["text"], packages=build_packages(entry["text"]), note=entry["note"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     result = _lock(root, source, python_version, tested)
     result = with_driver(result, engine, python_version, root)
     if asgi:
         result = with_asgi_server(result, python_version, root)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(result.text)
+    cached.write_text(json.dumps({"text": result.text, "note": result.note}))
     return result
 
 

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from onebox.bundle import collect, release_id
+from onebox.bundle import collect
 from onebox.lock import _fully_hashed, build_packages, from_pipfile_lock
 
 
@@ -60,9 +60,27 @@ def test_bundle_excludes_secrets_and_junk(tmp_path: Path):
     assert files == {"manage.py", "app/views.py"}
 
 
-def test_release_ids_sort_in_time():
-    first = release_id()
-    assert len(first) == len("20261126-032045-034")
+def test_release_ids_sort_in_deploy_order(tmp_path):
+    """Made on the server, one a deploy: in the order of the deploys, whatever the clock
+    did in between (a second, a millisecond, the same millisecond, backwards)."""
+    from types import SimpleNamespace
+
+    from onebox.agent.releases import new_release_id
+
+    paths = SimpleNamespace(releases=tmp_path)
+    made = []
+    for now in (
+        1800000000.0,
+        1800000000.999,
+        1800000001.0,
+        1800000001.0,
+        1799999000.0,
+        1800000060.5,
+    ):
+        made.append(new_release_id(paths, now))  # type: ignore[arg-type]
+        (tmp_path / made[-1]).mkdir()
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert made[0] == "20270115-080000-000" and made[-1] == "20270115-080100-500"
 
 
 def test_lock_cache_key_follows_included_requirements(tmp_path):
@@ -73,3 +91,28 @@ def test_lock_cache_key_follows_included_requirements(tmp_path):
     (tmp_path / "requirements" / "production.txt").write_text("-r base.txt\n")
     files = _declaration_files(tmp_path, "requirements/production.txt")
     assert tmp_path / "requirements" / "base.txt" in files
+
+
+def test_a_cached_lock_keeps_its_note(tmp_path, monkeypatch):
+    """Warm or cold, the same lock and the same note (a driver added for the engine):
+    what a deploy says must not depend on whether an earlier run filled the cache."""
+    from onebox import lock as locking
+
+    made = []
+
+    def fake_lock(root, source, python_version, tested):
+        made.append(source)
+        return locking.Lock(text="django==5.2.8\n", packages=[])
+
+    monkeypatch.setattr(locking, "CACHE", tmp_path / "cache")
+    monkeypatch.setattr(locking, "_lock", fake_lock)
+    monkeypatch.setattr(locking, "tested_versions", lambda root: "")
+    monkeypatch.setattr(
+        locking, "with_requirement", lambda text, requirement, python, root: text + "psycopg==3.2\n"
+    )
+    (tmp_path / "requirements.txt").write_text("django\n")
+    cold = locking.lock(tmp_path, "requirements.txt", "3.11", "postgresql")
+    warm = locking.lock(tmp_path, "requirements.txt", "3.11", "postgresql")
+    assert made == ["requirements.txt"]  # the second came from the cache
+    assert (warm.text, warm.note) == (cold.text, cold.note)
+    assert "added psycopg" in warm.note

@@ -16,12 +16,35 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from uv import find_uv_bin
 
 from onebox import audit as outside
 from onebox import background, bundle, no_deploy_user, remote, sandbox
+from onebox.agent.requests import (
+    AuditRequest,
+    BackupKeyRequest,
+    BackupRequest,
+    BackupsRequest,
+    CancelRequest,
+    ConfirmRequest,
+    DeployRequest,
+    EnvListRequest,
+    EnvSetRequest,
+    EnvUnsetRequest,
+    FactsRequest,
+    HistoryRequest,
+    MaintenanceRequest,
+    ManageArgsRequest,
+    ReleasesRequest,
+    Request,
+    RestoreRequest,
+    RollbackRequest,
+    SetupRequest,
+    StatusRequest,
+    VerifyRequest,
+)
 from onebox.config import Project, set_server_user
 from onebox.detect import python_requirement, settings_switches
 from onebox.errors import (
@@ -38,6 +61,9 @@ from onebox.templating import render
 from onebox.transport import DEPLOY_USER, SSH, Target
 
 LAN_SUFFIXES = (".lan", ".local", ".internal", ".home.arpa", ".localhost", ".test")
+
+
+Result = dict[str, Any]  # JSON data from the agent, returned to the CLI as it is
 
 
 class Reporter(Protocol):
@@ -145,7 +171,7 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
     return files
 
 
-def data_settings(project: Project) -> dict[str, dict]:
+def data_settings(project: Project) -> dict[str, dict[str, Any]]:
     """What the server keeps of [database] and [backup] (for its scheduled jobs)."""
     return {
         "database": project.config.database.model_dump(),
@@ -154,7 +180,7 @@ def data_settings(project: Project) -> dict[str, dict]:
 
 
 def facts(server: Server, reporter: Reporter) -> dict[str, object]:
-    return remote.call(server.ssh, remote.pack({"action": "facts"}), reporter.event)
+    return remote.call(server.ssh, remote.pack(FactsRequest()), reporter.event)
 
 
 def check_python(project: Project, found: dict[str, object]) -> str:
@@ -169,22 +195,22 @@ def check_python(project: Project, found: dict[str, object]) -> str:
     return python
 
 
-def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> dict:
+def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool = False) -> Result:
     with connect(project, host, reporter) as server:
-        request = {
-            "action": "setup",
-            "app": project.config.app.name,
-            "uv_version": uv_version(),
-            "files": rendered_files(project, server.address),
-            "security": project.config.security.model_dump(),
-            "redis": project.config.redis,
-            **data_settings(project),
-        }
+        request = SetupRequest(
+            app=project.config.app.name,
+            uv_version=uv_version(),
+            files=rendered_files(project, server.address),
+            security=project.config.security.model_dump(),
+            redis=project.config.redis,
+            database=project.config.database.model_dump(),
+            backup=project.config.backup.model_dump(),
+        )
         if dry_run:
             return {
                 "dry_run": True,
                 "host": server.ssh.target.name,
-                "request": request,
+                "request": request.to_json(),
                 "ssh": shlex.join(server.ssh.argv(["python3", "-c", "..."])),
             }
         found = facts(server, reporter)
@@ -221,19 +247,18 @@ def confirm_access(
     security = project.config.security
     lockdown = security.wants("ssh")
     login = replace(target, user=DEPLOY_USER) if lockdown else target
-    request = {
-        "action": "confirm",
-        "names": changes,
-        "lockdown": lockdown,
-        "confirm_within": security.confirm_within,
-    }
+    request = ConfirmRequest(
+        names=changes, lockdown=lockdown, confirm_within=security.confirm_within
+    )
     result = _confirm_once(login, request, changes or ["ssh"], reporter)
     again = result.get("confirm_again") or []
     if again:
-        _confirm_once(login, {"action": "confirm", "names": again}, again, reporter)
+        _confirm_once(login, ConfirmRequest(names=again), again, reporter)
 
 
-def _confirm_once(target: Target, request: dict, changes: list[str], reporter: Reporter) -> dict:
+def _confirm_once(
+    target: Target, request: ConfirmRequest, changes: list[str], reporter: Reporter
+) -> Result:
     name = f"a new SSH connection as {target.user or 'you'} gets in"
     reporter.event({"event": "step", "name": name, "status": "start"})
     started = time.monotonic()
@@ -260,7 +285,7 @@ def deploy(
     reporter: Reporter,
     dry_run: bool = False,
     allow_breaking: bool = False,
-) -> dict:
+) -> Result:
     cfg = project.config
     for note in project.notes:
         reporter.notice(note)
@@ -288,51 +313,49 @@ def deploy(
         lock_hash = locked.hash
         if cfg.server.python:  # its own virtualenv, never one made with the system Python
             lock_hash = hashlib.sha256(f"{lock_hash}|python{python}".encode()).hexdigest()[:16]
-        request = {
-            "action": "deploy",
-            "app": cfg.app.name,
-            "deployer": bundle.deployer(),
-            "commit": files.commit,
-            "address": server.address,
-            "settings": cfg.app.settings,
-            "manage": cfg.app.manage,
-            "health_path": cfg.app.health_check_path,
-            "health_pages": cfg.app.health_pages,
-            "collectstatic": cfg.build.collectstatic,
-            "build": cfg.deploy.build,
-            "before_migrate": cfg.deploy.before_migrate,
-            "release": cfg.deploy.release,
-            "after_switch": cfg.deploy.after_switch,
-            "env": cfg.env.vars,
-            "secrets": cfg.env.secrets,
-            "lock": locked.text,
-            "lock_hash": lock_hash,
-            "python": cfg.server.python,
-            "python_mirror": cfg.server.python_mirror,
-            "packages": [*locked.packages, *cfg.build.packages],
-            "files": rendered_files(project, server.address),
-            "engine": cfg.database.engine,
-            "keep": cfg.deploy.keep,
-            "probation": cfg.deploy.probation,
-            "security_skip": cfg.security.skip,
-            "switches": settings_switches(project.root, cfg.app.manage, cfg.app.settings),
-            "allow_breaking": allow_breaking,
-            "redis": cfg.redis,
-            "background": background.request_part(project, unit_context(project, server.address)),
-        }
+        request = DeployRequest(
+            app=cfg.app.name,
+            commit=files.commit,
+            address=server.address,
+            settings=cfg.app.settings,
+            manage=cfg.app.manage,
+            health_path=cfg.app.health_check_path,
+            health_pages=cfg.app.health_pages,
+            collectstatic=cfg.build.collectstatic,
+            build=cfg.deploy.build,
+            before_migrate=cfg.deploy.before_migrate,
+            release=cfg.deploy.release,
+            after_switch=cfg.deploy.after_switch,
+            env=cfg.env.vars,
+            secrets=cfg.env.secrets,
+            lock=locked.text,
+            lock_hash=lock_hash,
+            python=cfg.server.python,
+            python_mirror=cfg.server.python_mirror,
+            packages=[*locked.packages, *cfg.build.packages],
+            files=rendered_files(project, server.address),
+            engine=cfg.database.engine,
+            keep=cfg.deploy.keep,
+            probation=cfg.deploy.probation,
+            security_skip=cfg.security.skip,
+            switches=settings_switches(project.root, cfg.app.manage, cfg.app.settings),
+            allow_breaking=allow_breaking,
+            redis=cfg.redis,
+            background=background.request_part(project, unit_context(project, server.address)),
+        )
         if dry_run:
             return {
                 "dry_run": True,
                 "host": server.ssh.target.name,
                 "files": len(files.files),
                 "bytes": files.size,
-                "request": request,
+                "request": request.to_json(),
             }
         stream = remote.pack(request, project.root, files.files)
         try:
             result = remote.call(server.ssh, stream, reporter.event)
         except OneboxError as exc:
-            left_out = explain_missing_module(project.root, cfg.app.manage, files, exc.output)
+            left_out = explain_missing_module(project.root, cfg.app.manage, files, exc.output or "")
             if left_out:
                 exc.hint = left_out
             raise
@@ -351,15 +374,14 @@ def env_set(
     values: dict[str, str],
     reporter: Reporter,
     backup: bool = False,
-) -> dict:
-    request = {"action": "env-set", "values": values, "backup": backup}
-    return _simple(project, host, reporter, request)
+) -> Result:
+    return _simple(project, host, reporter, EnvSetRequest(values=values, backup=backup))
 
 
 def env_unset(
     project: Project, host: str | None, keys: list[str], reporter: Reporter, backup: bool = False
-) -> dict:
-    return _simple(project, host, reporter, {"action": "env-unset", "keys": keys, "backup": backup})
+) -> Result:
+    return _simple(project, host, reporter, EnvUnsetRequest(keys=keys, backup=backup))
 
 
 def env_list(
@@ -368,26 +390,24 @@ def env_list(
     reporter: Reporter,
     reveal: bool = False,
     backup: bool = False,
-) -> dict:
-    request = {"action": "env-list", "reveal": reveal, "backup": backup}
-    return _simple(project, host, reporter, request)
+) -> Result:
+    return _simple(project, host, reporter, EnvListRequest(reveal=reveal, backup=backup))
 
 
-def status(project: Project, host: str | None, reporter: Reporter) -> dict:
+def status(project: Project, host: str | None, reporter: Reporter) -> Result:
     with connect(project, host, reporter) as server:
-        request = {
-            "action": "status",
-            "app": project.config.app.name,
-            "address": server.address,
-            "health_path": project.config.app.health_check_path,
-        }
+        request = StatusRequest(
+            app=project.config.app.name,
+            address=server.address,
+            health_path=project.config.app.health_check_path,
+        )
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}
 
 
-def _simple(project: Project, host: str | None, reporter: Reporter, request: dict) -> dict:
+def _simple(project: Project, host: str | None, reporter: Reporter, request: Request) -> Result:
     with connect(project, host, reporter) as server:
-        request = {**request, "app": project.config.app.name}
+        request.app = project.config.app.name
         return remote.call(server.ssh, remote.pack(request), reporter.event)
 
 
@@ -425,7 +445,7 @@ def _in_release(
     with connect(project, host, reporter) as server:
         # The arguments go first inside an agent request (stdin), never on a command line:
         # they may hold a password (see agent/manage_args.py).
-        request = {"action": "manage-args", "app": app, "args": args}
+        request = ManageArgsRequest(app=app, args=args)
         token = remote.call(server.ssh, remote.pack(request), reporter.event)["token"]
         command = [kind, app, project.config.app.manage, "--args-from", str(token)]
         return server.ssh.interactive(server.ssh.agent_command(command))
@@ -446,35 +466,35 @@ def caddy_root_ca(project: Project, host: str | None, reporter: Reporter) -> str
         return result.stdout.decode()
 
 
-def backup(project: Project, host: str | None, reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "backup", "deployer": bundle.deployer()})
+def backup(project: Project, host: str | None, reporter: Reporter) -> Result:
+    return _simple(project, host, reporter, BackupRequest())
 
 
-def backups(project: Project, host: str | None, reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "backups"})
+def backups(project: Project, host: str | None, reporter: Reporter) -> Result:
+    return _simple(project, host, reporter, BackupsRequest())
 
 
-def restore(project: Project, host: str | None, backup_id: str | None, reporter: Reporter) -> dict:
-    request = {"action": "restore", "id": backup_id, "deployer": bundle.deployer()}
-    return _simple(project, host, reporter, request)
+def restore(
+    project: Project, host: str | None, backup_id: str | None, reporter: Reporter
+) -> Result:
+    return _simple(project, host, reporter, RestoreRequest(id=backup_id))
 
 
-def verify(project: Project, host: str | None, backup_id: str | None, reporter: Reporter) -> dict:
-    request = {"action": "verify", "id": backup_id, "deployer": bundle.deployer()}
-    return _simple(project, host, reporter, request)
+def verify(project: Project, host: str | None, backup_id: str | None, reporter: Reporter) -> Result:
+    return _simple(project, host, reporter, VerifyRequest(id=backup_id))
 
 
-def backup_key(project: Project, host: str | None, reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "backup-key"})
+def backup_key(project: Project, host: str | None, reporter: Reporter) -> Result:
+    return _simple(project, host, reporter, BackupKeyRequest())
 
 
-def maintenance(project: Project, host: str | None, on: bool, reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "maintenance", "on": on})
+def maintenance(project: Project, host: str | None, on: bool, reporter: Reporter) -> Result:
+    return _simple(project, host, reporter, MaintenanceRequest(on=on))
 
 
-def cancel(project: Project, host: str | None, reporter: Reporter) -> dict:
+def cancel(project: Project, host: str | None, reporter: Reporter) -> Result:
     """Stop the app's deploy in progress before it moves traffic (see agent/cancel.py)."""
-    return _simple(project, host, reporter, {"action": "cancel"})
+    return _simple(project, host, reporter, CancelRequest())
 
 
 def db_shell(project: Project, host: str | None, reporter: Reporter) -> int:
@@ -492,12 +512,12 @@ def db_shell(project: Project, host: str | None, reporter: Reporter) -> int:
 
 def db_pull(
     project: Project, host: str | None, backup_id: str | None, target: Path, reporter: Reporter
-) -> dict:
+) -> Result:
     """Download a backup's database dump (the latest by default) for local debugging."""
     with connect(project, host, reporter) as server:
-        request = {"action": "backups", "app": project.config.app.name}
+        request = BackupsRequest(app=project.config.app.name)
         found = remote.call(server.ssh, remote.pack(request), reporter.event)
-        complete = [b for b in found["backups"] if "server" in b["where"]]  # type: ignore[union-attr]
+        complete = [b for b in found["backups"] if "server" in b["where"]]
         if backup_id:
             complete = [b for b in complete if b["id"] == backup_id]
         if not complete:
@@ -536,22 +556,21 @@ def audit(
     reporter: Reporter,
     lynis: bool = False,
     all_ports: bool = False,
-) -> dict:
+) -> Result:
     """The server's protections checked as they are now, from inside and from here."""
     cfg = project.config
     with connect(project, host, reporter) as server:
-        request = {
-            "action": "audit",
-            "app": cfg.app.name,
-            "manage": cfg.app.manage,
-            "security": cfg.security.model_dump(),
-            "lynis": lynis,
-        }
+        request = AuditRequest(
+            app=cfg.app.name,
+            manage=cfg.app.manage,
+            security=cfg.security.model_dump(),
+            lynis=lynis,
+        )
         inside = remote.call(server.ssh, remote.pack(request), reporter.event)
         address = server.ssh.hostname
-    checks = list(inside["checks"])  # type: ignore[arg-type]
+    checks = list(inside["checks"])
     if cfg.security.wants("firewall"):
-        allowed = {*inside["ssh_ports"], 80, 443, *cfg.security.open_ports}  # type: ignore[misc]
+        allowed = {*inside["ssh_ports"], 80, 443, *cfg.security.open_ports}
         checks.append(outside.check_ports(address, allowed, all_ports))
     checks += outside.check_site(address, cfg.server.domain or address)
     counted = [c for c in checks if c["status"] in ("pass", "fail")]
@@ -564,13 +583,13 @@ def audit(
     }
 
 
-def history(project: Project, host: str | None, reporter: Reporter, lines: int = 30) -> dict:
+def history(project: Project, host: str | None, reporter: Reporter, lines: int = 30) -> Result:
     """The server's audit trail of operations on this app, oldest first."""
-    return _simple(project, host, reporter, {"action": "history", "lines": lines})
+    return _simple(project, host, reporter, HistoryRequest(lines=lines))
 
 
-def releases(project: Project, host: str | None, reporter: Reporter) -> dict:
-    return _simple(project, host, reporter, {"action": "releases"})
+def releases(project: Project, host: str | None, reporter: Reporter) -> Result:
+    return _simple(project, host, reporter, ReleasesRequest())
 
 
 def rollback(
@@ -580,22 +599,20 @@ def rollback(
     force: bool,
     reporter: Reporter,
     restore_db: bool = False,
-) -> dict:
+) -> Result:
     """Back to the previous (or the named) release, through the same zero-downtime switch;
     with restore_db, the database first goes back to the backup taken before the newer
     migrations (behind the maintenance page)."""
     cfg = project.config
     with connect(project, host, reporter) as server:
-        request = {
-            "action": "rollback",
-            "app": cfg.app.name,
-            "release": release,
-            "force": force,
-            "restore_db": restore_db,
-            "deployer": bundle.deployer(),
-            "address": server.address,
-            "health_path": cfg.app.health_check_path,
-            "manage": cfg.app.manage,
-        }
+        request = RollbackRequest(
+            app=cfg.app.name,
+            release=release,
+            force=force,
+            restore_db=restore_db,
+            address=server.address,
+            health_path=cfg.app.health_check_path,
+            manage=cfg.app.manage,
+        )
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}

@@ -153,6 +153,7 @@ class _SiteConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         raw = socket.create_connection((self.address, 443), self.timeout)
+        # (http.client keeps the context private, and typeshed does not declare it)
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
@@ -186,7 +187,7 @@ def check_headers(headers: dict[str, str]) -> list[Check]:
     return [
         result(
             "HSTS",
-            bool(hsts) and int(hsts.group(1)) >= HSTS_MIN,
+            hsts is not None and int(hsts.group(1)) >= HSTS_MIN,
             headers.get("strict-transport-security", "missing"),
             fix,
         ),

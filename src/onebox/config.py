@@ -359,6 +359,7 @@ class ProcessConfig(_Command):
     replicas: Annotated[int, Field(ge=1, le=16)] = 1
     # The signal that asks it to stop gracefully (Celery: SIGTERM, a warm shutdown), and
     # the seconds it gets before it is killed.
+    # (a Literal of the tuple, for pydantic: mypy wants its members spelled out)
     stop_signal: Literal[STOP_SIGNALS] = "SIGTERM"  # type: ignore[valid-type]
     stop_timeout: Annotated[int, Field(ge=1, le=3600)] = 30
 
@@ -687,7 +688,7 @@ def _did_you_mean(loc: tuple[str, ...]) -> str:
     while parts:
         field = model.model_fields.get(parts.pop(0))
         annotation = getattr(field, "annotation", None)
-        args = getattr(annotation, "__args__", ())
+        args: tuple[Any, ...] = getattr(annotation, "__args__", ())
         if getattr(annotation, "__origin__", None) is dict and len(args) == 2 and parts:
             annotation = args[1]  # [processes] NAME = {...}: the name is not a key
             parts.pop(0)
@@ -700,7 +701,8 @@ def _did_you_mean(loc: tuple[str, ...]) -> str:
 
 def locate(text: str, loc: tuple[str, ...]) -> int | None:
     """Best-effort line number of a dotted key in TOML text (tomllib keeps no positions)."""
-    table, current = (), ()
+    table: tuple[str, ...] = ()
+    current: tuple[str, ...] = ()
     best = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -722,7 +724,7 @@ def set_server_user(path: Path, user: str) -> bool:
     a user@ from [server] host, which would win over it. False if it was there already."""
     text = path.read_text(encoding="utf-8-sig")
     document = tomlkit.parse(text)
-    root = document["tool"]["onebox"] if path.name == "pyproject.toml" else document  # type: ignore[index]
+    root = document["tool"]["onebox"] if path.name == "pyproject.toml" else document
     server = root.get("server")
     if server is None:
         server = root["server"] = tomlkit.table()

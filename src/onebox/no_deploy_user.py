@@ -17,8 +17,10 @@ from typing import Protocol
 
 
 class _Target(Protocol):
-    host: str
-    port: int | None
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
 
     @property
     def name(self) -> str: ...

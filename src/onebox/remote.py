@@ -11,9 +11,18 @@ import tarfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from onebox.agent.requests import Request
 from onebox.bundle import deployer
-from onebox.errors import ConfigError, ExitCode, LockedError, RemoteStepFailed, UnsupportedError
+from onebox.errors import (
+    ConfigError,
+    ExitCode,
+    LockedError,
+    OneboxError,
+    RemoteStepFailed,
+    UnsupportedError,
+)
 from onebox.transport import DEPLOY_USER, SSH
 
 AGENT_DIR = Path(__file__).parent / "agent"
@@ -38,7 +47,7 @@ Event = dict[str, object]
 
 
 def pack(
-    request: dict[str, object], payload: Path | None = None, payload_files: list[Path] | None = None
+    request: Request, payload: Path | None = None, payload_files: list[Path] | None = None
 ) -> bytes:
     """The tar stream: the agent's code, the request, and the release's files."""
     buffer = io.BytesIO()
@@ -47,8 +56,8 @@ def pack(
             tar.add(path, arcname=f"onebox_agent/{path.name}")
         # "by": for the server's history; "run": this call's own token, which the result
         # must carry (a result left by another run is never taken for this one's)
-        request = {"by": deployer(), "run": secrets.token_hex(8), **request}
-        _add_bytes(tar, "request.json", json.dumps(request).encode(), mode=0o600)
+        data = {**request.to_json(), "by": request.by or deployer(), "run": secrets.token_hex(8)}
+        _add_bytes(tar, "request.json", json.dumps(data).encode(), mode=0o600)
         if payload is not None:
             for path in payload_files or []:
                 tar.add(
@@ -69,7 +78,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, object]:
+def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str, Any]:
     """Send the stream to the agent, hand each event to on_event, return the result."""
     run = _run_token(stream)
     ssh.connect()
@@ -141,11 +150,12 @@ def _feed(process: subprocess.Popen[bytes], stream: bytes) -> None:
 
 
 def _agent_error(ssh: SSH, event: Event, code: int) -> Exception:
-    kind = {
+    kinds: dict[int, type[OneboxError]] = {
         ExitCode.CONFIG: ConfigError,
         ExitCode.UNSUPPORTED: UnsupportedError,
         ExitCode.LOCKED: LockedError,
-    }.get(code, RemoteStepFailed)  # type: ignore[call-overload]
+    }
+    kind = kinds.get(code, RemoteStepFailed)
     return kind(
         str(event.get("message")),
         host=ssh.target.name,

@@ -88,8 +88,9 @@ def _environ_instances(tree: ast.Module) -> set[str]:
     """Names bound to `environ.Env(...)` (django-environ); `env` is the documented one."""
     names = {"env"}
     for node in ast.walk(tree):
-        call = node.value if isinstance(node, ast.Assign) else None
-        if isinstance(call, ast.Call) and ast.unparse(call.func) in ("environ.Env", "Env"):
+        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
+            continue
+        if ast.unparse(node.value.func) in ("environ.Env", "Env"):
             names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
     return names
 
@@ -118,9 +119,9 @@ def _guarded_nodes(tree: ast.Module, instances: set[str]) -> set[int]:
         if not isinstance(node, ast.If | ast.IfExp):
             continue
         names = _tested_names(node.test, instances)
-        body = node.body if isinstance(node.body, list) else [node.body]
-        for statement in body:
-            for inner in ast.walk(statement):
+        body: list[ast.AST] = [*node.body] if isinstance(node.body, list) else [node.body]
+        for branch in body:
+            for inner in ast.walk(branch):
                 found = read_of(inner, instances)
                 if found and found[0] in names:
                     guarded.add(id(inner))

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from onebox import no_deploy_user
 from onebox.errors import ConnectionFailed, HostKeyError, RemoteStepFailed
@@ -173,9 +174,9 @@ class SSH:
         login user decides how the agent is started."""
         self._first_contact()
 
-    def popen(self, remote: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+    def popen(self, remote: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         self._first_contact()
-        return subprocess.Popen(self.argv(remote), **kwargs)  # type: ignore[call-overload]
+        return subprocess.Popen(self.argv(remote), **kwargs)
 
     def run(
         self, remote: Sequence[str], *, input: bytes | None = None, check: bool = True

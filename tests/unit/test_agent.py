@@ -5,8 +5,11 @@ import tarfile
 from onebox.agent.build import _url_prefix, release_env
 from onebox.agent.django import hint_for
 from onebox.agent.paths import AppPaths
+from onebox.agent.requests import FactsRequest
 from onebox.agent.system import format_env_file, read_env_file
 from onebox.remote import pack
+
+from .factories import deploy_request
 
 
 def test_env_file_round_trip(tmp_path):
@@ -30,12 +33,7 @@ def test_hints_for_common_django_failures():
 def test_release_env_holds_no_secrets():
     text = format_env_file(
         release_env(
-            {
-                "address": "shop.test",
-                "settings": "s",
-                "release_id": "r1",
-                "env": {"LOG_LEVEL": "debug"},
-            },
+            deploy_request(settings="s", release_id="r1", env={"LOG_LEVEL": "debug"}),
             AppPaths("shop"),
         )
     )
@@ -53,7 +51,7 @@ def test_url_prefix():
 
 def test_pack_carries_agent_and_request(tmp_path):
     (tmp_path / "manage.py").write_text("print()")
-    stream = pack({"action": "facts"}, tmp_path, [__import__("pathlib").Path("manage.py")])
+    stream = pack(FactsRequest(), tmp_path, [__import__("pathlib").Path("manage.py")])
     with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
         names = tar.getnames()
         request = json.load(tar.extractfile("request.json"))

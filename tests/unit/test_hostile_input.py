@@ -173,11 +173,14 @@ def test_a_negative_log_count_is_a_usage_error():
 def test_the_client_takes_only_its_own_runs_result(monkeypatch):
     """A run folder of an earlier run once handed its hour-old result to a new deploy."""
     from onebox import remote
+    from onebox.agent.requests import StatusRequest
     from onebox.errors import RemoteStepFailed
 
-    stream = remote.pack({"action": "status"})
+    stream = remote.pack(StatusRequest(address="box", health_path="/"))
     mine = remote._run_token(stream)
-    assert len(mine) == 16 and mine != remote._run_token(remote.pack({"action": "status"}))
+    assert len(mine) == 16 and mine != remote._run_token(
+        remote.pack(StatusRequest(address="box", health_path="/"))
+    )
 
     class Fake:
         target = SimpleNamespace(name="box")

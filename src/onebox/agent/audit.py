@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from . import (
     background,
@@ -32,6 +33,7 @@ from .isolation import SETUP, Check, result
 from .paths import ETC, AppPaths
 from .protocol import AgentError, step
 from .releases import release_env
+from .requests import AuditRequest
 from .status import backup_status
 from .switch import live_slot
 from .system import apt_install, run
@@ -41,9 +43,9 @@ BACKUP_MAX_AGE_HOURS = 26
 VERIFY_MAX_AGE_DAYS = 8
 
 
-def audit(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
-    security = request.get("security", {})
+def audit(request: AuditRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
+    security = request.security
     skip = security.get("skip", {})
     checks: list[Check] = []
     groups: list[tuple[str, str | None, Callable[[], list[Check]]]] = [
@@ -59,9 +61,9 @@ def audit(request: dict) -> dict[str, object]:
         ("what Caddy serves", None, lambda: public_files.check_public_files(paths)),
         ("backups", None, lambda: check_backups(paths)),
         ("redis", None, lambda: check_redis(paths)),
-        ("django check --deploy", None, lambda: check_django(paths, request["manage"])),
+        ("django check --deploy", None, lambda: check_django(paths, request.manage)),
     ]
-    if request.get("lynis"):
+    if request.lynis:
         groups.append(("lynis", None, check_lynis))
     for title, protection, run_checks in groups:
         with step(f"audit: {title}"):

@@ -17,6 +17,7 @@ import shlex
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from .django import hint_for
 from .paths import AppPaths
@@ -100,7 +101,7 @@ def current_release(paths: AppPaths) -> Path | None:
     return link.resolve() if link.is_symlink() and link.resolve().is_dir() else None
 
 
-def move(paths: AppPaths, release: Path, probation: float) -> dict[str, object]:
+def move(paths: AppPaths, release: Path, probation: float) -> dict[str, Any]:
     """Put the processes and schedules on `release`; raises (the new ones stopped) when
     a process does not stay up. The caller puts the previous release back."""
     old, new = installed(paths), spec(release)
@@ -260,7 +261,7 @@ def log_units(paths: AppPaths, name: str | None = None) -> list[str]:
     ]
 
 
-def status(paths: AppPaths) -> dict[str, object]:
+def status(paths: AppPaths) -> dict[str, Any]:
     """Every process instance (release, state, restarts, since) and every schedule (last
     run, result, next run)."""
     state = installed(paths)

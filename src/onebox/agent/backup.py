@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode, emit
 from .protocol import step as report_step
+from .requests import BackupRequest, Request
 from .restic import Repository, snapshot_id, tags_of
 from .system import ensure_dir, read_env_file, run, tail, write_file
 
@@ -59,14 +61,14 @@ def engine(paths: AppPaths, settings: dict) -> Engine:
 # --------------------------------------------------------------------------- backup
 
 
-def backup(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def backup(request: BackupRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     settings = load_settings(paths)
-    with deploy_lock(paths.backups / ".lock", request.get("deployer", "onebox"), "backup"):
-        return take(paths, settings, request.get("reason", "manual"))
+    with deploy_lock(paths.backups / ".lock", request.by, "backup"):
+        return take(paths, settings, request.reason)
 
 
-def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> dict[str, object]:
+def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> dict[str, Any]:
     """One backup into the server's repository, then retention, then the off-site copy.
 
     `quiet`: no step events (when it runs beside other steps, as a restore's safety net)."""
@@ -122,7 +124,7 @@ def quiet_step(name: str) -> Iterator[dict[str, object]]:
     yield {}
 
 
-def dump_database(repo: Repository, db: Engine, tags: list[str]) -> dict[str, object]:
+def dump_database(repo: Repository, db: Engine, tags: list[str]) -> dict[str, Any]:
     """Stream the engine's dump into restic, hashing it on the way; no snapshot on failure."""
     process = repo.backup_stdin(db.dump_file, [*tags, "part=db"])
     digest, size = hashlib.sha256(), 0
@@ -132,7 +134,8 @@ def dump_database(repo: Repository, db: Engine, tags: list[str]) -> dict[str, ob
         nonlocal size
         digest.update(chunk)
         size += len(chunk)
-        process.stdin.write(chunk)  # type: ignore[union-attr]
+        assert process.stdin
+        process.stdin.write(chunk)
 
     try:
         tables = db.dump(sink)
@@ -199,8 +202,8 @@ def group(snapshots: list[dict]) -> dict[str, dict]:
     return dict(sorted(backups.items()))
 
 
-def list_backups(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def list_backups(request: Request) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     settings = load_settings(paths)
     places: dict[str, dict] = {}
     warnings = []
@@ -245,8 +248,8 @@ def find(paths: AppPaths, settings: dict, backup_id: str | None) -> tuple[Reposi
     )
 
 
-def show_key(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def show_key(request: Request) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     settings = load_settings(paths)
     if not paths.backup_key.is_file():
         raise AgentError(

@@ -18,6 +18,7 @@ from .env_refs import split
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode, emit
 from .releases import COMPLETE, complete_releases
+from .requests import DeployRequest
 from .system import ensure_symlink, format_env_file, run, write_file
 
 HEALTH_WSGI = Path(__file__).with_name("wsgi_health.py")
@@ -25,9 +26,9 @@ HEALTH_WSGI = Path(__file__).with_name("wsgi_health.py")
 HEALTH_ASGI = Path(__file__).with_name("asgi_health.py")
 
 
-def workdir(request: dict) -> str:
+def workdir(request: DeployRequest) -> str:
     """The folder of manage.py inside the release, where the app's commands run."""
-    return str(Path(request["manage"]).parent).strip(".") or "."
+    return str(Path(request.manage).parent).strip(".") or "."
 
 
 def check_required(required: list[str], available: dict[str, str]) -> None:
@@ -41,19 +42,19 @@ def check_required(required: list[str], available: dict[str, str]) -> None:
         )
 
 
-def release_env(request: dict, paths: AppPaths) -> dict[str, str]:
+def release_env(request: DeployRequest, paths: AppPaths) -> dict[str, str]:
     """Non-secret settings of this release; the secrets file is read after it and wins."""
-    address = request["address"]
+    address = request.address
     values = {
-        "DJANGO_SETTINGS_MODULE": request["settings"],
+        "DJANGO_SETTINGS_MODULE": request.settings,
         "ALLOWED_HOSTS": address,
         "DJANGO_ALLOWED_HOSTS": address,
         "CSRF_TRUSTED_ORIGINS": f"https://{address}",
         "DJANGO_CSRF_TRUSTED_ORIGINS": f"https://{address}",
         "MEDIA_ROOT": str(paths.media),
-        "ONEBOX_RELEASE": request["release_id"],
+        "ONEBOX_RELEASE": request.release_id,
         "PYTHONDONTWRITEBYTECODE": "1",
-        **split(request.get("env", {}))[0],  # (references: see env_refs.py)
+        **split(request.env)[0],  # (references: see env_refs.py)
     }
     return values
 
@@ -73,7 +74,11 @@ def check_release_space(paths: AppPaths, payload: Path) -> None:
 
 
 def copy_release(
-    request: dict, payload: Path, paths: AppPaths, release_dir: Path, values: dict[str, str]
+    request: DeployRequest,
+    payload: Path,
+    paths: AppPaths,
+    release_dir: Path,
+    values: dict[str, str],
 ) -> None:
     """The release's files, its health check and its environment, owned by the app for
     the build."""
@@ -82,7 +87,7 @@ def copy_release(
     if release_dir.exists():
         shutil.rmtree(release_dir)
     shutil.copytree(payload, release_dir, symlinks=True)
-    write_file(release_dir / ".onebox" / "requirements.txt", request["lock"])
+    write_file(release_dir / ".onebox" / "requirements.txt", request.lock)
     # the built-in health check, in front of the app (see wsgi_health.py)
     shutil.copyfile(HEALTH_WSGI, release_dir / ".onebox" / "onebox_wsgi.py")
     shutil.copyfile(HEALTH_ASGI, release_dir / ".onebox" / "onebox_asgi.py")
@@ -117,14 +122,14 @@ def place_sqlite(release: Release, name: Path) -> str:
     return f"SQLite file {name.relative_to(release.path)} -> {target}"
 
 
-def collect_static(request: dict, release: Release, settings: dict) -> str:
+def collect_static(request: DeployRequest, release: Release, settings: dict) -> str:
     """collectstatic (keeping a committed manifest's prebuilt files), the fixed paths
     Caddy serves, and the kept releases' hashed files bridged (see static_files.py)."""
     paths = AppPaths(release.app)
     static_root = Path(str(settings["STATIC_ROOT"] or release.path / "staticfiles"))
     committed = static_files.committed_manifest(static_root)
     notes = []
-    if request.get("collectstatic", True):
+    if request.collectstatic:
         release.manage_py("collectstatic", "--noinput", what="collectstatic")
         kept = static_files.merge_manifest(static_root, committed) if committed else 0
         if kept:
@@ -164,9 +169,9 @@ def bridge_static(paths: AppPaths, release_dir: Path, keep: int) -> None:
         emit("log", text=f"{bridged} hashed static file(s) of earlier releases still served")
 
 
-def site_config(request: dict, settings: dict) -> str:
+def site_config(request: DeployRequest, settings: dict) -> str:
     """Fill in what only the server knows (the settings' URLs) in the client-rendered site."""
-    return Template(request["files"]["site"]).safe_substitute(
+    return Template(request.files["site"]).safe_substitute(
         static_url=_url_prefix(settings["STATIC_URL"]),
         media_url=_url_prefix(settings["MEDIA_URL"]),
     )
@@ -181,7 +186,7 @@ def _url_prefix(url: object) -> str:
 
 
 def freeze(
-    release_dir: Path, app: str, request: dict, site: str, settings: dict, migrated: dict
+    release_dir: Path, app: str, request: DeployRequest, site: str, settings: dict, migrated: dict
 ) -> None:
     """From here the release is read-only to the app: its code cannot be changed by it.
 
@@ -194,7 +199,12 @@ def freeze(
         raise AgentError("the release's .onebox folder was replaced during the build; "
                          "nothing was switched", code=ExitCode.CONFIG)  # fmt: skip
     public_files.remove_outside_links(release_dir, release_dir / ".onebox" / "static")
-    manifest = {key: request[key] for key in ("release_id", "deployer", "lock_hash", "commit")}
+    manifest: dict[str, object] = {
+        "release_id": request.release_id,
+        "deployer": request.by,
+        "lock_hash": request.lock_hash,
+        "commit": request.commit,
+    }
     manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest["migrations"] = settings.get("MIGRATIONS", [])  # what its code has
     manifest["migrated"] = migrated["applied"]  # what this deploy applied

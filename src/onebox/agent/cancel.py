@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from . import protocol
 from .protocol import AgentError, ExitCode
+from .requests import Request
 
 CANCELLABLE, CANCEL, COMMITTED = "cancellable", "cancel", "committed"
 _run_dir: Path | None = None  # the deploy's own run folder, while it may be cancelled
@@ -51,11 +53,11 @@ def commit() -> None:
     _run_dir = None
 
 
-def cancel(request: dict) -> dict[str, object]:
+def cancel(request: Request) -> dict[str, Any]:
     """Cancel the app's deploy in progress, and wait (up to 5 min) for it to stop."""
     from .launch import RUNS, unit_running
 
-    app = request["app"]
+    app = request.app
     runs = sorted(RUNS.glob(f"onebox-{app}-deploy-*")) if RUNS.is_dir() else []
     found = [run_dir for run_dir in runs if unit_running(run_dir.name)]
     if not found:

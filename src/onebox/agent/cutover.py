@@ -18,6 +18,7 @@ from .django import hint_for
 from .paths import AppPaths
 from .protocol import AgentError, emit
 from .provision import install_caddy_config
+from .requests import SwitchRequest
 from .steps import Step
 from .switch import (
     check_pages,
@@ -33,11 +34,11 @@ from .switch import (
 from .system import run
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Cutover:
     """What a move onto `release_dir` knows and what it did, for its undos."""
 
-    request: dict
+    request: SwitchRequest
     paths: AppPaths
     release_dir: Path
     site: str = ""  # the release's Caddy site
@@ -78,10 +79,10 @@ def stop_new(c: Cutover) -> None:
 
 def health_check(c: Cutover) -> str:
     request = c.request
-    wait_healthy(c.paths, c.new, request["address"], request["health_path"])
-    pages = request.get("health_pages") or {}
-    check_pages(c.paths, c.new, request["address"], pages)
-    return ", ".join([request["health_path"], *pages.get("paths", [])])
+    wait_healthy(c.paths, c.new, request.address, request.health_path)
+    pages = request.health_pages or {}
+    check_pages(c.paths, c.new, request.address, pages)
+    return ", ".join([request.health_path, *pages.get("paths", [])])
 
 
 def caddy_site(c: Cutover) -> bool:
@@ -118,7 +119,7 @@ def route_back(c: Cutover) -> str | None:
 
 
 def probation_seconds(c: Cutover) -> float:
-    return c.request.get("probation", 0)
+    return c.request.probation
 
 
 def on_probation(c: Cutover) -> bool:
@@ -127,9 +128,7 @@ def on_probation(c: Cutover) -> bool:
 
 def probation(c: Cutover) -> None:
     request = c.request
-    problem = watch(
-        c.paths, c.new, request["address"], request["health_path"], probation_seconds(c)
-    )
+    problem = watch(c.paths, c.new, request.address, request.health_path, probation_seconds(c))
     if problem:
         output = journal(c.paths, c.new)  # before the undo stops it
         raise AgentError(f"the new release {problem}", output=output, hint=hint_for(output))

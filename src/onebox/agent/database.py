@@ -18,6 +18,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from .paths import AppPaths
@@ -209,14 +210,14 @@ class Session:
             text=True,
             env=full_env,
             cwd="/",
-            **as_user(user, full_env),  # type: ignore[arg-type]
+            **as_user(user, full_env),
         )
 
     def query(self, sql: str) -> list[list[str]]:
         assert self.process.stdin and self.process.stdout and self.process.stderr
         self.process.stdin.write(f"{sql.rstrip().rstrip(';')};\nSELECT '{END}';\n")
         self.process.stdin.flush()
-        rows = []
+        rows: list[list[str]] = []
         for line in self.process.stdout:
             line = line.rstrip("\n")
             if line == END:
@@ -280,7 +281,7 @@ def reading(
             env=full_env,
             cwd="/",
             check=False,
-            **as_user(user, full_env),  # type: ignore[arg-type]
+            **as_user(user, full_env),
         )
     if result.returncode != 0:
         raise AgentError(f"{what} failed", output=tail(result.stderr.decode(errors="replace")))
@@ -289,7 +290,7 @@ def reading(
 
 def in_thread(work: Callable[[], Checksums]) -> Callable[[], Checksums]:
     """Run work beside the dump (the second CPU is otherwise idle); join returns its result."""
-    box: dict[str, object] = {}
+    box: dict[str, Any] = {}
 
     def target() -> None:
         try:
@@ -303,8 +304,8 @@ def in_thread(work: Callable[[], Checksums]) -> Callable[[], Checksums]:
     def join() -> Checksums:
         thread.join()
         if "error" in box:
-            raise box["error"]  # type: ignore[misc]
-        return box["value"]  # type: ignore[return-value]
+            raise box["error"]
+        return box["value"]
 
     return join
 

@@ -39,7 +39,7 @@ class MariaDB(Engine):
     scheme, default_port, service, label = "mysql", 3306, "mariadb", "MariaDB"
 
     @property
-    def packages(self) -> list[str]:  # type: ignore[override]
+    def packages(self) -> list[str]:  # type: ignore[override]  # (a class list on Engine)
         client = [] if shutil.which("mariadb") or shutil.which("mysql") else ["mariadb-client"]
         if self.external or self.server_installed():
             return client

@@ -32,7 +32,7 @@ class PostgreSQL(Engine):
     scheme, default_port, service, label = "postgres", 5432, "postgresql", "PostgreSQL"
 
     @property
-    def packages(self) -> list[str]:  # type: ignore[override]
+    def packages(self) -> list[str]:  # type: ignore[override]  # (a class list on Engine)
         return ["postgresql-client"] if self.external else ["postgresql", "postgresql-client"]
 
     @property
@@ -120,7 +120,7 @@ class PostgreSQL(Engine):
                 stdin=subprocess.DEVNULL,
                 env=full_env,
                 cwd="/",
-                **as_user(user, full_env),  # type: ignore[arg-type]
+                **as_user(user, full_env),
             )
             sums = in_thread(lambda: self._checksums(session))
             pump(process, sink, None)

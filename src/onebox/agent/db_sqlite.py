@@ -126,7 +126,7 @@ class SQLite(Engine):
             stderr=subprocess.PIPE,
             env=full_env,
             cwd="/",
-            **as_user(self.app, full_env),  # type: ignore[arg-type]
+            **as_user(self.app, full_env),
         )
         assert process.stdout
         header = process.stdout.readline(1 << 24)

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import (
     background,
@@ -32,16 +33,18 @@ from .paths import AppPaths
 from .protocol import AgentError, ExitCode, emit
 from .provision import check_calendar, check_supported, ensure_secrets, ensure_units
 from .releases import discard, new_release_id, prune
+from .requests import DeployRequest
 from .steps import Each, Step, run_steps
 from .switch import live_slot
 from .system import apt_install, read_env_file
 from .venv import ensure_venv, prune_venvs
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Deploy(Cutover):
     """What the steps know, and what they found, as the deploy goes."""
 
+    request: DeployRequest
     payload: Path = Path()
     secrets: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)  # the release's own settings
@@ -61,7 +64,7 @@ class Deploy(Cutover):
 
     @property
     def skip(self) -> dict[str, str]:
-        return self.request.get("security_skip", {})
+        return self.request.security_skip
 
     @property
     def pending(self) -> list[str]:
@@ -82,7 +85,7 @@ def unpack(d: Deploy) -> None:
 
 
 def build_packages(d: Deploy) -> bool:
-    changed = bool(apt_install(d.request.get("packages", [])))
+    changed = bool(apt_install(d.request.packages))
     if changed and "system" not in d.skip:
         baseline.restrict_compilers()  # build-essential brings gcc and as
     return changed
@@ -91,10 +94,10 @@ def build_packages(d: Deploy) -> bool:
 def virtualenv(d: Deploy) -> bool:
     venv, changed = ensure_venv(d.paths, d.request)
     os.symlink(venv, d.release_dir / ".venv")
-    unresolved = env_refs.split(d.request.get("env", {}))[1]
+    unresolved = env_refs.split(d.request.env)[1]
     references = env_refs.resolve(unresolved, {**d.values, **d.secrets})
     d.release = Release(
-        d.paths.app, d.release_dir, {**d.values, **references, **d.secrets}, d.request["manage"]
+        d.paths.app, d.release_dir, {**d.values, **references, **d.secrets}, d.request.manage
     )
     d.release.references = references
     return changed
@@ -131,14 +134,14 @@ def check_deploy(d: Deploy) -> str:
     """Refuse a release that Django itself calls unfit for production (before anything
     about the database or the live site changes); see deploy_check.py."""
     assert d.checked is not None
-    switches = d.request.get("switches", {})
+    switches = d.request.switches
     shown = deploy_check.gate(d.checked.result(), switches, set(d.built.env))
     deploy_check.report(shown)
     return f"{len(shown)} note(s), none fatal" if shown else "no issues"
 
 
 def migration_check(d: Deploy) -> str:
-    breaking, detail = migrate.check_pending(d.built, d.request.get("allow_breaking", False))
+    breaking, detail = migrate.check_pending(d.built, d.request.allow_breaking)
     d.migrated["breaking"] = breaking
     if breaking:
         # Held from before the migration until the new release serves: old code never
@@ -155,7 +158,7 @@ def backup_before_migrating(d: Deploy) -> str:
 
 
 def run_migrate(d: Deploy) -> bool:
-    engine = d.request.get("engine", "sqlite")
+    engine = d.request.engine
     return migrate.migrate(d.paths, d.built, d.settings, engine, d.backup)
 
 
@@ -163,15 +166,15 @@ def freeze(d: Deploy) -> None:
     d.site = build.site_config(d.request, d.settings)
     build.freeze(d.release_dir, d.paths.app, d.request, d.site, d.settings, d.migrated)
     background.write_release(
-        d.release_dir, d.paths.app, d.request.get("background", {}), build.workdir(d.request)
+        d.release_dir, d.paths.app, d.request.background, build.workdir(d.request)
     )
     if d.built.references:
         env_refs.write(d.release_dir, d.built.references)
-    build.bridge_static(d.paths, d.release_dir, d.request.get("keep", 5))
+    build.bridge_static(d.paths, d.release_dir, d.request.keep)
 
 
 def units(d: Deploy) -> bool:
-    return ensure_units(d.paths, d.request["files"])  # [app] workers or wsgi may have changed
+    return ensure_units(d.paths, d.request.files)  # [app] workers or wsgi may have changed
 
 
 def discard_release(d: Deploy) -> None:
@@ -184,23 +187,23 @@ def hook_failed(d: Deploy, command: str, error: AgentError) -> None:
 
 
 def prune_releases(d: Deploy) -> None:
-    d.pruned = prune(d.paths, d.request.get("keep", 5))
+    d.pruned = prune(d.paths, d.request.keep)
 
 
 STEPS: list[Step[Deploy] | Each[Deploy]] = [
-    Step("redis", redis, when=lambda d: bool(d.request.get("redis"))),
+    Step("redis", redis, when=lambda d: bool(d.request.redis)),
     Step("unpack release", unpack, undo=discard_release),
     Step("build packages", build_packages),
     Step("virtualenv", virtualenv),
-    Each("build", lambda d: d.request.get("build", []), shell("build")),
+    Each("build", lambda d: d.request.build, shell("build")),
     Step("settings", settings),
     Step("collectstatic", collectstatic),
     Step("django check --deploy", check_deploy, when=lambda d: d.checked is not None),
-    Each("before migrate", lambda d: d.request.get("before_migrate", []), shell("before-migrate")),
+    Each("before migrate", lambda d: d.request.before_migrate, shell("before-migrate")),
     Step("migration check", migration_check, when=lambda d: d.protect),
     Step("backup before migrating", backup_before_migrating, when=lambda d: d.protect),
     Step("migrate", run_migrate),
-    Each("release", lambda d: d.request.get("release", []), shell("release")),
+    Each("release", lambda d: d.request.release, shell("release")),
     Step("freeze release", freeze),
     Step("systemd units", units),
     *STARTUP,  # the release starts beside the live one (cutover.py)
@@ -212,7 +215,7 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
     # moved already, so a failing one is reported and changes nothing
     Each(
         "after switch",
-        lambda d: d.request.get("after_switch", []),
+        lambda d: d.request.after_switch,
         shell("after-switch"),
         tolerate=hook_failed,
     ),
@@ -220,8 +223,8 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
 ]
 
 
-def deploy(request: dict, payload: Path) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def deploy(request: DeployRequest, payload: Path) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     check_supported()
     if not paths.root.is_dir() or not paths.unit_template.is_file():
         raise AgentError(
@@ -229,25 +232,25 @@ def deploy(request: dict, payload: Path) -> dict[str, object]:
             hint="run `onebox setup` first",
             code=ExitCode.CONFIG,
         )
-    with deploy_lock(paths.lock, request["deployer"], "deploy"):
-        request["release_id"] = new_release_id(paths)
+    with deploy_lock(paths.lock, request.by, "deploy"):
+        request.release_id = new_release_id(paths)
         return _deploy(request, payload, paths)
 
 
-def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
+def _deploy(request: DeployRequest, payload: Path, paths: AppPaths) -> dict[str, Any]:
     started = time.monotonic()
     check_before(request, paths)
     ensure_secrets(paths)
     d = Deploy(
         request=request,
         paths=paths,
-        release_dir=paths.releases / request["release_id"],
+        release_dir=paths.releases / request.release_id,
         payload=payload,
         secrets=read_env_file(paths.secrets),
         values=build.release_env(request, paths),
         migrated={"applied": [], "backup": None, "breaking": []},
     )
-    build.check_required(request["secrets"], {**request.get("env", {}), **d.secrets})
+    build.check_required(request.secrets, {**request.env, **d.secrets})
     if "django" in d.skip:
         emit("log", text=f"django check --deploy skipped: {d.skip['django']}")
     with d.window, ThreadPoolExecutor(max_workers=1) as d.pool:
@@ -256,7 +259,7 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
         # what stands between visitors and the new release (maintenance mode, say)
         **site_check.after_switch(paths, request),
         "hooks_failed": d.hooks_failed,
-        "release": request["release_id"],
+        "release": request.release_id,
         "slot": live_slot(paths),
         "pruned": d.pruned,
         "migrations": d.migrated,
@@ -265,12 +268,12 @@ def _deploy(request: dict, payload: Path, paths: AppPaths) -> dict[str, object]:
     }
 
 
-def check_before(request: dict, paths: AppPaths) -> None:
+def check_before(request: DeployRequest, paths: AppPaths) -> None:
     """What must hold before anything changes: the database onebox.toml names is the
     one set up, and every schedule reads as a calendar."""
     settings = json.loads(paths.settings.read_text()) if paths.settings.is_file() else {}
     found = settings.get("database", {}).get("engine")
-    engine = request.get("engine", "sqlite")
+    engine = request.engine
     if found != engine:
         raise AgentError(
             f"onebox.toml says [database] engine = {engine!r}, but the server was set up for "
@@ -278,5 +281,5 @@ def check_before(request: dict, paths: AppPaths) -> None:
             hint="run `onebox setup` first (it installs and connects the database)",
             code=ExitCode.CONFIG,
         )
-    for name, entry in request.get("background", {}).get("schedules", {}).items():
+    for name, entry in request.background.get("schedules", {}).items():
         check_calendar(entry["calendar"], f"[schedule] {name} when")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from .protocol import AgentError
 from .system import run, tail
@@ -127,7 +128,7 @@ class Release:
         found = self._probe(DEPLOY_CHECK_PROBE, "ONEBOX-CHECKS", "running Django's deploy check")
         return found["messages"]
 
-    def settings(self) -> dict[str, object]:
+    def settings(self) -> dict[str, Any]:
         return self._probe(SETTINGS_PROBE, "ONEBOX-SETTINGS", "loading the Django settings")
 
     def migrations(self) -> dict[str, list[str]]:

@@ -15,6 +15,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+from typing import Any
 
 INSTALLED_AGENT = "/opt/onebox/agent"
 
@@ -23,7 +24,7 @@ def stream() -> int:
     workdir = tempfile.mkdtemp(prefix="onebox-agent-")
     try:
         with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
-            safe = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+            safe: dict[str, Any] = {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
             tar.extractall(workdir, **safe)
         sys.path.insert(0, workdir)
         from onebox_agent.launch import launch

@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from .protocol import AgentError
+from .requests import ConfirmRequest
 from .system import ensure_dir, run, write_file
 
 GUARDS = Path("/var/lib/onebox/guards")
@@ -89,18 +91,18 @@ def fires_at(name: str) -> float:
     return float(found.group(1)) if found and active == "active" else 0.0
 
 
-def confirm(request: dict) -> dict[str, object]:
+def confirm(request: ConfirmRequest) -> dict[str, Any]:
     """Called over a fresh connection: it worked, so keep the changes. With `lockdown`
     (the connection is the deploy user's: its login works), turn root and password
     login off next, guarded again: the client confirms that with one more connection."""
     from . import ssh_access
 
-    set_window(request.get("confirm_within"))
-    names = [n for n in request.get("names", []) if NAME.match(n)]
+    set_window(request.confirm_within)
+    names = [n for n in request.names if NAME.match(n)]
     kept = [name for name in names if disarm(name)]
     again: list[str] = []
-    if request.get("lockdown"):
-        if request.get("login") != ssh_access.DEPLOY_USER:
+    if request.lockdown:
+        if request.login != ssh_access.DEPLOY_USER:
             raise AgentError("root login stays on: this connection is not the deploy user's")
         _, armed_now = ssh_access.lockdown()
         again = ["ssh-lockdown"] if armed_now else []

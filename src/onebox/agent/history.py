@@ -12,6 +12,9 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+from .requests import EnvSetRequest, EnvUnsetRequest, HistoryRequest, Request
 
 HISTORY = Path("/var/log/onebox")
 
@@ -36,16 +39,16 @@ def path_for(app: str) -> Path:
     return HISTORY / f"{app}.history.jsonl"
 
 
-def record(request: dict, code: int, started: float, result: dict | None, error: str) -> None:
+def record(request: Request, code: int, started: float, result: dict | None, error: str) -> None:
     """Append one line; a failure to write it never fails the operation itself."""
-    action, app = request.get("action"), request.get("app")
+    action, app = request.action, request.app
     if action not in AUDITED or not app:
         return
     entry = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "action": action,
-        "by": request.get("by", "?"),
-        "login": request.get("login", "?"),
+        "by": request.by,
+        "login": request.login,
         "result": "ok" if code == 0 else "failed",
         "exit": code,
         "seconds": round(time.time() - started, 2),
@@ -62,13 +65,12 @@ def record(request: dict, code: int, started: float, result: dict | None, error:
         pass
 
 
-def describe(request: dict, result: dict) -> str:
-    action = request.get("action")
-    if action == "env-set":
-        return "set " + ", ".join(sorted(request.get("values", {})))
-    if action == "env-unset":
-        return "unset " + ", ".join(sorted(request.get("keys", [])))
-    if action == "rollback" and result.get("release"):
+def describe(request: Request, result: dict) -> str:
+    if isinstance(request, EnvSetRequest):
+        return "set " + ", ".join(sorted(request.values))
+    if isinstance(request, EnvUnsetRequest):
+        return "unset " + ", ".join(sorted(request.keys))
+    if request.action == "rollback" and result.get("release"):
         return f"{result.get('previous')} -> {result['release']}"
     for key in DETAIL_KEYS:
         if key in result and result[key] not in (None, "", []):
@@ -81,11 +83,11 @@ def describe(request: dict, result: dict) -> str:
     return ""
 
 
-def read(request: dict) -> dict[str, object]:
-    path = path_for(request["app"])
+def read(request: HistoryRequest) -> dict[str, Any]:
+    path = path_for(request.app)
     lines = path.read_text().splitlines() if path.is_file() else []
     entries = []
-    for line in lines[-int(request.get("lines", 50)) :]:
+    for line in lines[-int(request.lines) :]:
         try:
             entries.append(json.loads(line))
         except ValueError:

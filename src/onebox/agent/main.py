@@ -26,6 +26,7 @@ from . import (
     status,
 )
 from .protocol import AgentError, ExitCode, emit
+from .requests import Request, parse
 
 ACTIONS = {
     "facts": lambda request, payload: provision.facts(),
@@ -54,24 +55,29 @@ ACTIONS = {
 def main(workdir: str) -> int:
     os.umask(0o022)
     root = Path(workdir)
-    request = json.loads((root / "request.json").read_text())
+    data = json.loads((root / "request.json").read_text())
     (root / "request.json").unlink()  # it may hold secrets (env set): gone as soon as read
     if os.geteuid() != 0:
         emit("error", message="the onebox agent must run as root", hint="use a sudo-capable user")
         return ExitCode.FAILED
-    request.setdefault("login", os.environ.get("SUDO_USER") or "root")
+    try:
+        request = parse(data)
+    except AgentError as exc:
+        emit("error", message=exc.message, hint="please report it: client and agent disagree")
+        return exc.code
+    request.login = request.login or os.environ.get("SUDO_USER") or "root"
     started = time.time()
     code, result, error = run_action(request, root)
     history.record(request, code, started, result, error)
     return code
 
 
-def run_action(request: dict, root: Path) -> tuple[int, dict | None, str]:
+def run_action(request: Request, root: Path) -> tuple[int, dict | None, str]:
     """Run it, report the result or the error as events; (exit code, result, error)."""
     try:
-        if request["action"] != "facts" and provision.AGENT_HOME.is_dir():
+        if request.action != "facts" and provision.AGENT_HOME.is_dir():
             provision.install_agent()  # the timers' copy stays the version last used
-        result = ACTIONS[request["action"]](request, root / "payload")
+        result = ACTIONS[request.action](request, root / "payload")
     except AgentError as exc:
         emit("error", message=exc.message, hint=exc.hint, output=exc.output, command=exc.command)
         return exc.code, None, exc.message
@@ -83,7 +89,7 @@ def run_action(request: dict, root: Path) -> tuple[int, dict | None, str]:
         return error.code, None, error.message
     except Exception as exc:
         return internal_error(exc)
-    emit("result", data=result, run=request.get("run", ""))
+    emit("result", data=result, run=request.run)
     return 0, result, ""
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode
+from .requests import ManageArgsRequest
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 PREFIX = ".manage-args-"
@@ -59,9 +60,9 @@ def path_for(paths: AppPaths, token: str) -> Path:
     return paths.run / f"{PREFIX}{token}"
 
 
-def stash(request: dict) -> dict[str, str]:
-    paths = AppPaths(request["app"])
-    arguments = request.get("args")
+def stash(request: ManageArgsRequest) -> dict[str, str]:
+    paths = AppPaths(request.app)
+    arguments = request.args
     if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
         raise AgentError("manage.py arguments must be a list of strings", code=ExitCode.CONFIG)
     data = json.dumps(arguments).encode()

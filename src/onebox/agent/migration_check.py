@@ -58,7 +58,7 @@ def classify_plan(plan: list, live: object, connection: object) -> list[dict[str
     plan: [(Migration, backwards)] as MigrationExecutor.migration_plan gives it;
     live: the ProjectState the applied migrations build (what the live code expects).
     """
-    state = live.clone()  # type: ignore[attr-defined]
+    state = live.clone()  # type: ignore[attr-defined]  # (Django's ProjectState: untyped here)
     found = []
     for migration, backwards in plan:
         if backwards:  # a rollback of migrations: onebox never plans one
@@ -166,8 +166,8 @@ def _alter_field(before, after, app_label, model, name, table, connection) -> tu
     old_type = old.db_parameters(connection=connection)["type"]
     new_type = new.db_parameters(connection=connection)["type"]
     if old_type != new_type:
-        widened = VARCHAR.match(old_type or ""), VARCHAR.match(new_type or "")
-        if not (all(widened) and int(widened[1].group(1)) >= int(widened[0].group(1))):
+        was, now = VARCHAR.match(old_type or ""), VARCHAR.match(new_type or "")
+        if not (was and now and int(now.group(1)) >= int(was.group(1))):
             return (
                 BREAKING,
                 f"changes the type of {table}.{old.column} from {old_type} to {new_type}",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from . import (
     guard,
@@ -25,6 +26,7 @@ from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import CACHE, ETC, TOOLS, AppPaths
 from .protocol import AgentError, ExitCode, step
+from .requests import SetupRequest
 from .restic import Repository
 from .system import (
     apt_install,
@@ -63,7 +65,7 @@ def os_release() -> dict[str, str]:
     return values
 
 
-def facts() -> dict[str, object]:
+def facts() -> dict[str, Any]:
     release = os_release()
     return {
         "os_id": release.get("ID", "unknown"),
@@ -74,7 +76,7 @@ def facts() -> dict[str, object]:
     }
 
 
-def check_supported() -> dict[str, object]:
+def check_supported() -> dict[str, Any]:
     found = facts()
     if found["os_id"] != "debian" or found["os_version"] not in SUPPORTED_DEBIAN:
         raise AgentError(
@@ -88,20 +90,20 @@ def check_supported() -> dict[str, object]:
 SETUP_LOCK = Path("/var/lib/onebox/setup.lock")
 
 
-def setup(request: dict) -> dict[str, object]:
+def setup(request: SetupRequest) -> dict[str, Any]:
     """One setup at a time per server (two would meet on apt's lock, or in sshd's config);
     the second is refused with exit 7, naming the first."""
-    with deploy_lock(SETUP_LOCK, request.get("by", "onebox"), f"setup of {request['app']}"):
+    with deploy_lock(SETUP_LOCK, request.by, f"setup of {request.app}"):
         return _setup(request)
 
 
-def _setup(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def _setup(request: SetupRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     found = check_supported()
-    settings = {"database": request["database"], "backup": request["backup"]}
-    db = engine_for(paths.app, request["database"], read_env_file(paths.secrets))
-    packages = BASE_PACKAGES + db.packages + request.get("packages", [])
-    redis = request.get("redis")
+    settings = {"database": request.database, "backup": request.backup}
+    db = engine_for(paths.app, request.database, read_env_file(paths.secrets))
+    packages = BASE_PACKAGES + db.packages
+    redis = request.redis
     packages += ["redis-server"] if redis else []
     # ([services] redis taken out: the step removes the app's Redis user)
     wants_redis = redis or redis_server.app_conf(paths.app).exists()
@@ -109,27 +111,27 @@ def _setup(request: dict) -> dict[str, object]:
     changed: list[str] = []
     notes: list[str] = []
     guarded: list[str] = []  # changes the client must confirm over a new connection
-    security = request.get("security", {})
+    security = request.security
     packages += hardening.packages(security)
-    login, debian = request.get("login", "root"), str(found["os_version"])
+    login, debian = request.login, str(found["os_version"])
     # Before anything changes: a bad schedule must not stop setup half-way, or replace a
     # good timer.
     for key in ("schedule", "verify"):
-        check_calendar(request["backup"][key], f"[backup] {key}")
+        check_calendar(request.backup[key], f"[backup] {key}")
     for name, action in (
         ("packages", lambda: ensure_packages(packages, security, notes)),
-        ("uv", lambda: ensure_uv(request["uv_version"])),
+        ("uv", lambda: ensure_uv(request.uv_version)),
         ("app user", lambda: ensure_app_user(paths.app)),
         ("directories", lambda: ensure_layout(paths)),
         ("shared folder, links not followed", lambda: public_files.ensure_shared_mount(paths)),
-        ("systemd units", lambda: ensure_units(paths, request["files"])),
-        ("caddy", lambda: ensure_caddy(paths, request["files"]["caddyfile"])),
+        ("systemd units", lambda: ensure_units(paths, request.files)),
+        ("caddy", lambda: ensure_caddy(paths, request.files["caddyfile"])),
         ("secrets file", lambda: ensure_secrets(paths)),
         (f"database ({db.name})", lambda: ensure_database(paths, db)),
         *redis_steps,
         ("onebox agent", lambda: install_agent()),
         ("backups", lambda: ensure_backups(paths, settings, notes)),
-        ("backup timers", lambda: ensure_timers(paths, request["files"], request["backup"])),
+        ("backup timers", lambda: ensure_timers(paths, request.files, request.backup)),
         *hardening.steps(paths.app, security, login, debian, notes, guarded),
     ):
         with step(name) as state:

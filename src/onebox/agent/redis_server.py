@@ -19,6 +19,7 @@ import secrets
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode
@@ -214,7 +215,7 @@ def check_running(app: str) -> None:
         ) from None
 
 
-def exposure() -> dict[str, object]:
+def exposure() -> dict[str, Any]:
     """For the audit: where Redis listens, and whether it lets in a connection that did
     not log in."""
     listening = run(["ss", "-Hltn", f"sport = :{PORT}"], check=False).stdout.split("\n")

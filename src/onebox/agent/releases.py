@@ -12,9 +12,11 @@ import re
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from .env_refs import REFS_FILE
 from .paths import AppPaths
+from .requests import Request
 from .switch import live_slot
 from .system import read_env_file
 from .venv import prune_venvs
@@ -39,8 +41,8 @@ def manifest(release: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"release_id": release.name}
 
 
-def list_releases(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def list_releases(request: Request) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     live = live_release(paths)
     releases = [{**manifest(p), "live": p.name == live} for p in complete_releases(paths)]
     return {"releases": releases, "live": live, "slot": live_slot(paths)}

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from .backup import (
     MANIFEST,
@@ -32,6 +33,7 @@ from .database import Engine, check_engine
 from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import AgentError, step
+from .requests import MaintenanceRequest, RestoreRequest, VerifyRequest
 from .restic import Repository
 from .system import ensure_dir, write_file
 
@@ -101,18 +103,18 @@ def compare(expected: dict, found: dict) -> list[str]:
 # --------------------------------------------------------------------------- restore
 
 
-def restore(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def restore(request: RestoreRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     settings = load_settings(paths)
-    holder = request.get("deployer", "onebox")
+    holder = request.by
     with (
         deploy_lock(paths.lock, holder, "restore"),
         deploy_lock(paths.backups / ".lock", holder, "restore"),
     ):
-        return restore_backup(paths, settings, request.get("id"))
+        return restore_backup(paths, settings, request.id)
 
 
-def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
+def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, Any]:
     """The backup's database and media files back in place; the caller holds both locks."""
     db = engine(paths, settings)
     repo, entry = find(paths, settings, backup_id)
@@ -225,14 +227,14 @@ def set_maintenance(page: Path, on: bool, custom: Path | None = None) -> bool:
     return write_file(page, html, mode=0o644)
 
 
-def before_migrating(paths: AppPaths, pending: list[str] | None) -> dict[str, object]:
+def before_migrating(paths: AppPaths, pending: list[str] | None) -> dict[str, Any]:
     """The backup a deploy takes before it migrates (waiting for a running backup)."""
     settings = load_settings(paths)
     with deploy_lock(paths.backups / ".lock", "deploy", "backup", wait=600):
         return take(paths, settings, "predeploy", quiet=True)
 
 
-def put_back(paths: AppPaths, taken: dict[str, object]) -> None:
+def put_back(paths: AppPaths, taken: dict[str, Any]) -> None:
     """The database as the backup `taken` holds it, behind the maintenance page: after a
     failed migration, whose half-applied changes the old release must not meet."""
     settings = load_settings(paths)
@@ -240,11 +242,11 @@ def put_back(paths: AppPaths, taken: dict[str, object]) -> None:
     manifest = taken["manifest"]
     with deploy_lock(paths.backups / ".lock", "deploy", "restore", wait=600):
         repo, entry = find(paths, settings, str(taken["id"]))
-        dump = fetch_dump(repo, entry, manifest, db)  # type: ignore[arg-type]
+        dump = fetch_dump(repo, entry, manifest, db)
         try:
             with maintenance(paths):
                 db.load(dump)
-                problems = compare(manifest["db"]["tables"], db.checksums())  # type: ignore[index]
+                problems = compare(manifest["db"]["tables"], db.checksums())
         finally:
             discard_dump(paths, dump)
     if problems:
@@ -255,22 +257,22 @@ def put_back(paths: AppPaths, taken: dict[str, object]) -> None:
         )
 
 
-def maintenance_mode(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def maintenance_mode(request: MaintenanceRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     custom = paths.current / ".onebox" / "maintenance.html"
-    changed = set_maintenance(paths.maintenance / "on.html", request["on"], custom)
-    return {"maintenance": request["on"], "changed": changed}
+    changed = set_maintenance(paths.maintenance / "on.html", request.on, custom)
+    return {"maintenance": request.on, "changed": changed}
 
 
 # --------------------------------------------------------------------------- verify
 
 
-def verify(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def verify(request: VerifyRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     settings = load_settings(paths)
-    with deploy_lock(paths.backups / ".lock", request.get("deployer", "onebox"), "verify"):
+    with deploy_lock(paths.backups / ".lock", request.by, "verify"):
         try:
-            result = _verify(paths, settings, request.get("id"))
+            result = _verify(paths, settings, request.id)
         except AgentError as exc:
             record(paths, "verify", ok=False, error=exc.message)
             raise
@@ -278,7 +280,7 @@ def verify(request: dict) -> dict[str, object]:
     return result
 
 
-def _verify(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, object]:
+def _verify(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, Any]:
     db, repo, entry, manifest = open_backup(paths, settings, backup_id)
     with step("fetch and check the dump"):
         dump = fetch_dump(repo, entry, manifest, db)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import site_check
 from .backup import load_settings
@@ -21,13 +22,15 @@ from .lock import deploy_lock
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode
 from .releases import complete_releases, live_release, manifest, release_env
+from .requests import RollbackRequest
 from .restore import maintenance, restore_backup
 from .steps import Step, run_steps
 from .switch import live_slot
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Rollback(Cutover):
+    request: RollbackRequest
     release: Release | None = None
     pool: ThreadPoolExecutor | None = None
     migrations: Future[dict] | None = None  # read while the older release starts
@@ -55,7 +58,7 @@ def schema_check(r: Rollback) -> str:
 
 def refuse_if_newer(r: Rollback) -> str:
     detail = schema_check(r)
-    if r.newer and not r.request.get("force"):
+    if r.newer and not r.request.force:
         raise AgentError(
             f"the database has migrations that release {r.release_dir.name} does not know: "
             + ", ".join(r.newer),
@@ -69,7 +72,7 @@ def restore_first(r: Rollback) -> None:
     """The newer code must not meet the older schema either: the maintenance page stays
     up from before the restore until the older release serves."""
     r.window.enter_context(maintenance(r.paths))
-    r.window.enter_context(deploy_lock(r.paths.backups / ".lock", r.request["deployer"], "restore"))
+    r.window.enter_context(deploy_lock(r.paths.backups / ".lock", r.request.by, "restore"))
     r.restored = restore_backup(r.paths, load_settings(r.paths), r.backup)
     check_schema_matches(r.target)
 
@@ -103,32 +106,32 @@ ROLLBACK_RESTORING: list[Step[Rollback]] = [
 ]
 
 
-def rollback(request: dict, payload: Path) -> dict[str, object]:
-    paths = AppPaths(request["app"])
+def rollback(request: RollbackRequest, payload: Path) -> dict[str, Any]:
+    paths = AppPaths(request.app)
     if not paths.unit_template.is_file():
         raise AgentError(
             f"{paths.app} is not set up on this server",
             hint="run `onebox setup`",
             code=ExitCode.CONFIG,
         )
-    with deploy_lock(paths.lock, request["deployer"], "rollback"):
+    with deploy_lock(paths.lock, request.by, "rollback"):
         result = _rollback(request, paths)
     return {**result, **site_check.after_switch(paths, request)}
 
 
-def _rollback(request: dict, paths: AppPaths) -> dict[str, object]:
+def _rollback(request: RollbackRequest, paths: AppPaths) -> dict[str, Any]:
     live = live_release(paths)
-    target = choose(paths, live, request.get("release"))
+    target = choose(paths, live, request.release)
     site_file = target / ".onebox" / "site.caddy"
     r = Rollback(
         request=request,
         paths=paths,
         release_dir=target,
         site=site_file.read_text() if site_file.is_file() else paths.caddy_site.read_text(),
-        release=Release(paths.app, target, release_env(paths, target), request["manage"]),
+        release=Release(paths.app, target, release_env(paths, target), request.manage),
     )
     with r.window, ThreadPoolExecutor(max_workers=1) as r.pool:
-        run_steps(ROLLBACK_RESTORING if request.get("restore_db") else ROLLBACK, r)
+        run_steps(ROLLBACK_RESTORING if request.restore_db else ROLLBACK, r)
     return {
         "release": target.name,
         "previous": live,

@@ -14,6 +14,7 @@ import sys
 import time
 
 from . import backup, history, protocol, restore
+from .requests import BackupRequest, ScheduledRequest, VerifyRequest
 
 
 def main(argv: list[str]) -> int:
@@ -22,13 +23,20 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["ran"]:
         return record_run(*argv[1:])
     job, app = argv
-    request = {"app": app, "deployer": f"{job} timer", "reason": "scheduled"}
-    audited = {**request, "action": job, "by": f"{job} timer", "login": "root"}
+    by = f"{job} timer"
+    request: BackupRequest | VerifyRequest = (
+        BackupRequest(app=app, by=by, login="root", reason="scheduled")
+        if job == "backup"
+        else VerifyRequest(app=app, by=by, login="root")
+    )
     started = time.time()
     try:
-        result = (backup.backup if job == "backup" else restore.verify)(request)
+        if isinstance(request, BackupRequest):
+            result = backup.backup(request)
+        else:
+            result = restore.verify(request)
     except protocol.AgentError as exc:
-        history.record(audited, exc.code, started, None, exc.message)
+        history.record(request, exc.code, started, None, exc.message)
         print(f"{job} FAILED: {exc.message}", file=sys.stderr)
         if exc.output:
             print(exc.output, file=sys.stderr)
@@ -38,7 +46,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # a bug: still recorded, so that status shows the failure
         backup.record(backup.AppPaths(app), job, ok=False, error=f"internal error: {exc!r}")
         raise
-    history.record(audited, 0, started, result, "")
+    history.record(request, 0, started, result, "")
     print(f"{job} done: {result.get('id')}")
     return 0
 
@@ -48,7 +56,7 @@ def record_run(app: str, name: str) -> int:
     result = os.environ.get("SERVICE_RESULT", "")
     status = os.environ.get("EXIT_STATUS", "")
     ok = result == "success"
-    request = {"app": app, "action": "schedule", "by": f"{name} timer", "login": "root"}
+    request = ScheduledRequest(app=app, by=f"{name} timer", login="root")
     unit = f"onebox-{app}-{name}.service"
     shown = subprocess.run(
         ["systemctl", "show", unit, "--value", "--property=ExecMainStartTimestampMonotonic"],

@@ -14,8 +14,10 @@ import ipaddress
 import re
 import socket
 import ssl
+from typing import Any
 
 from .paths import AppPaths
+from .requests import SwitchRequest
 from .switch import live_slot
 from .system import read_env_file, run
 
@@ -62,10 +64,10 @@ def _context() -> ssl.SSLContext:
     return context
 
 
-def after_switch(paths: AppPaths, request: dict) -> dict[str, object]:
+def after_switch(paths: AppPaths, request: SwitchRequest) -> dict[str, Any]:
     """For a deploy's or a rollback's result: the problems that make it a failure, and
     whether the maintenance page (said, not a failure) is up."""
-    found = problems(paths, request["address"], request["health_path"], live_slot(paths))
+    found = problems(paths, request.address, request.health_path, live_slot(paths))
     return {
         "problems": [problem for problem in found if problem != MAINTENANCE],
         "maintenance": MAINTENANCE in found,

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from . import background, guard, site_check, updates
 from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
+from .requests import StatusRequest
 from .switch import http_status, live_slot
 from .system import run
 
 
-def status(request: dict) -> dict[str, object]:
-    paths = AppPaths(request["app"])
-    result: dict[str, object] = {"server": facts(), "set_up": paths.unit_template.is_file()}
+def status(request: StatusRequest) -> dict[str, Any]:
+    paths = AppPaths(request.app)
+    result: dict[str, Any] = {"server": facts(), "set_up": paths.unit_template.is_file()}
     slot = live_slot(paths)
     result["live_slot"] = slot
     if paths.current.is_symlink():
@@ -27,12 +29,10 @@ def status(request: dict) -> dict[str, object]:
     result["caddy"] = run(["systemctl", "is-active", "caddy"], check=False).stdout.strip()
     if slot and paths.live_socket.exists():
         try:
-            result["health"] = http_status(
-                paths.live_socket, request["address"], request["health_path"]
-            )
+            result["health"] = http_status(paths.live_socket, request.address, request.health_path)
         except OSError as exc:
             result["health"] = str(exc)
-    problems = site_check.problems(paths, request["address"], request["health_path"], slot)
+    problems = site_check.problems(paths, request.address, request.health_path, slot)
     guards = {name: guard.fires_at(name) for name in guard.armed()}
     if guards:
         problems.append(
@@ -50,7 +50,7 @@ def status(request: dict) -> dict[str, object]:
     return result
 
 
-def backup_status(paths: AppPaths) -> dict[str, object]:
+def backup_status(paths: AppPaths) -> dict[str, Any]:
     """The last backup and verification (failed ones too), and when the timers fire next."""
     state = read_state(paths)
     for job in ("backup", "verify"):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .protocol import AgentError, emit, step
 
-C = TypeVar("C")
+C = TypeVar("C", contravariant=True)  # a step for any Cutover serves a Deploy
 
 
 @dataclass(frozen=True)
@@ -90,12 +90,12 @@ class Each(Generic[C]):
 Pipeline = Sequence[Step[C] | Each[C]]
 
 
-def names(pipeline: Pipeline) -> list[str]:
+def names(pipeline: Pipeline[Any]) -> list[str]:
     """The steps' names, in order (tests kill a deploy after each of them)."""
     return [entry.name for entry in pipeline]
 
 
-def run_steps(pipeline: Pipeline, context: C) -> None:
+def run_steps(pipeline: Pipeline[C], context: C) -> None:
     """Each step in turn; on a failure (or a cancel, or SIGTERM), the undos of the steps
     begun, last first, then the error goes on with their notes."""
     begun: list[Step[C] | Each[C]] = []

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .protocol import AgentError
 
@@ -57,7 +58,7 @@ def run(
             check=False,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
     except FileNotFoundError:
         raise AgentError(f"{argv[0]} is not installed on the server") from None
@@ -74,7 +75,7 @@ def run(
     return result
 
 
-def as_user(user: str | None, env: dict[str, str]) -> dict[str, object]:
+def as_user(user: str | None, env: dict[str, str]) -> dict[str, Any]:
     """subprocess arguments that drop to `user` (and its HOME in env); {} for root."""
     if not user:
         return {}

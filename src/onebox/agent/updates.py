@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from .system import APT_ENV, APT_WAIT, apt_install, run, write_file
 
@@ -140,7 +141,7 @@ def remove() -> bool:
     return existed
 
 
-def state() -> dict[str, object]:
+def state() -> dict[str, Any]:
     """For `onebox status` and `onebox audit`: enabled, reboot pending, stale services."""
     enabled = PERIODIC.is_file() and 'Unattended-Upgrade "1"' in PERIODIC.read_text()
     services: list[str] = []

@@ -15,12 +15,13 @@ from pathlib import Path
 from . import baseline
 from .paths import CACHE, TOOLS, AppPaths
 from .protocol import AgentError, emit
+from .requests import DeployRequest
 from .system import apt_install, run, tail
 
 
-def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
+def ensure_venv(paths: AppPaths, request: DeployRequest) -> tuple[Path, bool]:
     """One virtualenv per lock hash: a code-only deploy reuses it and installs nothing."""
-    venv = paths.venvs / request["lock_hash"]
+    venv = paths.venvs / request.lock_hash
     if (venv / ".onebox-complete").is_file():
         return venv, False
     if venv.exists():
@@ -32,8 +33,8 @@ def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_NO_PROGRESS": "1",
     }
-    lock = paths.releases / request["release_id"] / ".onebox" / "requirements.txt"
-    python = managed_python(uv, env, request) if request.get("python") else "/usr/bin/python3"
+    lock = paths.releases / request.release_id / ".onebox" / "requirements.txt"
+    python = managed_python(uv, env, request) if request.python else "/usr/bin/python3"
     run(
         [uv, "venv", "--quiet", "--python", python, str(venv)],
         env=env,
@@ -44,11 +45,11 @@ def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
     result = run(install, env=env, check=False, timeout=1800)
     built = BUILD_FAILED.search(result.stdout + result.stderr)
     installed = apt_install(TOOLCHAIN) if result.returncode != 0 and built else []
-    if installed:
+    if installed and built:
         # a package with no wheel for this server builds from source: with a compiler
         # and Python's headers, once (then the compilers are root's again)
         emit("log", text=f"{built[1]} builds from source: installed {', '.join(installed)}")
-        if "system" not in request.get("security_skip", {}):
+        if "system" not in request.security_skip:
             baseline.restrict_compilers()
         result = run(install, env=env, check=False, timeout=1800)
     if result.returncode != 0:
@@ -61,13 +62,14 @@ def ensure_venv(paths: AppPaths, request: dict) -> tuple[Path, bool]:
 PYTHONS = TOOLS / "python"  # uv-managed Pythons ([server] python), shared by the apps
 
 
-def managed_python(uv: str, env: dict[str, str], request: dict) -> str:
+def managed_python(uv: str, env: dict[str, str], request: DeployRequest) -> str:
     """[server] python: that version installed by uv (once per server), its interpreter.
     uv downloads it from python-build-standalone, or [server] python_mirror."""
-    version = request["python"]
+    version = request.python
+    assert version, "only called with [server] python set"
     env = {**env, "UV_PYTHON_INSTALL_DIR": str(PYTHONS), "UV_PYTHON_DOWNLOADS": "automatic"}
-    if request.get("python_mirror"):
-        env["UV_PYTHON_INSTALL_MIRROR"] = request["python_mirror"]
+    if request.python_mirror:
+        env["UV_PYTHON_INSTALL_MIRROR"] = request.python_mirror
     result = run([uv, "python", "install", version], env=env, check=False, timeout=900)
     if result.returncode != 0:
         raise AgentError(

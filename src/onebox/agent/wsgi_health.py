@@ -108,6 +108,7 @@ def application(environ, start_response):
     if not environ.get("REMOTE_ADDR"):
         environ["REMOTE_ADDR"] = forwarded_client(environ)
     if environ.get("PATH_INFO") != HEALTH_PATH:
+        assert app is not None, "ONEBOX_WSGI names the app (the unit sets it)"
         return app(environ, start_response)
     status, body = _check()
     start_response(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -206,16 +205,12 @@ def setup(project: Project, host: str | None, reporter: Reporter, dry_run: bool 
             database=project.config.database.model_dump(),
             backup=project.config.backup.model_dump(),
         )
-        if dry_run:
-            return {
-                "dry_run": True,
-                "host": server.ssh.target.name,
-                "request": request.to_json(),
-                "ssh": shlex.join(server.ssh.argv(["python3", "-c", "..."])),
-            }
         found = facts(server, reporter)
         check_python(project, found)
+        request.dry_run = dry_run  # the server says what each step would change
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
+        if dry_run:
+            return {"host": server.ssh.target.name, "server": found, **result}
         lockdown = project.config.security.wants("ssh")
         if lockdown:
             # The deploy user exists now. Written before root login goes off, so that
@@ -343,14 +338,7 @@ def deploy(
             redis=cfg.redis,
             background=background.request_part(project, unit_context(project, server.address)),
         )
-        if dry_run:
-            return {
-                "dry_run": True,
-                "host": server.ssh.target.name,
-                "files": len(files.files),
-                "bytes": files.size,
-                "request": request.to_json(),
-            }
+        request.dry_run = dry_run  # the server says what each step would change
         stream = remote.pack(request, project.root, files.files)
         try:
             result = remote.call(server.ssh, stream, reporter.event)
@@ -364,6 +352,7 @@ def deploy(
             "url": f"https://{server.address}/",
             "commit": files.commit,
             "files": len(files.files),
+            "bytes": files.size,
             **result,
         }
 

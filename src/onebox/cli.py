@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from onebox import __version__, api, sandbox
+from onebox import __version__, api, sandbox, views
 from onebox.agent.backup import human
 from onebox.agent.site_check import MAINTENANCE
 from onebox.agent.system import env_entry_problem
@@ -181,7 +180,7 @@ def setup(ctx: Context, host: str | None, dry_run: bool) -> None:
     """Provision the server: packages, app user, directories, systemd units, Caddy."""
     result = api.setup(ctx.project(), host, ctx.reporter, dry_run=dry_run)
     if dry_run:
-        text = _dry_run_text(result)
+        text = views.plan_text(result, "setup")
     elif result["changed"]:
         text = f"{result['host']}: set up ({', '.join(result['changed'])} changed)"
     else:
@@ -206,7 +205,7 @@ def deploy(ctx: Context, host: str | None, dry_run: bool, allow_breaking: bool) 
         ctx.project(), host, ctx.reporter, dry_run=dry_run, allow_breaking=allow_breaking
     )
     if dry_run:
-        ctx.done(result, _dry_run_text(result))
+        ctx.done(result, views.plan_text(result, f"a deploy of release {result['release']}"))
         return
     lines = [f"deployed release {result['release']} in {result['seconds']}s"]
     migrated = result.get("migrations") or {}
@@ -338,23 +337,6 @@ def _site_lines(ctx: Context, result: dict, lines: list[str]) -> None:
     ctx.done(result, "\n".join(lines))
     if problems:
         sys.exit(int(ExitCode.FAILED))
-
-
-def _dry_run_text(result: dict) -> str:
-    request = dict(result["request"])
-    files = request.pop("files", {})
-    if "lock" in request:
-        request["lock"] = (
-            f"<{len(request['lock'].splitlines())} lines, hash {request['lock_hash']}>"
-        )
-    lines = [
-        f"dry run: nothing was done on {result['host']}",
-        "request to the server agent:",
-        json.dumps(request, indent=2),
-    ]
-    for name, content in files.items():
-        lines += [f"--- file: {name} ---", content.rstrip()]
-    return "\n".join(lines)
 
 
 @main.command()

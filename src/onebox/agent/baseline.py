@@ -26,6 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .plan import Change, enable_changes, file_change, files_change
 from .system import run, write_file
 
 PACKAGES = [
@@ -107,6 +108,7 @@ export TMOUT
 
 COMPILERS = ("as", "cc", "gcc", "clang")
 
+BANNERS = (Path("/etc/issue"), Path("/etc/issue.net"))
 BANNER = """\
 Authorised access only. Activity on this system is logged and may be monitored.
 """
@@ -131,7 +133,7 @@ def ensure() -> bool:
     changed |= write_file(COREDUMP, COREDUMP_TEXT, mode=0o644)
     changed |= write_file(PROFILE, PROFILE_TEXT, mode=0o644)
     changed |= restrict_compilers()
-    for banner in (Path("/etc/issue"), Path("/etc/issue.net")):
+    for banner in BANNERS:
         changed |= write_file(banner, BANNER, mode=0o644)
     changed |= ensure_login_defs()
     for service in ("acct", "sysstat"):
@@ -142,10 +144,36 @@ def ensure() -> bool:
     return changed
 
 
+def plan() -> list[Change]:
+    files = {
+        SYSCTL: SYSCTL_TEXT,
+        MODPROBE: MODPROBE_TEXT,
+        LIMITS: LIMITS_TEXT,
+        COREDUMP: COREDUMP_TEXT,
+        PROFILE: PROFILE_TEXT,
+        **dict.fromkeys(BANNERS, BANNER),
+    }
+    changes = files_change(files)
+    login_defs = login_defs_text()
+    if login_defs is not None:
+        changes += file_change(LOGIN_DEFS, login_defs, mode=0o644)
+    changes += [
+        Change("file", str(path), "mode 750 (compilers: root only)") for path in open_compilers()
+    ]
+    return changes + enable_changes(["acct", "sysstat"])
+
+
 def ensure_login_defs() -> bool:
-    """Set each key where it is active (never on a comment that mentions it)."""
-    if not LOGIN_DEFS.is_file():
+    new = login_defs_text()
+    if new is None or new == LOGIN_DEFS.read_text():
         return False
+    return write_file(LOGIN_DEFS, new, mode=0o644)
+
+
+def login_defs_text() -> str | None:
+    """Each key set where it is active (never on a comment that mentions it)."""
+    if not LOGIN_DEFS.is_file():
+        return None
     text = LOGIN_DEFS.read_text()
     new = text
     for key, value in LOGIN_SETTINGS.items():
@@ -155,7 +183,7 @@ def ensure_login_defs() -> bool:
             new = pattern.sub(line, new)
         else:
             new = new.rstrip("\n") + "\n" + line + "\n"
-    return write_file(LOGIN_DEFS, new, mode=0o644) if new != text else False
+    return new
 
 
 def open_compilers() -> list[Path]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from .firewall import ssh_ports
+from .plan import Change, command, files_change, package_changes
 from .protocol import AgentError
 from .system import apt_install, run, write_file
 
@@ -72,6 +73,17 @@ failregex = ^%(__prefix_line)sfailed login from <HOST>$
 journalmatch = SYSLOG_IDENTIFIER=onebox-auth
 """
 JAILS = ("sshd", "onebox-django")
+
+
+def plan() -> list[Change]:
+    ports = ",".join(map(str, ssh_ports()))
+    files = {FILTER: FILTER_TEXT, JAIL: JAIL_TEMPLATE.replace("{ports}", ports)}
+    if not JAIL_LOCAL.exists():
+        files[JAIL_LOCAL] = JAIL_LOCAL_TEXT
+    changes = package_changes(PACKAGES) + files_change(files)
+    if changes or not active():
+        changes.append(command(["systemctl", "restart", "fail2ban"]))
+    return changes
 
 
 def ensure() -> bool:

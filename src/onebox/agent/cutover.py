@@ -12,10 +12,12 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import background, cancel, site_check
 from .django import hint_for
 from .paths import AppPaths
+from .plan import Change, command, file_change
 from .protocol import AgentError, emit
 from .provision import install_caddy_config
 from .requests import SwitchRequest
@@ -62,6 +64,50 @@ class Cutover:
     @property
     def can_go_back(self) -> bool:
         return bool(self.old and self.old_release and self.old_release.is_dir())
+
+    def new_background(self) -> dict[str, Any]:
+        """What the release runs in the background (a deploy's comes with its request)."""
+        return background.spec(self.release_dir)
+
+
+# What each step would change (a dry run: see plan.py).
+
+
+def plan_start_caddy(c: Cutover) -> list[Change]:
+    return [command(["systemctl", "start", "caddy"])]
+
+
+def plan_start(c: Cutover) -> list[Change]:
+    return [Change("unit", f"start {c.paths.unit(c.new)}", f"release {c.release_dir.name}")]
+
+
+def plan_caddy_site(c: Cutover) -> list[Change]:
+    if not c.site:
+        return [Change("note", "the site is known once the settings are read")]
+    return file_change(c.paths.caddy_site, c.site)
+
+
+def plan_switch(c: Cutover) -> list[Change]:
+    return [Change("traffic", f"{c.old or 'no'} slot -> {c.new} slot ({c.release_dir.name})")]
+
+
+def plan_processes(c: Cutover) -> list[Change]:
+    old, new = background.installed(c.paths), c.new_background()
+    changes = [
+        change
+        for name, text in (new.get("units") or {}).items()
+        if isinstance(text, str)  # (a kept release's spec lists the names only)
+        for change in file_change(background.UNIT_DIR / name, text)
+    ]
+    if old["processes"]:
+        changes.append(Change("unit", f"stop processes {', '.join(old['processes'])}"))
+    if new.get("processes"):
+        changes.append(Change("unit", f"start processes {', '.join(new['processes'])}"))
+    return changes
+
+
+def plan_retire(c: Cutover) -> list[Change]:
+    return [Change("unit", f"stop {c.paths.unit(c.old)}")] if c.old and c.old != c.new else []
 
 
 def start_caddy(c: Cutover) -> None:
@@ -161,14 +207,21 @@ STARTUP: list[Step[Cutover]] = [
         "start Caddy (it was not running)",  # stopped by hand, or crashed: no visitor gets in
         start_caddy,
         when=lambda c: not site_check.caddy_active(),
+        plan=plan_start_caddy,
     ),
-    Step("start", start_new, shown=lambda c: f"start ({c.new} slot)", undo=stop_new),
+    Step(
+        "start",
+        start_new,
+        shown=lambda c: f"start ({c.new} slot)",
+        undo=stop_new,
+        plan=plan_start,
+    ),
     Step("health check", health_check),
-    Step("caddy site", caddy_site, undo=put_back_site),
+    Step("caddy site", caddy_site, undo=put_back_site, plan=plan_caddy_site, idempotent=True),
 ]
 
 TRAFFIC: list[Step[Cutover]] = [
-    Step("switch traffic", switch_traffic, undo=route_back),
+    Step("switch traffic", switch_traffic, undo=route_back, plan=plan_switch),
     Step(
         "probation",
         probation,
@@ -176,6 +229,6 @@ TRAFFIC: list[Step[Cutover]] = [
         shown=lambda c: f"probation ({probation_seconds(c)}s, the old release still running)",
     ),
     # processes and schedules, once the web side passed probation (see background.py)
-    Step("processes", move_background, quiet=True, undo=background_back),
-    Step("stop old release", retire_old, final=True),
+    Step("processes", move_background, quiet=True, undo=background_back, plan=plan_processes),
+    Step("stop old release", retire_old, final=True, plan=plan_retire),
 ]

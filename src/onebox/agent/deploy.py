@@ -11,7 +11,7 @@ import json
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from . import (
     restore,
     site_check,
 )
+from . import deploy_plan as plan
 from .cutover import STARTUP, TRAFFIC, Cutover
 from .django import Release
 from .lock import deploy_lock
@@ -34,7 +35,7 @@ from .protocol import AgentError, ExitCode, emit
 from .provision import check_calendar, check_supported, ensure_secrets, ensure_units
 from .releases import discard, new_release_id, prune
 from .requests import DeployRequest
-from .steps import Each, Step, run_steps
+from .steps import Each, Step, plan_steps, run_steps
 from .switch import live_slot
 from .system import apt_install, read_env_file
 from .venv import ensure_venv, prune_venvs
@@ -56,6 +57,10 @@ class Deploy(Cutover):
     migrated: dict = field(default_factory=dict)
     hooks_failed: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    scratch: Path = Path()  # a dry run's copy of the release, to read its settings
+
+    def new_background(self) -> dict[str, Any]:
+        return self.request.background
 
     @property
     def built(self) -> Release:
@@ -192,25 +197,29 @@ def prune_releases(d: Deploy) -> None:
 
 STEPS: list[Step[Deploy] | Each[Deploy]] = [
     Step("redis", redis, when=lambda d: bool(d.request.redis)),
-    Step("unpack release", unpack, undo=discard_release),
-    Step("build packages", build_packages),
-    Step("virtualenv", virtualenv),
+    Step("unpack release", unpack, undo=discard_release, plan=plan.unpack),
+    Step("build packages", build_packages, plan=plan.build_packages, idempotent=True),
+    Step("virtualenv", virtualenv, plan=plan.virtualenv, idempotent=True),
     Each("build", lambda d: d.request.build, shell("build")),
-    Step("settings", settings),
-    Step("collectstatic", collectstatic),
-    Step("django check --deploy", check_deploy, when=lambda d: d.checked is not None),
+    Step("settings", settings, plan=plan.settings),
+    Step("collectstatic", collectstatic, plan=plan.collectstatic),
+    Step("django check --deploy", check_deploy, when=lambda d: "django" not in d.skip),
     Each("before migrate", lambda d: d.request.before_migrate, shell("before-migrate")),
-    Step("migration check", migration_check, when=lambda d: d.protect),
-    Step("backup before migrating", backup_before_migrating, when=lambda d: d.protect),
-    Step("migrate", run_migrate),
+    Step("migration check", migration_check, when=lambda d: d.protect, plan=plan.migration_check),
+    Step(
+        "backup before migrating",
+        backup_before_migrating,
+        when=lambda d: d.protect,
+        plan=plan.backup_before_migrating,
+    ),
+    Step("migrate", run_migrate, plan=plan.run_migrate, idempotent=True),
     Each("release", lambda d: d.request.release, shell("release")),
-    Step("freeze release", freeze),
-    Step("systemd units", units),
+    Step("freeze release", freeze, plan=plan.freeze),
+    Step("systemd units", units, plan=plan.units, idempotent=True),
     *STARTUP,  # the release starts beside the live one (cutover.py)
     *TRAFFIC,  # traffic moves, probation, processes, the old slot stops
-    Step(
-        "maintenance page off", lambda d: d.window.close(), quiet=True
-    ),  # (if a migration held it)
+    # (if a breaking migration held the maintenance page up)
+    Step("maintenance page off", lambda d: d.window.close(), quiet=True),
     # hooks once the release serves (a cache warm-up, a notification): traffic has
     # moved already, so a failing one is reported and changes nothing
     Each(
@@ -219,7 +228,7 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
         shell("after-switch"),
         tolerate=hook_failed,
     ),
-    Step("prune", prune_releases, quiet=True),
+    Step("prune", prune_releases, quiet=True, plan=plan.prune),
 ]
 
 
@@ -232,15 +241,18 @@ def deploy(request: DeployRequest, payload: Path) -> dict[str, Any]:
             hint="run `onebox setup` first",
             code=ExitCode.CONFIG,
         )
+    if request.dry_run:  # (no lock: it changes nothing)
+        request.release_id = new_release_id(paths)
+        return dry_run(begin(request, payload, paths))
     with deploy_lock(paths.lock, request.by, "deploy"):
         request.release_id = new_release_id(paths)
-        return _deploy(request, payload, paths)
+        ensure_secrets(paths)
+        return _deploy(begin(request, payload, paths))
 
 
-def _deploy(request: DeployRequest, payload: Path, paths: AppPaths) -> dict[str, Any]:
-    started = time.monotonic()
+def begin(request: DeployRequest, payload: Path, paths: AppPaths) -> Deploy:
+    """The checks before anything changes, and the context the steps share."""
     check_before(request, paths)
-    ensure_secrets(paths)
     d = Deploy(
         request=request,
         paths=paths,
@@ -251,6 +263,18 @@ def _deploy(request: DeployRequest, payload: Path, paths: AppPaths) -> dict[str,
         migrated={"applied": [], "backup": None, "breaking": []},
     )
     build.check_required(request.secrets, {**request.env, **d.secrets})
+    return d
+
+
+def dry_run(d: Deploy) -> dict[str, Any]:
+    with plan.scratch(d):
+        planned = plan_steps(STEPS, d)
+    return {"dry_run": True, "release": d.request.release_id, "plan": [asdict(p) for p in planned]}
+
+
+def _deploy(d: Deploy) -> dict[str, Any]:
+    started = time.monotonic()
+    request, paths = d.request, d.paths
     if "django" in d.skip:
         emit("log", text=f"django check --deploy skipped: {d.skip['django']}")
     with d.window, ThreadPoolExecutor(max_workers=1) as d.pool:

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 from . import guard
+from .plan import Change, command, enable_changes, file_change
 from .protocol import AgentError
 from .system import ensure_dir, run, write_file
 
@@ -63,6 +64,29 @@ def configure(app: str, security: dict) -> tuple[bool, bool]:
         return remove(), False
     ports = sorted({port for w in wishes if w.get("firewall") for port in w["open_ports"]})
     return ensure(ports)
+
+
+def plan(app: str, security: dict) -> list[Change]:
+    """What configure would change (the wishes of the other apps as they are)."""
+    wish = {
+        "firewall": "firewall" not in security.get("skip", {}),
+        "open_ports": sorted(set(security.get("open_ports", []))),
+    }
+    changes = file_change(WANTS / f"{app}.json", json.dumps(wish), mode=0o600)
+    others = [json.loads(p.read_text()) for p in sorted(WANTS.glob("*.json")) if p.stem != app]
+    wishes = [*others, wish]
+    if not any(w.get("firewall") for w in wishes):
+        return changes + (
+            [Change("file", str(RULES), "removed")] if RULES.exists() or active() else []
+        )
+    ports = sorted({port for w in wishes if w.get("firewall") for port in w["open_ports"]})
+    wanted = ruleset(ports)
+    rules = file_change(RULES, wanted, mode=0o644)
+    if not rules and not active():
+        rules = [command(["nft", "-f", str(RULES)])]
+    text = NFTABLES_CONF.read_text() if NFTABLES_CONF.exists() else ""
+    boot = [] if INCLUDE in text else [Change("file", str(NFTABLES_CONF), f"+ {INCLUDE}")]
+    return changes + rules + boot + enable_changes(["nftables"], now=False)
 
 
 def ssh_ports() -> list[int]:

@@ -42,8 +42,8 @@ def path_for(app: str) -> Path:
 def record(request: Request, code: int, started: float, result: dict | None, error: str) -> None:
     """Append one line; a failure to write it never fails the operation itself."""
     action, app = request.action, request.app
-    if action not in AUDITED or not app:
-        return
+    if action not in AUDITED or not app or getattr(request, "dry_run", False):
+        return  # (a dry run changed nothing)
     entry = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "action": action,

@@ -23,6 +23,7 @@ from . import (
     releases,
     restore,
     rollback,
+    setup,
     status,
 )
 from .protocol import AgentError, ExitCode, emit
@@ -30,7 +31,7 @@ from .requests import Request, parse
 
 ACTIONS = {
     "facts": lambda request, payload: provision.facts(),
-    "setup": lambda request, payload: provision.setup(request),
+    "setup": lambda request, payload: setup.setup(request),
     "deploy": deploy.deploy,
     "env-set": lambda request, payload: envfile.set_values(request),
     "env-unset": lambda request, payload: envfile.unset_values(request),

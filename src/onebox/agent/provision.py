@@ -13,20 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from . import (
-    guard,
-    hardening,
     isolation,
     public_files,
-    redis_server,
     site_check,
     ssh_access,
     updates,
 )
-from .database import Engine, engine_for
-from .lock import deploy_lock
+from .database import Engine
 from .paths import CACHE, ETC, TOOLS, AppPaths
-from .protocol import AgentError, ExitCode, step
-from .requests import SetupRequest
+from .protocol import AgentError, ExitCode
 from .restic import Repository
 from .system import (
     apt_install,
@@ -88,64 +83,6 @@ def check_supported() -> dict[str, Any]:
 
 
 SETUP_LOCK = Path("/var/lib/onebox/setup.lock")
-
-
-def setup(request: SetupRequest) -> dict[str, Any]:
-    """One setup at a time per server (two would meet on apt's lock, or in sshd's config);
-    the second is refused with exit 7, naming the first."""
-    with deploy_lock(SETUP_LOCK, request.by, f"setup of {request.app}"):
-        return _setup(request)
-
-
-def _setup(request: SetupRequest) -> dict[str, Any]:
-    paths = AppPaths(request.app)
-    found = check_supported()
-    settings = {"database": request.database, "backup": request.backup}
-    db = engine_for(paths.app, request.database, read_env_file(paths.secrets))
-    packages = BASE_PACKAGES + db.packages
-    redis = request.redis
-    packages += ["redis-server"] if redis else []
-    # ([services] redis taken out: the step removes the app's Redis user)
-    wants_redis = redis or redis_server.app_conf(paths.app).exists()
-    redis_steps = [("redis", lambda: redis_server.ensure(paths, redis))] if wants_redis else []
-    changed: list[str] = []
-    notes: list[str] = []
-    guarded: list[str] = []  # changes the client must confirm over a new connection
-    security = request.security
-    packages += hardening.packages(security)
-    login, debian = request.login, str(found["os_version"])
-    # Before anything changes: a bad schedule must not stop setup half-way, or replace a
-    # good timer.
-    for key in ("schedule", "verify"):
-        check_calendar(request.backup[key], f"[backup] {key}")
-    for name, action in (
-        ("packages", lambda: ensure_packages(packages, security, notes)),
-        ("uv", lambda: ensure_uv(request.uv_version)),
-        ("app user", lambda: ensure_app_user(paths.app)),
-        ("directories", lambda: ensure_layout(paths)),
-        ("shared folder, links not followed", lambda: public_files.ensure_shared_mount(paths)),
-        ("systemd units", lambda: ensure_units(paths, request.files)),
-        ("caddy", lambda: ensure_caddy(paths, request.files["caddyfile"])),
-        ("secrets file", lambda: ensure_secrets(paths)),
-        (f"database ({db.name})", lambda: ensure_database(paths, db)),
-        *redis_steps,
-        ("onebox agent", lambda: install_agent()),
-        ("backups", lambda: ensure_backups(paths, settings, notes)),
-        ("backup timers", lambda: ensure_timers(paths, request.files, request.backup)),
-        *hardening.steps(paths.app, security, login, debian, notes, guarded),
-    ):
-        with step(name) as state:
-            state["changed"] = action()
-        if state["changed"]:
-            changed.append(name)
-    locked = "ssh" not in security.get("skip", {}) and ssh_access.locked_down()
-    # An undo still armed by an earlier setup that never got its confirmation (its
-    # client was killed): confirmed over this run's new connection, or it fires later.
-    waiting = [name for name in guard.armed() if name not in guarded]
-    if waiting:
-        notes.append(f"unconfirmed changes of an earlier setup: {', '.join(waiting)}")
-    confirm = guarded + waiting
-    return {"changed": changed, "notes": notes, "confirm": confirm, "locked_down": locked}
 
 
 def ensure_packages(packages: list[str], security: dict, notes: list[str]) -> bool:
@@ -228,12 +165,20 @@ def ensure_backups(paths: AppPaths, settings: dict, notes: list[str]) -> bool:
     return changed
 
 
-def ensure_timers(paths: AppPaths, files: dict[str, str], backup: dict) -> bool:
-    changed = False
+def timer_files(paths: AppPaths, files: dict[str, str]) -> dict[Path, str]:
+    """The backup and verify jobs' units, where they go."""
+    found = {}
     for job in ("backup", "verify"):
         name = f"onebox-{paths.app}-{job}"
-        changed |= write_file(Path(f"/etc/systemd/system/{name}.service"), files[f"{job}_service"])
-        changed |= write_file(Path(f"/etc/systemd/system/{name}.timer"), files[f"{job}_timer"])
+        found[Path(f"/etc/systemd/system/{name}.service")] = files[f"{job}_service"]
+        found[Path(f"/etc/systemd/system/{name}.timer")] = files[f"{job}_timer"]
+    return found
+
+
+def ensure_timers(paths: AppPaths, files: dict[str, str], backup: dict) -> bool:
+    changed = False
+    for path, text in timer_files(paths, files).items():
+        changed |= write_file(path, text)
     if changed:
         run(["systemctl", "daemon-reload"])
     for job, calendar in (("backup", backup["schedule"]), ("verify", backup["verify"])):

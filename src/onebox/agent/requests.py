@@ -44,6 +44,7 @@ class SetupRequest(Request):
     redis: Table | None
     database: Table
     backup: Table
+    dry_run: bool = False  # each step's plan, nothing changed (setup.py)
 
 
 @dataclass(kw_only=True)
@@ -84,6 +85,7 @@ class DeployRequest(SwitchRequest):
     redis: Table | None
     background: Table
     release_id: str = ""  # made on the server, from its clock
+    dry_run: bool = False  # the plan of each step, nothing changed (deploy_plan.py)
 
 
 @dataclass(kw_only=True)

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from . import guard
+from .plan import Change, command, file_change
 from .protocol import AgentError
 from .system import ensure_dir, run, write_file
 
@@ -120,6 +121,30 @@ def ensure(login: str, debian: str, deploy_sudo: str = "agent") -> tuple[bool, b
     changed |= ensure_sudoers(sudoers_text(deploy_sudo))  # the entry: the "onebox agent" step
     hardened, armed = ensure_sshd_config(HARDENING, hardening_text(debian), "ssh", moduli=True)
     return changed or hardened, armed
+
+
+def plan(login: str, debian: str, deploy_sudo: str = "agent") -> list[Change]:
+    changes = (
+        [] if _exists(DEPLOY_USER) else [Change("user", DEPLOY_USER, "keys only, no password")]
+    )
+    if _exists(DEPLOY_USER):
+        home = Path(pwd.getpwnam(DEPLOY_USER).pw_dir)
+        have = _keys(home / ".ssh" / "authorized_keys")
+        theirs = _keys(Path(pwd.getpwnam(login).pw_dir) / ".ssh" / "authorized_keys")
+        added = [key for key in theirs if key not in have]
+        if added:
+            changes.append(
+                Change("file", str(home / ".ssh/authorized_keys"), f"{len(added)} key(s) added")
+            )
+    changes += file_change(SUDOERS, sudoers_text(deploy_sudo))
+    changes += file_change(HARDENING, hardening_text(debian))
+    if _weak_moduli():
+        changes.append(Change("file", str(MODULI), "weak Diffie-Hellman groups removed"))
+    if _rsa_bits() < 4096:
+        changes.append(Change("file", "/etc/ssh/ssh_host_rsa_key", "a new 4096-bit host key"))
+    if changes:
+        changes.append(command(["systemctl", "reload", "ssh"]))
+    return changes
 
 
 def ensure_deploy_user(login: str) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from .plan import Change
 from .protocol import AgentError, emit, step
 
 C = TypeVar("C", contravariant=True)  # a step for any Cutover serves a Deploy
@@ -29,6 +30,18 @@ Outcome = Done | bool | str | None  # a bool is `changed`, a str a detail
 
 
 @dataclass(frozen=True)
+class Planned:
+    """A step of a dry run: its name as it will be shown, and what it would change."""
+
+    name: str
+    step: str  # its name in the list (without what only the run knows)
+    # the run will report it "changed" (a quiet step reports nothing); None: a step
+    # that can tell only when it runs (a database's users, say)
+    changed: bool | None
+    changes: list[Change]
+
+
+@dataclass(frozen=True)
 class Step(Generic[C]):
     """One named step. `when` skips it (no event); `shown` names it with what only the
     run knows ("start (green slot)"); `undo` puts back what it did when a later step
@@ -41,9 +54,25 @@ class Step(Generic[C]):
     undo: Callable[[C], str | None] | None = None
     quiet: bool = False  # reports steps of its own (the background move)
     final: bool = False  # once done, nothing before it is undone (the old slot is stopped)
+    # For a dry run: what it would change, from facts (it may note facts in the context
+    # for the steps after it, as its action would). Without one, it changes nothing.
+    plan: Callable[[C], list[Change]] | None = None
+    # It reports "unchanged" when it had nothing to do (so a dry run can predict that);
+    # the others report "changed" whenever they run.
+    idempotent: bool = False
 
     def runs(self, context: C) -> bool:
         return self.when is None or self.when(context)
+
+    def preview(self, context: C) -> list[Planned]:
+        changes = self.plan(context) if self.plan else []
+        name = self.shown(context) if self.shown else self.name
+        if self.quiet:
+            return [Planned(name, self.name, False, changes)]
+        if self.plan is None and self.idempotent:
+            return [Planned(name, self.name, None, changes)]  # told only when it runs
+        real = any(change.kind != "note" for change in changes)
+        return [Planned(name, self.name, real or not self.idempotent, changes)]
 
     def perform(self, context: C) -> None:
         if self.quiet:
@@ -75,6 +104,12 @@ class Each(Generic[C]):
     def runs(self, context: C) -> bool:
         return self.when is None or self.when(context)
 
+    def preview(self, context: C) -> list[Planned]:
+        return [
+            Planned(f"{self.name}: {item}", self.name, True, [Change("command", item)])
+            for item in self.items(context)
+        ]
+
     def perform(self, context: C) -> None:
         for item in self.items(context):
             try:
@@ -93,6 +128,13 @@ Pipeline = Sequence[Step[C] | Each[C]]
 def names(pipeline: Pipeline[Any]) -> list[str]:
     """The steps' names, in order (tests kill a deploy after each of them)."""
     return [entry.name for entry in pipeline]
+
+
+def plan_steps(pipeline: Pipeline[C], context: C) -> list[Planned]:
+    """The dry run: each step that would run, with what it would change; nothing runs."""
+    return [
+        planned for entry in pipeline if entry.runs(context) for planned in entry.preview(context)
+    ]
 
 
 def run_steps(pipeline: Pipeline[C], context: C) -> None:

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .plan import Change, enable_changes, files_change, package_changes
 from .system import APT_ENV, APT_WAIT, apt_install, run, write_file
 
 PERIODIC = Path("/etc/apt/apt.conf.d/20auto-upgrades")
@@ -52,6 +53,12 @@ NEEDRESTART_TEXT = """\
 $nrconf{restart} = 'l';
 $nrconf{kernelhints} = 0;
 """
+
+
+def plan(reboot_at: str) -> list[Change]:
+    files = {PERIODIC: PERIODIC_TEXT, POLICY: policy_text(reboot_at), NEEDRESTART: NEEDRESTART_TEXT}
+    timers = ["apt-daily.timer", "apt-daily-upgrade.timer"]
+    return package_changes(PACKAGES) + files_change(files) + enable_changes(timers)
 
 
 def ensure(reboot_at: str) -> bool:

@@ -18,7 +18,7 @@ def plan_text(result: dict[str, Any], what: str) -> str:
             continue
         if step["changed"] is None:
             mark, after = "?", " (it can tell only when it runs)"
-        elif step["changed"] or changes:
+        elif step["changed"] or any(c["kind"] != "note" for c in changes):
             mark, after = "✓", ""
         else:
             mark, after = "·", " (unchanged)"

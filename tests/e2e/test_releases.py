@@ -415,3 +415,55 @@ def test_maintenance_mode_on_and_off(server12: Server, project: Path):
     assert down.status == 503 and down.headers["retry-after"] == "60"
     assert "Down for maintenance" in down.body
     assert fetch_status(server12) == 200
+
+
+def changed_steps(document: dict) -> list[str]:
+    steps = [e for e in document["steps"] if e["event"] == "step"]
+    return [e["name"] for e in steps if e["status"] == "changed"]
+
+
+def planned_changes(plan: list[dict], step: str) -> list[dict]:
+    return next(entry["changes"] for entry in plan if entry["step"] == step)
+
+
+def test_a_dry_run_says_what_the_run_then_does(server12: Server, project: Path):
+    """A pending migration and another [app] workers: `deploy --dry-run` shows the
+    migration, the unit's diff and the restart, changes nothing; the real deploy then
+    does exactly the steps it said. The same for `setup`."""
+    config = project / "onebox.toml"
+    original = config.read_text()
+    assert "workers = 2\n" in original
+    config.write_text(original.replace("workers = 2\n", "workers = 3\n"))
+    add_table(project, "Planned")
+    try:
+        before = onebox_json("releases", cwd=project)["result"]
+        dry = onebox_json("deploy", "--dry-run", cwd=project)
+        plan = dry["result"]["plan"]
+        migration = [c["target"] for c in planned_changes(plan, "migrate")]
+        assert (
+            len(migration) == 1
+            and migration[0].startswith("guestbook.")
+            and "planned" in migration[0]
+        )
+        unit = planned_changes(plan, "systemd units")[0]
+        assert "-    --workers 2 \\\n" in unit["diff"] and "+    --workers 3 \\\n" in unit["diff"]
+        start = planned_changes(plan, "start")[0]["target"]
+        assert start.startswith("start onebox-rel@")
+        # nothing changed: the same releases, the migration not applied, the old unit
+        assert onebox_json("releases", cwd=project)["result"] == before
+        assert "planned" not in server12.ssh("sqlite3 /srv/rel/shared/db/db.sqlite3 .tables")
+        assert "--workers 2" in server12.ssh("cat /etc/systemd/system/onebox-rel@.service")
+        assert "dry run: nothing was done" in onebox("deploy", "--dry-run", cwd=project).stdout
+
+        real = onebox_json("deploy", cwd=project)
+        assert changed_steps(real) == [entry["name"] for entry in plan if entry["changed"]]
+        assert "guestbook_planned" in server12.ssh("sqlite3 /srv/rel/shared/db/db.sqlite3 .tables")
+
+        config.write_text(original)  # back to 2 workers: setup alone rewrites the unit
+        setup_plan = onebox_json("setup", "--dry-run", cwd=project)["result"]["plan"]
+        predicted = [entry["name"] for entry in setup_plan if entry["changed"]]
+        assert predicted == ["systemd units"], setup_plan
+        assert onebox_json("setup", cwd=project)["result"]["changed"] == predicted
+    finally:
+        config.write_text(original)
+    onebox("deploy", cwd=project)

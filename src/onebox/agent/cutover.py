@@ -83,7 +83,7 @@ def plan_start(c: Cutover) -> list[Change]:
 
 def plan_caddy_site(c: Cutover) -> list[Change]:
     if not c.site:
-        return [Change("note", "the site is known once the settings are read")]
+        return [Change("unknown", "the site: known once the settings are read")]
     return file_change(c.paths.caddy_site, c.site)
 
 

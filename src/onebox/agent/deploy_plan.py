@@ -106,7 +106,7 @@ def backup_before_migrating(d: Deploy) -> list[Change]:
 
 def run_migrate(d: Deploy) -> list[Change]:
     if not d.settings:
-        return [Change("note", "pending migrations are known once the settings are read")]
+        return [Change("unknown", "pending migrations: known once the settings are read")]
     return [Change("migration", name) for name in d.pending]
 
 

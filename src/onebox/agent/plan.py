@@ -21,7 +21,9 @@ SECRET_SUFFIXES = (".env", ".key", "secrets")  # whose content a plan never show
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # file, package, command, unit, migration, directory, traffic, backup, virtualenv
+    # file, package, command, unit, migration, directory, traffic, backup, virtualenv; a
+    # "note" changes nothing; "unknown": what the step does is known only when it runs
+    kind: str
     target: str  # the path, package, argv or unit
     diff: str = ""  # a file's unified diff, or a line of detail
 

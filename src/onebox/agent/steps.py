@@ -71,7 +71,9 @@ class Step(Generic[C]):
             return [Planned(name, self.name, False, changes)]
         if self.plan is None and self.idempotent:
             return [Planned(name, self.name, None, changes)]  # told only when it runs
-        real = any(change.kind != "note" for change in changes)
+        if self.idempotent and any(change.kind == "unknown" for change in changes):
+            return [Planned(name, self.name, None, changes)]
+        real = any(change.kind not in ("note", "unknown") for change in changes)
         return [Planned(name, self.name, real or not self.idempotent, changes)]
 
     def perform(self, context: C) -> None:

@@ -243,12 +243,16 @@ def confirm_access(
     lockdown = security.wants("ssh")
     login = replace(target, user=DEPLOY_USER) if lockdown else target
     request = ConfirmRequest(
-        names=changes, lockdown=lockdown, confirm_within=security.confirm_within
+        app=project.config.app.name,
+        names=changes,
+        lockdown=lockdown,
+        confirm_within=security.confirm_within,
     )
     result = _confirm_once(login, request, changes or ["ssh"], reporter)
     again = result.get("confirm_again") or []
     if again:
-        _confirm_once(login, ConfirmRequest(names=again), again, reporter)
+        again_request = ConfirmRequest(app=project.config.app.name, names=again)
+        _confirm_once(login, again_request, again, reporter)
 
 
 def _confirm_once(

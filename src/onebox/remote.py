@@ -27,21 +27,11 @@ from onebox.transport import DEPLOY_USER, SSH
 
 AGENT_DIR = Path(__file__).parent / "agent"
 
-# Unpacks the stream into a private temp dir and hands it to the agent's launcher (which
-# runs state-changing actions in a systemd unit of their own, see agent/launch.py).
-BOOTSTRAP = (
-    "import sys,tarfile,tempfile,shutil\n"
-    "d=tempfile.mkdtemp(prefix='onebox-agent-')\n"
-    "try:\n"
-    " t=tarfile.open(fileobj=sys.stdin.buffer,mode='r|')\n"
-    " t.extractall(d,**({'filter':'tar'} if hasattr(tarfile,'tar_filter') else {}))\n"
-    " sys.path.insert(0,d)\n"
-    " from onebox_agent.launch import launch\n"
-    " code=launch(d)\n"
-    "finally:\n"
-    " shutil.rmtree(d,ignore_errors=True)\n"
-    "sys.exit(code)\n"
-)
+# What root (or a sudo-capable user, before setup made the deploy user) runs: the same
+# file as the installed /usr/local/sbin/onebox-agent, which the deploy user runs instead.
+# It unpacks the stream into a private temp dir, writes the operation's start into the
+# history, and hands it to the agent's launcher (see agent/entry_script.py, launch.py).
+ENTRY_SOURCE = (AGENT_DIR / "entry_script.py").read_text()
 
 Event = dict[str, object]
 
@@ -85,7 +75,7 @@ def call(ssh: SSH, stream: bytes, on_event: Callable[[Event], None]) -> dict[str
     if ssh.login_user == DEPLOY_USER:  # its sudo allows onebox-agent only
         python = ssh.agent_command([])
     else:  # root or a sudo-capable user, before or after setup
-        python = ssh.sudo(["python3", "-c", BOOTSTRAP])
+        python = ssh.sudo(["python3", "-I", "-c", ENTRY_SOURCE])
     process = ssh.popen(
         python, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -290,6 +290,28 @@ def test_history_says_who_did_what(secured):
     assert re.fullmatch(r"release \d{8}-\d{6}-\d{3}", deploy["detail"])
 
 
+def test_history_records_how_data_leaves_and_access_changes(secured, tmp_path):
+    """manage, run, env list --reveal, db pull and the root-login lockdown are in the
+    server's history, with who did them; a finished operation shows once."""
+    _, project, _ = secured
+    onebox("manage", "check", cwd=project)
+    onebox("run", "python", "-c", "print('hi')", cwd=project)
+    onebox("env", "list", "--reveal", cwd=project)
+    onebox("backup", cwd=project)
+    onebox("db", "pull", str(tmp_path / "dump.sql"), cwd=project)
+    entries = onebox_json("history", "-n", "200", cwd=project)["result"]["entries"]
+    seen = {(e["action"], e.get("detail", "")): e for e in entries}
+    assert seen[("manage", "check")]["login"] == "onebox"
+    assert ("run", "python") in seen
+    assert seen[("env-list", "secret values shown")]["result"] == "ok"
+    assert any(action == "dump" and detail.startswith("backup part ") for action, detail in seen)
+    assert ("confirm", "root and password logins off") in seen
+    # an operation with an outcome shows once (its start line is folded into it)
+    runs = [e["run"] for e in entries if e.get("run") and e["result"] != "started"]
+    assert len(runs) == len(set(runs))
+    assert not [e for e in entries if e["result"] == "started" and e.get("run") in runs]
+
+
 def test_an_unconfirmed_change_undoes_itself(secured):
     """The client dies between the firewall change and its confirmation (as it would if
     the new rules shut it out): the server puts the old rules back by itself."""

@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path, PurePosixPath
 
-from . import background, manage_args
+from . import background, history, manage_args
 from .env_refs import REFS_FILE
 from .paths import AppPaths
 from .system import BASE_ENV
@@ -46,7 +46,29 @@ def run(argv: list[str]) -> int:
     except Refused as exc:
         print(f"onebox-agent: {exc}", file=sys.stderr)
         return 2
+    if argv[0] in RECORDED:  # before it runs: the way data leaves the server
+        history.ran(argv[1], argv[0], RECORDED[argv[0]](argv[1:]))
     os.execvpe(command[0], command, env)
+
+
+def _first_argument(args: list[str]) -> str:
+    """The command a manage or run call ran (`createsuperuser`), never its options: the
+    arguments may hold a password. (args: APP MANAGE_PY --args-from TOKEN, checked.)"""
+    try:
+        stashed = json.loads(manage_args.path_for(AppPaths(args[0]), args[3]).read_text())
+    except (OSError, ValueError, IndexError):
+        return ""
+    return str(stashed[0]) if isinstance(stashed, list) and stashed else ""
+
+
+# The commands the history records, and what of their arguments it says.
+RECORDED = {
+    "manage": _first_argument,
+    "run": _first_argument,
+    "dbshell": lambda args: "",
+    "dump": lambda args: f"backup part {args[1]}" if len(args) > 1 else "",
+    "logs": lambda args: "",
+}
 
 
 def app_paths(name: str) -> AppPaths:

@@ -9,60 +9,60 @@ leave an operation out. Never a secret: `env set` records the names it set, not 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from .requests import EnvSetRequest, EnvUnsetRequest, HistoryRequest, Request
+from . import entry_script
+from .requests import (
+    ConfirmRequest,
+    EnvListRequest,
+    EnvSetRequest,
+    EnvUnsetRequest,
+    HistoryRequest,
+    Request,
+)
 
-HISTORY = Path("/var/log/onebox")
-
-AUDITED = {
-    "setup",
-    "deploy",
-    "rollback",
-    "restore",
-    "backup",
-    "verify",
-    "env-set",
-    "env-unset",
-    "maintenance",
-    "schedule",
-}
+# Recorded as they start, by the installed entry (entry_script.py), then as they end, here;
+# and the timers' runs.
+AUDITED = entry_script.AUDITED | {"schedule"}
 
 # What says the most about each operation's result, in the order looked for.
 DETAIL_KEYS = ("release", "restored", "id", "verified", "changed", "maintenance")
 
 
 def path_for(app: str) -> Path:
-    return HISTORY / f"{app}.history.jsonl"
+    return Path(entry_script.HISTORY) / f"{app}.history.jsonl"
 
 
 def record(request: Request, code: int, started: float, result: dict | None, error: str) -> None:
-    """Append one line; a failure to write it never fails the operation itself."""
+    """The line of an operation's outcome (its start was written before it ran)."""
     action, app = request.action, request.app
-    if action not in AUDITED or not app or getattr(request, "dry_run", False):
+    if not app or getattr(request, "dry_run", False):
         return  # (a dry run changed nothing)
-    entry = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "action": action,
-        "by": request.by,
-        "login": request.login,
-        "result": "ok" if code == 0 else "failed",
-        "exit": code,
-        "seconds": round(time.time() - started, 2),
-        "detail": error or describe(request, result or {}),
-    }
-    try:
-        HISTORY.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path_for(app), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, (json.dumps(entry) + "\n").encode())  # one write: lines never mix
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    revealing = isinstance(request, EnvListRequest) and request.reveal
+    if action not in AUDITED and not revealing:
+        return
+    entry_script.record(
+        app,
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "action": action,
+            "by": request.by or "?",
+            "login": request.login or "?",
+            "run": request.run,
+            "result": "ok" if code == 0 else "failed",
+            "exit": code,
+            "seconds": round(time.time() - started, 2),
+            "detail": error or describe(request, result or {}),
+        },
+    )
+
+
+def ran(app: str, command: str, detail: str = "") -> None:
+    """A command of the installed agent (manage, run, dbshell, logs, dump), as it starts:
+    it then becomes the command itself, with no outcome to add."""
+    entry_script.record(app, {"action": command, "result": "ran", "detail": detail})
 
 
 def describe(request: Request, result: dict) -> str:
@@ -70,6 +70,10 @@ def describe(request: Request, result: dict) -> str:
         return "set " + ", ".join(sorted(request.values))
     if isinstance(request, EnvUnsetRequest):
         return "unset " + ", ".join(sorted(request.keys))
+    if isinstance(request, EnvListRequest):
+        return "secret values shown"
+    if isinstance(request, ConfirmRequest):
+        return "root and password logins off" if request.lockdown else ", ".join(request.names)
     if request.action == "rollback" and result.get("release"):
         return f"{result.get('previous')} -> {result['release']}"
     for key in DETAIL_KEYS:
@@ -87,9 +91,16 @@ def read(request: HistoryRequest) -> dict[str, Any]:
     path = path_for(request.app)
     lines = path.read_text().splitlines() if path.is_file() else []
     entries = []
-    for line in lines[-int(request.lines) :]:
+    for line in lines:
         try:
             entries.append(json.loads(line))
         except ValueError:
             continue  # a line cut by a full disk
-    return {"entries": entries, "path": str(path)}
+    return {"entries": merged(entries)[-int(request.lines) :], "path": str(path)}
+
+
+def merged(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An operation's start line goes once its outcome is in (the same run); one with no
+    outcome stays, "started": it was killed, or the agent it ran never said how it ended."""
+    ended = {e.get("run") for e in entries if e.get("result") != "started" and e.get("run")}
+    return [e for e in entries if e.get("result") != "started" or e.get("run") not in ended]

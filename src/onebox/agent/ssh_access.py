@@ -21,7 +21,7 @@ from pathlib import Path
 from . import guard
 from .plan import Change, command, file_change
 from .protocol import AgentError
-from .system import ensure_dir, run, write_file
+from .system import ensure_dir, run, user_exists, write_file
 
 DEPLOY_USER = "onebox"
 ENTRY = Path("/usr/local/sbin/onebox-agent")
@@ -125,9 +125,9 @@ def ensure(login: str, debian: str, deploy_sudo: str = "agent") -> tuple[bool, b
 
 def plan(login: str, debian: str, deploy_sudo: str = "agent") -> list[Change]:
     changes = (
-        [] if _exists(DEPLOY_USER) else [Change("user", DEPLOY_USER, "keys only, no password")]
+        [] if user_exists(DEPLOY_USER) else [Change("user", DEPLOY_USER, "keys only, no password")]
     )
-    if _exists(DEPLOY_USER):
+    if user_exists(DEPLOY_USER):
         home = Path(pwd.getpwnam(DEPLOY_USER).pw_dir)
         have = _keys(home / ".ssh" / "authorized_keys")
         theirs = _keys(Path(pwd.getpwnam(login).pw_dir) / ".ssh" / "authorized_keys")
@@ -149,7 +149,7 @@ def plan(login: str, debian: str, deploy_sudo: str = "agent") -> list[Change]:
 
 def ensure_deploy_user(login: str) -> bool:
     changed = False
-    if not _exists(DEPLOY_USER):
+    if not user_exists(DEPLOY_USER):
         run(
             [
                 "useradd",
@@ -181,14 +181,6 @@ def ensure_deploy_user(login: str) -> bool:
         keys_file, "\n".join(wanted) + "\n", mode=0o600, owner=DEPLOY_USER, group=DEPLOY_USER
     )
     return changed
-
-
-def _exists(user: str) -> bool:
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        return False
-    return True
 
 
 def _keys(path: Path) -> list[str]:

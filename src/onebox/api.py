@@ -21,6 +21,7 @@ from uv import find_uv_bin
 
 from onebox import audit as outside
 from onebox import background, bundle, no_deploy_user, remote, sandbox
+from onebox.agent.paths import AppPaths
 from onebox.agent.requests import (
     AuditRequest,
     BackupKeyRequest,
@@ -130,7 +131,7 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
     cfg = project.config
     return {
         "app": cfg.app.name,
-        "root": f"/srv/{cfg.app.name}",
+        **AppPaths(cfg.app.name).template_context(),
         "wsgi": cfg.app.wsgi,
         "asgi": cfg.app.asgi,
         "workers": cfg.app.workers,

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onebox.agent.paths import AppPaths
+
 DEPENDENCY_FILES = ("requirements*.txt", "requirements/*.txt", "pyproject.toml", "Pipfile",
                     "Pipfile.lock", "uv.lock", "setup.cfg", "setup.py")  # fmt: skip
 CELERY_APP = re.compile(r"^\s*(\w+)\s*=\s*Celery\(", re.MULTILINE)
@@ -65,7 +67,7 @@ def propose(
         elif re.search(r"CELERY_BEAT_SCHEDULE|beat_schedule", sources):
             # the release is read-only: beat's schedule file goes where the app may write
             found.processes["beat"] = (
-                f"celery -A {celery} beat --schedule /srv/{name}/shared/state/celerybeat-schedule"
+                f"celery -A {celery} beat --schedule {AppPaths(name).state}/celerybeat-schedule"
             )
             found.reasons.append("beat: a beat schedule is configured")
         if depends_on(deps, "redis") or "redis://" in sources or "REDIS" in sources:

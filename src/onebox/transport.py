@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from onebox import no_deploy_user
+from onebox.agent.paths import ENTRY
 from onebox.errors import ConnectionFailed, HostKeyError, RemoteStepFailed
 
 CHANGED_KEY = "REMOTE HOST IDENTIFICATION HAS CHANGED"
@@ -45,7 +46,7 @@ class Target:
 
 
 # Installed by `onebox setup`; the deploy user's sudo allows this one command.
-AGENT_ENTRY = "/usr/local/sbin/onebox-agent"
+AGENT_ENTRY = str(ENTRY)
 # The user `onebox setup` creates to log in as, once root login is off.
 DEPLOY_USER = "onebox"
 

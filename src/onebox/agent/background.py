@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .django import hint_for
-from .paths import AppPaths
+from .paths import UNIT_DIR, AppPaths
 from .protocol import AgentError, ExitCode, emit, step
 from .system import ensure_dir, ensure_symlink, run, unit_journal, write_file
 
 SPEC = ".onebox/background.json"
-UNIT_DIR = Path("/etc/systemd/system")
 MIN_PROBATION = 2.0  # seconds: a process that dies at once is always caught
 SEARCH_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .paths import AppPaths
 from .protocol import AgentError
 from .system import run, tail
 
@@ -207,13 +208,14 @@ def hint_for(output: str) -> str:
     if written:
         name = written.group(1)
         beat = "celerybeat-schedule" in name
+        state = AppPaths("APP").state
         return f"the app may not write {name!r}: " + (
             "give celery beat a schedule file where it may "
-            "(--schedule /srv/APP/shared/state/celerybeat-schedule), or use "
+            f"(--schedule {state}/celerybeat-schedule), or use "
             "django-celery-beat's DatabaseScheduler"
             if beat
             else "its release is read-only, and it writes only under MEDIA_ROOT and "
-            "/srv/APP/shared/state (the database aside)"
+            f"{state} (the database aside)"
         )
     if "ImproperlyConfigured" in output:
         return "the settings are incomplete for production; the message above says what"

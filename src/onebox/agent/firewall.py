@@ -18,11 +18,12 @@ import re
 from pathlib import Path
 
 from . import guard
+from .paths import FIREWALL_RULES, FIREWALL_WISHES
 from .plan import Change, command, enable_changes, file_change
 from .protocol import AgentError
 from .system import ensure_dir, run, write_file
 
-RULES = Path("/etc/onebox/firewall.nft")
+RULES = FIREWALL_RULES
 NFTABLES_CONF = Path("/etc/nftables.conf")
 # A glob: nft skips it when no file matches (after the guard's undo removed ours).
 INCLUDE = f'include "{RULES.parent}/firewall*.nft"'
@@ -47,7 +48,7 @@ table inet onebox {{
 """
 
 
-WANTS = Path("/var/lib/onebox/firewall")  # per app: {"firewall": bool, "open_ports": [...]}
+WANTS = FIREWALL_WISHES  # per app: {"firewall": bool, "open_ports": [...]}
 
 
 def configure(app: str, security: dict) -> tuple[bool, bool]:

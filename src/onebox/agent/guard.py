@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from typing import Any
 
+from .paths import GUARDS
 from .protocol import AgentError
 from .requests import ConfirmRequest
 from .system import ensure_dir, run, write_file
 
-GUARDS = Path("/var/lib/onebox/guards")
 GUARD_SECONDS = 120
 window = GUARD_SECONDS  # [security] confirm_within, set by setup and confirm
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from . import cancel
 from .main import DISK_FULL, disk_full, main
+from .paths import RUNS
 from .protocol import ExitCode, emit
 
 DETACHED = {"setup", "deploy", "rollback", "restore", "backup", "verify"}
-RUNS = Path("/var/lib/onebox/runs")
 EXIT_FILE = "exit-code"
 # systemd answers nothing while it re-executes itself (an upgrade of systemd, or setup
 # after a libc update does that): a unit is gone only when it stays gone this long.

@@ -26,6 +26,7 @@ from . import (
     setup,
     status,
 )
+from .paths import AGENT_HOME
 from .protocol import AgentError, ExitCode, emit
 from .requests import Request, parse
 
@@ -76,7 +77,7 @@ def main(workdir: str) -> int:
 def run_action(request: Request, root: Path) -> tuple[int, dict | None, str]:
     """Run it, report the result or the error as events; (exit code, result, error)."""
     try:
-        if request.action != "facts" and provision.AGENT_HOME.is_dir():
+        if request.action != "facts" and AGENT_HOME.is_dir():
             provision.install_agent()  # the timers' copy stays the version last used
         result = ACTIONS[request.action](request, root / "payload")
     except AgentError as exc:

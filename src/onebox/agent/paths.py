@@ -1,4 +1,6 @@
-"""Every path onebox uses on a server, in one place."""
+"""Every path onebox uses on a server, in one place: the modules, the client and the
+templates (AppPaths.template_context) all take them from here. A unit test refuses a
+path of this layout spelled anywhere else."""
 
 from __future__ import annotations
 
@@ -6,9 +8,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SLOTS = ("blue", "green")
-ETC = Path("/etc/onebox")
+SRV = Path("/srv")  # /srv/APP: the app's releases, virtualenvs, slots, shared data
+ETC = Path("/etc/onebox")  # root-only: secrets, settings, keys, the firewall rules
 TOOLS = Path("/opt/onebox")
+AGENT_HOME = TOOLS / "agent"  # the installed agent, run by the entry and the timers
+UV = TOOLS / "uv" / "bin" / "uv"
+ENTRY = Path("/usr/local/sbin/onebox-agent")  # the deploy user's one sudo command
 CACHE = Path("/var/cache/onebox")
+STATE = Path("/var/lib/onebox")
+RUNS = STATE / "runs"  # detached runs (launch.py)
+GUARDS = STATE / "guards"  # armed undos (guard.py)
+FIREWALL_WISHES = STATE / "firewall"  # each app's firewall wish (firewall.py)
+SETUP_LOCK = STATE / "setup.lock"
+LISTS_STAMP = STATE / "apt-lists.stamp"
+MAINTENANCE = STATE / "maintenance"
+LOGS = Path("/var/log/onebox")  # the history (history.py)
+FIREWALL_RULES = ETC / "firewall.nft"
+UNIT_DIR = Path("/etc/systemd/system")
+TMPFILES_DIR = Path("/etc/tmpfiles.d")
+CADDYFILE = Path("/etc/caddy/Caddyfile")
+CADDY_SITES = Path("/etc/caddy/sites")
+CADDY_DROPIN = UNIT_DIR / "caddy.service.d" / "onebox.conf"
 
 
 @dataclass(frozen=True)
@@ -17,7 +37,7 @@ class AppPaths:
 
     @property
     def root(self) -> Path:
-        return Path("/srv") / self.app
+        return SRV / self.app
 
     @property
     def releases(self) -> Path:
@@ -119,7 +139,7 @@ class AppPaths:
     @property
     def maintenance(self) -> Path:
         """When `on.html` exists here, Caddy answers every request with it and a 503."""
-        return Path("/var/lib/onebox/maintenance") / self.app
+        return MAINTENANCE / self.app
 
     @property
     def run(self) -> Path:
@@ -131,15 +151,15 @@ class AppPaths:
 
     @property
     def unit_template(self) -> Path:
-        return Path("/etc/systemd/system") / f"onebox-{self.app}@.service"
+        return UNIT_DIR / f"onebox-{self.app}@.service"
 
     @property
     def tmpfiles(self) -> Path:
-        return Path("/etc/tmpfiles.d") / f"onebox-{self.app}.conf"
+        return TMPFILES_DIR / f"onebox-{self.app}.conf"
 
     @property
     def caddy_site(self) -> Path:
-        return Path("/etc/caddy/sites") / f"{self.app}.caddy"
+        return CADDY_SITES / f"{self.app}.caddy"
 
     def unit(self, slot: str) -> str:
         return f"onebox-{self.app}@{slot}.service"
@@ -149,3 +169,22 @@ class AppPaths:
 
     def slot_link(self, slot: str) -> Path:
         return self.slots / slot
+
+    def template_context(self) -> dict[str, str]:
+        """The layout as the templates (units, Caddy's site, timers) spell it."""
+        return {
+            "root": str(self.root),
+            "run": str(self.run),
+            "live_socket": str(self.live_socket),
+            "secrets": str(self.secrets),
+            "maintenance": str(self.maintenance),
+            "backups": str(self.backups),
+            "db": str(self.db),
+            "shared": str(self.shared),
+            "agent_home": str(AGENT_HOME),
+            "cache": str(CACHE),
+            "state_dir": str(STATE),
+            "logs": str(LOGS),
+            "caddy_sites": str(CADDY_SITES),
+            "caddyfile": str(CADDYFILE),
+        }

@@ -20,7 +20,19 @@ from . import (
     updates,
 )
 from .database import Engine
-from .paths import CACHE, ETC, TOOLS, AppPaths
+from .paths import (
+    AGENT_HOME,
+    CACHE,
+    CADDY_DROPIN,
+    CADDY_SITES,
+    CADDYFILE,
+    ENTRY,
+    ETC,
+    TOOLS,
+    UNIT_DIR,
+    UV,
+    AppPaths,
+)
 from .protocol import AgentError, ExitCode
 from .restic import Repository
 from .system import (
@@ -44,9 +56,7 @@ BASE_PACKAGES = [
     "curl",
     "restic",
 ]
-AGENT_HOME = TOOLS / "agent"
 SUPPORTED_DEBIAN = ("12", "13")
-CADDYFILE = Path("/etc/caddy/Caddyfile")
 CADDY_MARK = "# Managed by onebox"
 
 
@@ -82,9 +92,6 @@ def check_supported() -> dict[str, Any]:
     return found
 
 
-SETUP_LOCK = Path("/var/lib/onebox/setup.lock")
-
-
 def ensure_packages(packages: list[str], security: dict, notes: list[str]) -> bool:
     """Security updates first, so the services installed and started next start patched;
     then setup's packages (needrestart among them), which name what still runs old code."""
@@ -115,7 +122,7 @@ def install_agent() -> bool:
     commands (logs, manage, dbshell, ca, dump), whoever logs in."""
     source = Path(__file__).parent
     target = AGENT_HOME / "onebox_agent"
-    changed = write_file(ssh_access.ENTRY, ssh_access.ENTRY_SOURCE.read_text(), mode=0o755)
+    changed = write_file(ENTRY, ssh_access.ENTRY_SOURCE.read_text(), mode=0o755)
     for path in sorted(source.glob("*.py")):
         changed |= write_file(target / path.name, path.read_bytes())
     for stale in target.glob("*.py"):
@@ -170,8 +177,8 @@ def timer_files(paths: AppPaths, files: dict[str, str]) -> dict[Path, str]:
     found = {}
     for job in ("backup", "verify"):
         name = f"onebox-{paths.app}-{job}"
-        found[Path(f"/etc/systemd/system/{name}.service")] = files[f"{job}_service"]
-        found[Path(f"/etc/systemd/system/{name}.timer")] = files[f"{job}_timer"]
+        found[UNIT_DIR / f"{name}.service"] = files[f"{job}_service"]
+        found[UNIT_DIR / f"{name}.timer"] = files[f"{job}_timer"]
     return found
 
 
@@ -210,7 +217,7 @@ def check_calendar(calendar: str, where: str) -> None:
 
 
 def ensure_uv(version: str) -> bool:
-    uv = TOOLS / "uv" / "bin" / "uv"
+    uv = UV
     if uv.exists():
         current = run([str(uv), "--version"], check=False).stdout.split()
         if len(current) >= 2 and current[1] == version:
@@ -233,7 +240,7 @@ def ensure_app_user(app: str) -> bool:
                 "--system",
                 "--user-group",
                 "--home-dir",
-                f"/srv/{app}",
+                str(AppPaths(app).root),
                 "--no-create-home",
                 "--shell",
                 "/usr/sbin/nologin",
@@ -280,7 +287,6 @@ def ensure_units(paths: AppPaths, files: dict[str, str]) -> bool:
     return unit_changed or tmpfiles_changed
 
 
-CADDY_DROPIN = Path("/etc/systemd/system/caddy.service.d/onebox.conf")
 CADDY_DROPIN_TEXT = """# Written by onebox: Caddy's admin API listens on /run/caddy/admin.sock (see
 # the Caddyfile), in this folder that only Caddy and root may enter.
 [Service]
@@ -290,7 +296,7 @@ RuntimeDirectoryMode=0700
 
 
 def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
-    ensure_dir(Path("/etc/caddy/sites"))
+    ensure_dir(CADDY_SITES)
     if CADDYFILE.is_file():
         old = CADDYFILE.read_text()
         backup = CADDYFILE.with_name("Caddyfile.before-onebox")

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from .isolation import Check, result
-from .paths import AppPaths
+from .paths import UNIT_DIR, AppPaths
 from .protocol import AgentError, ExitCode, emit
 from .system import run, write_file
 
@@ -49,7 +49,7 @@ def ensure_shared_mount(paths: AppPaths) -> bool:
     sees it only once restarted (a mount made later does not reach its namespace): the
     caddy step does that (`caddy_sees_mount`)."""
     unit = mount_unit(paths)
-    changed = write_file(Path("/etc/systemd/system") / unit, MOUNT_UNIT.format(shared=paths.shared))
+    changed = write_file(UNIT_DIR / unit, MOUNT_UNIT.format(shared=paths.shared))
     if changed:
         run(["systemctl", "daemon-reload"])
     if nosymfollow(paths, "self"):

@@ -16,15 +16,22 @@ from typing import Any
 from . import guard, hardening, isolation, public_files, redis_server, ssh_access, updates
 from .database import Engine, engine_for
 from .lock import deploy_lock
-from .paths import CACHE, ETC, AppPaths
+from .paths import (
+    AGENT_HOME,
+    CACHE,
+    CADDY_DROPIN,
+    CADDYFILE,
+    ENTRY,
+    ETC,
+    SETUP_LOCK,
+    UNIT_DIR,
+    UV,
+    AppPaths,
+)
 from .plan import Change, command, file_change, files_change, missing_dirs, package_changes
 from .provision import (
-    AGENT_HOME,
     BASE_PACKAGES,
-    CADDY_DROPIN,
     CADDY_DROPIN_TEXT,
-    CADDYFILE,
-    SETUP_LOCK,
     check_calendar,
     check_supported,
     ensure_app_user,
@@ -90,7 +97,7 @@ def plan_packages(s: Setup) -> list[Change]:
 
 
 def plan_uv(s: Setup) -> list[Change]:
-    uv = Path("/opt/onebox/uv/bin/uv")
+    uv = UV
     found = run([str(uv), "--version"], check=False).stdout.split() if uv.exists() else []
     if found[1:2] == [s.request.uv_version]:
         return []
@@ -116,7 +123,7 @@ def plan_directories(s: Setup) -> list[Change]:
 def plan_shared_mount(s: Setup) -> list[Change]:
     unit = public_files.mount_unit(s.paths)
     text = public_files.MOUNT_UNIT.format(shared=s.paths.shared)
-    changes = file_change(Path("/etc/systemd/system") / unit, text)
+    changes = file_change(UNIT_DIR / unit, text)
     if not public_files.nosymfollow(s.paths, "self"):
         changes.append(command(["systemctl", "start", unit]))
     return changes
@@ -147,7 +154,7 @@ def plan_secrets(s: Setup) -> list[Change]:
 def plan_agent(s: Setup) -> list[Change]:
     source = Path(__file__).parent
     target = AGENT_HOME / "onebox_agent"
-    files = {ssh_access.ENTRY: ssh_access.ENTRY_SOURCE.read_text()}
+    files = {ENTRY: ssh_access.ENTRY_SOURCE.read_text()}
     files |= {target / p.name: p.read_text() for p in sorted(source.glob("*.py"))}
     changes = [Change("file", c.target) for c in files_change(files, mode=None)]  # (no diffs)
     stale = [p for p in target.glob("*.py") if not (source / p.name).exists()]

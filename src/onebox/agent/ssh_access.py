@@ -19,12 +19,12 @@ import re
 from pathlib import Path
 
 from . import guard
+from .paths import ENTRY
 from .plan import Change, command, file_change
 from .protocol import AgentError
 from .system import ensure_dir, run, user_exists, write_file
 
 DEPLOY_USER = "onebox"
-ENTRY = Path("/usr/local/sbin/onebox-agent")
 ENTRY_SOURCE = Path(__file__).with_name("entry_script.py")
 SUDOERS = Path("/etc/sudoers.d/onebox")
 HARDENING = Path("/etc/ssh/sshd_config.d/00-onebox.conf")  # sshd: the first value wins

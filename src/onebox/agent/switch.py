@@ -197,12 +197,26 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 def route_to(paths: AppPaths, slot: str, release: Path) -> None:
     """Atomically point live.sock (traffic), current (static files) and live (state) at slot."""
-    tmp = paths.run / ".live.sock.tmp"
+    relink(paths, slot)
+    ensure_symlink(paths.current, release)
+    ensure_symlink(paths.live_slot, slot)
+
+
+def relink(paths: AppPaths, slot: str) -> None:
+    """live.sock: a hard link to the slot's socket, put in place in one rename."""
+    tmp = paths.run / f".live-{slot}"
     tmp.unlink(missing_ok=True)
     os.link(paths.socket(slot), tmp)
     os.replace(tmp, paths.live_socket)
-    ensure_symlink(paths.current, release)
-    ensure_symlink(paths.live_slot, slot)
+
+
+def main(app: str, slot: str) -> int:
+    """The slot unit's ExecStartPost (as the app): a live slot that starts again (after
+    a reboot, a crash) gets live.sock back; an idle one leaves it alone."""
+    paths = AppPaths(app)
+    if slot in SLOTS and live_slot(paths) == slot:
+        relink(paths, slot)
+    return 0
 
 
 def retire(paths: AppPaths, old: str | None, new: str) -> None:
@@ -216,3 +230,9 @@ def retire(paths: AppPaths, old: str | None, new: str) -> None:
 
 def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:
     return unit_journal(paths.unit(slot), lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(*sys.argv[1:3]))

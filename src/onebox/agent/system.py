@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .paths import LISTS_STAMP
 from .protocol import AgentError
 
 # needrestart suspended: an install by onebox must never restart services (the app, the
@@ -178,7 +179,7 @@ def missing_packages(packages: Sequence[str]) -> list[str]:
 
 # apt-get update's last success: onebox's own runs, or apt's daily timer.
 LISTS_STAMPS = (
-    Path("/var/lib/onebox/apt-lists.stamp"),
+    LISTS_STAMP,
     Path("/var/lib/apt/periodic/update-success-stamp"),
 )
 

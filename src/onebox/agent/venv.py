@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from . import baseline
-from .paths import CACHE, TOOLS, AppPaths
+from .paths import CACHE, TOOLS, UV, AppPaths
 from .protocol import AgentError, emit
 from .requests import DeployRequest
 from .system import apt_install, run, tail
@@ -26,7 +26,7 @@ def ensure_venv(paths: AppPaths, request: DeployRequest) -> tuple[Path, bool]:
         return venv, False
     if venv.exists():
         shutil.rmtree(venv)
-    uv = str(TOOLS / "uv" / "bin" / "uv")
+    uv = str(UV)
     env = {
         "UV_CACHE_DIR": str(CACHE / "uv"),
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",

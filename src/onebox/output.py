@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.status import Status
 
@@ -25,7 +25,10 @@ class HumanReporter:
 
     def __init__(self, verbose: bool = False) -> None:
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.out = Console(highlight=False, soft_wrap=True)
+        # piped: tables as wide as their rows (a script reads whole lines), not 80 columns
+        self.out = Console(
+            highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 4096
+        )
         self.verbose = verbose
         self._status: Status | None = None
 
@@ -67,9 +70,10 @@ class HumanReporter:
             self._status.stop()
             self._status = None
 
-    def result(self, text: str) -> None:
+    def result(self, view: str | RenderableType) -> None:
+        """Text (as it is: never read as markup), or a table (of plain-text cells)."""
         self._stop()
-        self.out.print(text, markup=False)
+        self.out.print(view, markup=False)
 
     def error(self, error: OneboxError) -> None:
         self._stop()

@@ -1,17 +1,88 @@
-"""How results read for people: the texts the CLI prints (the data is what --json gives).
-
-User-supplied strings (build commands, step names, paths) are printed as they are: this
-text goes out with markup off (output.HumanReporter.result).
+"""How results read for people: what the CLI prints for each command (--json prints
+the data itself). Tables are rich tables; every cell and line that holds a string from
+the user or the server (a build command, a step name, a detail) is plain text, never
+read as rich markup.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
 
-def plan_text(result: dict[str, Any], what: str) -> str:
+from onebox.agent.backup import human
+from onebox.agent.site_check import MAINTENANCE
+
+View = str | RenderableType
+Data = dict[str, Any]
+
+
+def table(*headers: str, rows: list[list[str]], empty: str) -> View:
+    """A borderless table: a header row, then one row per entry (or a line saying why
+    there is none)."""
+    if not rows:
+        return empty
+    grid = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    for row in rows:
+        grid.add_row(*(Text(cell) for cell in row))
+    return grid
+
+
+def lines(*parts: str) -> str:
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------- app
+
+
+def init_text(target: str, found: Any, filled: list[str] | None, host: str) -> str:
+    if filled is None:
+        headline = f"wrote {target}"
+    elif filled:
+        headline = f"kept {target}, filled in {', '.join(filled)}"
+    else:
+        headline = f"kept {target} (it has everything init detects; --force writes it anew)"
+    out = [
+        headline,
+        f"  settings      {found.settings}",
+        f"  wsgi          {found.wsgi}",
+        f"  dependencies  {found.requirements or '(none found)'}",
+        f"  static root   {found.static_root or '(not set: collectstatic needs STATIC_ROOT)'}",
+        f"  media root    {found.media_root or '(not set)'}",
+    ]
+    if found.required_env:
+        out.append(
+            f"  secrets       {', '.join(found.required_env)} (set them with "
+            "`onebox env set KEY=VALUE`)"
+        )
+    if found.optional_env:
+        out.append(
+            f"  optional      {', '.join(found.optional_env)} (read with a default: set "
+            "only those you want)"
+        )
+    out += [f"  proposed      {reason}" for reason in found.background_reasons]
+    out += [f"  note: {note}" for note in found.notes]
+    out.append(
+        "next: `onebox setup` and `onebox deploy`"
+        if host
+        else "next: set [server] host, then `onebox setup` and `onebox deploy`"
+    )
+    return lines(*out)
+
+
+def setup_text(result: Data) -> str:
+    if result["changed"]:
+        return f"{result['host']}: set up ({', '.join(result['changed'])} changed)"
+    return f"{result['host']}: already set up, nothing changed"
+
+
+def plan_text(result: Data, what: str) -> str:
     """A dry run: each step that would run, and what it would change."""
-    lines = [f"dry run: nothing was done on {result['host']}. {what} would:"]
+    out = [f"dry run: nothing was done on {result['host']}. {what} would:"]
     for step in result["plan"]:
         changes = step["changes"]
         if step["step"] in QUIET and not changes:
@@ -22,9 +93,9 @@ def plan_text(result: dict[str, Any], what: str) -> str:
             mark, after = "✓", ""
         else:
             mark, after = "·", " (unchanged)"
-        lines.append(f" {mark} {step['name']}{after}")
-        lines += [f"     {line}" for change in changes for line in change_lines(change)]
-    return "\n".join(lines)
+        out.append(f" {mark} {step['name']}{after}")
+        out += [f"     {line}" for change in changes for line in change_lines(change)]
+    return lines(*out)
 
 
 QUIET = {"prune", "processes", "maintenance page off"}  # steps that report nothing themselves
@@ -37,3 +108,253 @@ def change_lines(change: dict[str, str]) -> list[str]:
     if kind == "file" and diff.startswith("---"):
         return [f"file {target}:", *(f"  {line}" for line in diff.rstrip("\n").splitlines())]
     return [f"{kind} {target}" + (f"  ({diff})" if diff else "")]
+
+
+def deploy_text(result: Data) -> str:
+    out = [f"deployed release {result['release']} in {result['seconds']}s"]
+    migrated = result.get("migrations") or {}
+    if migrated.get("applied"):
+        backup = migrated.get("backup")
+        out.append(
+            f"applied {len(migrated['applied'])} migration(s)"
+            + (f"; backup {backup} holds the database as it was before" if backup else "")
+        )
+    return lines(*out, *site_lines(result))
+
+
+def site_lines(result: Data) -> list[str]:
+    """Says "live at" only when a visitor gets the release; else what stands in the
+    way. The maintenance page is the user's own choice: said, but no failure."""
+    problems = result.get("problems") or []
+    out = [] if problems or result.get("maintenance") else [f"live at {result['url']}"]
+    if result.get("maintenance"):
+        out.append(f"but: {MAINTENANCE}")
+    return out + [f"but: {problem}" for problem in problems]
+
+
+def status_text(result: Data) -> str:
+    release = result.get("release") or {}
+    missing = "(its files are missing)" if result.get("live_slot") else "(none deployed)"
+    server = result["server"]
+    return lines(
+        f"server   {result['host']} ({server['os_name']}, Python {server['python']})",
+        f"url      {result['url']}",
+        f"release  {release.get('release_id', missing)} {release.get('commit', '')}",
+        f"slot     {result.get('live_slot') or '-'}  units: "
+        + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
+        f"caddy    {result['caddy']}",
+        f"health   {result.get('health', '-')}",
+        *background_lines(result.get("background") or {}),
+        *backup_lines(result.get("backups") or {}),
+        *update_lines(result.get("updates") or {}),
+        *[f"PROBLEM  {problem}" for problem in result.get("problems", [])],
+    )
+
+
+def background_lines(state: Data) -> list[str]:
+    out = []
+    for process in state.get("processes", []):
+        restarts = f", {process['restarts']} restart(s)" if process["restarts"] else ""
+        out.append(
+            f"process  {process['name']}: {process['state']} since {process['since'] or '-'}"
+            f" (release {process['release']}{restarts})"
+        )
+    for schedule in state.get("schedules", []):
+        outcome = schedule["result"]
+        outcome = (
+            "FAILED" + outcome.removeprefix("failed") if outcome.startswith("failed") else outcome
+        )
+        last = f"{schedule['last_run']} {outcome}" if schedule["last_run"] else "never"
+        out.append(
+            f"schedule {schedule['name']} ({schedule['calendar']}): last run {last}, "
+            f"next {schedule['next'] or '-'}"
+        )
+    return out
+
+
+def update_lines(state: Data) -> list[str]:
+    if not state:
+        return []
+    parts = ["security updates on" if state.get("unattended_upgrades") else "security updates OFF"]
+    if state.get("reboot_required"):
+        parts.append("a REBOOT is pending (a new kernel)")
+    if state.get("outdated_services"):
+        parts.append("restart needed: " + ", ".join(state["outdated_services"]))
+    return [f"updates  {'; '.join(parts)}"]
+
+
+def backup_lines(state: Data) -> list[str]:
+    out = []
+    for job, label in (("backup", "backup"), ("verify", "verified")):
+        last = state.get(job)
+        if not last:
+            text = "never"
+        elif last.get("ok"):
+            text = f"{last.get('id', '')} at {last['time']}, ok"
+        else:
+            good = state.get(f"last_good_{job}", {}).get("time", "never")
+            text = f"FAILED at {last['time']}: {last.get('error')} (last good: {good})"
+        if state.get(f"{job}_unit_failed"):
+            text += f"  [the scheduled {job} failed: `onebox logs` shows why]"
+        timer = state.get(f"{job}_timer") or {}
+        if timer.get("next"):
+            text += f"  next: {timer['next']}"
+        out.append(f"{label:<8} {text}")
+    return out
+
+
+def env_set_text(result: Data, backup: bool) -> str:
+    changed = ", ".join(result["changed"]) or "nothing"
+    if backup:
+        return f"set {changed} for the backups"
+    return f"set {changed}; deploy (or restart) for the app to see it"
+
+
+def env_list_text(result: Data) -> str:
+    return lines(*(f"{k}={v}" for k, v in sorted(result["values"].items())))
+
+
+# ------------------------------------------------------------------------ release
+
+
+def releases_table(result: Data) -> View:
+    rows = [
+        [
+            ("* " if entry["live"] else "  ") + entry["release_id"],  # * the live one
+            entry.get("created", ""),
+            (entry.get("commit") or "-")[:12],
+            entry.get("deployer", ""),
+        ]
+        for entry in reversed(result["releases"])
+    ]
+    return table(
+        "  RELEASE", "CREATED", "COMMIT", "DEPLOYED BY",
+        rows=rows, empty="no releases yet: `onebox deploy` makes one",
+    )  # fmt: skip
+
+
+def rollback_text(result: Data) -> str:
+    out = [f"rolled back to release {result['release']} (was {result['previous']})"]
+    restored = result.get("restored")
+    if restored:
+        out.append(
+            f"database and media restored from backup {restored['restored']}; what was "
+            f"written since is in safety backup {restored['safety_backup']}"
+        )
+    return lines(*out, *site_lines(result))
+
+
+def cancel_text(result: Data) -> str:
+    out = [f"{run}: {outcome}" for run, outcome in result["runs"].items()]
+    if "cancelled" in result["runs"].values():
+        out.append("the release it was building is removed; the live release keeps serving")
+    return lines(*out)
+
+
+# ------------------------------------------------------------------------- backup
+
+
+def backup_text(result: Data) -> str:
+    db = result["manifest"]["db"]
+    text = (
+        f"backup {result['id']} done in {result['seconds']}s: "
+        f"{len(db['tables'])} tables ({human(db['bytes'])} dump), "
+        f"{result['manifest']['media']['files']} media files"
+    )
+    return text + (f"\ncopied off-site to {result['offsite']}" if result.get("offsite") else "")
+
+
+def verify_text(result: Data) -> str:
+    return (
+        f"backup {result['id']} verified: {result['tables']} tables restored identical; "
+        f"repositories checked: {', '.join(result['checked'])}"
+    )
+
+
+def backup_key_text(result: Data) -> str:
+    out = [
+        f"backup key: {result['key']}",
+        "",
+        "Keep a copy in your password manager, away from this server: backups cannot be",
+        "read without it, and a lost server takes its copy with it. To read a repository",
+        "by hand: RESTIC_REPOSITORY=<repo> restic snapshots (restic asks for this key).",
+        f"repositories: {', '.join(result['repositories'])}",
+    ]
+    if result["ssh_public_key"]:
+        out += [
+            "",
+            "The off-site SFTP host must accept this key (add it to authorized_keys):",
+            result["ssh_public_key"],
+        ]
+    return lines(*out)
+
+
+def backups_table(result: Data) -> View:
+    rows = [
+        [
+            entry["id"],
+            entry["time"][:19],
+            entry.get("reason", ""),
+            human(entry.get("db_bytes", 0)),
+            f"{entry.get('media_files', 0)} files {human(entry.get('media_bytes', 0))}",
+            ", ".join(entry["where"]) or "incomplete",
+        ]
+        for entry in result["backups"]
+    ]
+    return table(
+        "ID", "TIME", "REASON", "DATABASE", "MEDIA", "WHERE",
+        rows=rows, empty="no backups yet: `onebox backup` makes one",
+    )  # fmt: skip
+
+
+def restore_text(result: Data) -> str:
+    return (
+        f"restored backup {result['restored']} (from the {result['from']} repository)\n"
+        f"the data as it was before is in backup {result['safety_backup']}"
+    )
+
+
+def pulled_text(result: Data) -> str:
+    return f"backup {result['id']}: {result['engine']} dump saved to {result['file']}"
+
+
+# ----------------------------------------------------------------------- security
+
+
+def audit_text(result: Data) -> str:
+    marks = {"pass": "ok  ", "fail": "FAIL", "warn": "warn", "skipped": "skip"}
+    out = []
+    for check in result["checks"]:
+        out.append(f"{marks[check['status']]}  {check['name']}: {check['detail']}")
+        if check["fix"] and check["status"] in ("fail", "warn"):
+            out.append(f"      fix: {check['fix']}")
+    failed = result["failed"]
+    out.append(
+        f"score {result['score']}/100 on {result['host']}: "
+        + (f"{len(failed)} failed ({', '.join(failed)})" if failed else "every check passed")
+    )
+    return lines(*out)
+
+
+def history_table(result: Data) -> View:
+    rows = []
+    for entry in result["entries"]:
+        by = entry.get("by", "?")
+        if entry.get("login") not in (None, "root"):
+            by += f" ({entry['login']})"
+        rows.append([entry["time"], entry["action"], entry["result"], by, entry.get("detail", "")])
+    return table(
+        "TIME", "ACTION", "RESULT", "BY", "DETAIL",
+        rows=rows, empty="nothing recorded yet: setup, deploy, rollback, restore… are",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------ sandbox
+
+
+def sandboxes_table(boxes: list[Data]) -> View:
+    rows = [
+        [b["name"], b["address"], f"debian {b['debian']}", "running" if b["running"] else "stopped"]
+        for b in boxes
+    ]
+    return table("NAME", "ADDRESS", "DEBIAN", "STATE", rows=rows, empty="no practice servers")

@@ -232,7 +232,7 @@ def test_redis_protocol_is_safe_for_any_password():
 
 
 def test_asgi_apps_run_uvicorns_worker_behind_the_health_check(tmp_path):
-    from onebox.api import rendered_files
+    from onebox.api.server import rendered_files
 
     with_asgi = APP.replace("wsgi = ", 'asgi = "hc.asgi:application"\nwsgi = ')
     (tmp_path / "onebox.toml").write_text(with_asgi)

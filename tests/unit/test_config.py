@@ -242,7 +242,7 @@ def test_setup_names_the_deploy_user_before_root_login_goes_off(tmp_path, monkey
     from contextlib import contextmanager
     from types import SimpleNamespace
 
-    from onebox import api
+    from onebox.api import provisioning as api
     from onebox.config import load_project
 
     write(tmp_path, GOOD.replace('host = "203.0.113.7"', 'host = "root@203.0.113.7"'))

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from onebox.api import rendered_files, resolve_target, tls_internal
+from onebox.api.server import rendered_files, resolve_target, tls_internal
 from onebox.config import Config, Project
 
 
@@ -105,3 +105,21 @@ def test_user_text_is_never_read_as_markup(capsys):
     for shown in ("build: echo [/]", "[prod] [bold]", "[prod] [/] log", "[prod] notice [/]",
                   "[prod] failed [/]", "[red]x[/]", "[h]"):  # fmt: skip
         assert shown in err, shown
+
+
+def test_tables_print_user_text_as_it_is(capsys):
+    """History details and commits are the server's and the user's strings: a table cell
+    is plain text, never markup."""
+    from onebox import views
+    from onebox.output import HumanReporter
+
+    reporter = HumanReporter()
+    history = {"entries": [{"time": "t", "action": "deploy", "result": "ok", "by": "ada",
+                            "login": "onebox", "detail": "[prod] [bold]x[/]"}]}  # fmt: skip
+    reporter.result(views.history_table(history))
+    releases = {"releases": [{"release_id": "r2", "live": True, "commit": "[/]"},
+                             {"release_id": "r1", "live": False}]}  # fmt: skip
+    reporter.result(views.releases_table(releases))
+    out = capsys.readouterr().out
+    assert "[prod] [bold]x[/]" in out and "ada (onebox)" in out
+    assert "* r2" in out and "  r1" in out and "[/]" in out

@@ -1,0 +1,161 @@
+"""The running app: its secrets, status, logs, manage.py and other commands in its
+release, the CA, the audit and the history.
+"""
+
+from __future__ import annotations
+
+from onebox import audit as outside
+from onebox import remote
+from onebox.agent.requests import (
+    AuditRequest,
+    EnvListRequest,
+    EnvSetRequest,
+    EnvUnsetRequest,
+    HistoryRequest,
+    ManageArgsRequest,
+    StatusRequest,
+)
+from onebox.api.server import (
+    Reporter,
+    Result,
+    _simple,
+    connect,
+)
+from onebox.config import Project
+from onebox.errors import (
+    RemoteStepFailed,
+)
+
+
+def env_set(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    *,
+    values: dict[str, str],
+    backup: bool = False,
+) -> Result:
+    return _simple(project, host, reporter, EnvSetRequest(values=values, backup=backup))
+
+
+def env_unset(
+    project: Project, host: str | None, reporter: Reporter, *, keys: list[str], backup: bool = False
+) -> Result:
+    return _simple(project, host, reporter, EnvUnsetRequest(keys=keys, backup=backup))
+
+
+def env_list(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    *,
+    reveal: bool = False,
+    backup: bool = False,
+) -> Result:
+    return _simple(project, host, reporter, EnvListRequest(reveal=reveal, backup=backup))
+
+
+def status(project: Project, host: str | None, reporter: Reporter) -> Result:
+    with connect(project, host, reporter) as server:
+        request = StatusRequest(
+            app=project.config.app.name,
+            address=server.address,
+            health_path=project.config.app.health_check_path,
+        )
+        result = remote.call(server.ssh, remote.pack(request), reporter.event)
+        return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}
+
+
+def logs(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    *,
+    follow: bool = False,
+    lines: int = 100,
+    process: str | None = None,
+) -> int:
+    """The journal of gunicorn and Django, the processes, the schedules and the backup
+    timers (or of the one process or schedule named)."""
+    args = ["logs", project.config.app.name, str(lines), *(["follow"] if follow else [])]
+    args += ["process", process] if process else []
+    with connect(project, host, reporter) as server:
+        return server.ssh.interactive(server.ssh.agent_command(args))
+
+
+def manage(project: Project, host: str | None, reporter: Reporter, *, args: list[str]) -> int:
+    """manage.py in the live release, as the app user, with its environment loaded by systemd."""
+    return _in_release(project, host, reporter, "manage", args)
+
+
+def run(project: Project, host: str | None, reporter: Reporter, *, args: list[str]) -> int:
+    """Any command in the live release (`python manage.py check`, `celery inspect ping`),
+    as manage.py runs: its output streamed, its exit status returned."""
+    return _in_release(project, host, reporter, "run", args)
+
+
+def _in_release(
+    project: Project, host: str | None, reporter: Reporter, kind: str, args: list[str]
+) -> int:
+    app = project.config.app.name
+    with connect(project, host, reporter) as server:
+        # The arguments go first inside an agent request (stdin), never on a command line:
+        # they may hold a password (see agent/manage_args.py).
+        request = ManageArgsRequest(app=app, args=args)
+        token = remote.call(server.ssh, remote.pack(request), reporter.event)["token"]
+        command = [kind, app, project.config.app.manage, "--args-from", str(token)]
+        return server.ssh.interactive(server.ssh.agent_command(command))
+
+
+def caddy_root_ca(project: Project, host: str | None, reporter: Reporter) -> str:
+    """The root certificate of Caddy's internal CA, for clients to trust the site."""
+    with connect(project, host, reporter) as server:
+        result = server.ssh.run(server.ssh.agent_command(["ca"]), check=False)
+        if result.returncode != 0:
+            raise RemoteStepFailed(
+                f"{server.ssh.target.name} has no internal CA yet",
+                host=server.ssh.target.name,
+                output=result.stderr.decode(errors="replace")[-1000:],
+                hint="Caddy creates it when it first serves a site by IP address or LAN name: "
+                "run `onebox setup` and `onebox deploy` first (a public domain needs no CA)",
+            )
+        return result.stdout.decode()
+
+
+def audit(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    *,
+    lynis: bool = False,
+    all_ports: bool = False,
+) -> Result:
+    """The server's protections checked as they are now, from inside and from here."""
+    cfg = project.config
+    with connect(project, host, reporter) as server:
+        request = AuditRequest(
+            app=cfg.app.name,
+            manage=cfg.app.manage,
+            security=cfg.security.model_dump(),
+            lynis=lynis,
+        )
+        inside = remote.call(server.ssh, remote.pack(request), reporter.event)
+        address = server.ssh.hostname
+    checks = list(inside["checks"])
+    if cfg.security.wants("firewall"):
+        allowed = {*inside["ssh_ports"], 80, 443, *cfg.security.open_ports}
+        checks.append(outside.check_ports(address, allowed, all_ports))
+    checks += outside.check_site(address, cfg.server.domain or address)
+    counted = [c for c in checks if c["status"] in ("pass", "fail")]
+    passed = sum(c["status"] == "pass" for c in counted)
+    return {
+        "host": server.ssh.target.name,
+        "checks": checks,
+        "score": round(100 * passed / len(counted)) if counted else 100,
+        "failed": [c["name"] for c in checks if c["status"] == "fail"],
+    }
+
+
+def history(project: Project, host: str | None, reporter: Reporter, *, lines: int = 30) -> Result:
+    """The server's audit trail of operations on this app, oldest first."""
+    return _simple(project, host, reporter, HistoryRequest(lines=lines))

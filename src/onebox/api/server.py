@@ -1,0 +1,171 @@
+"""Reaching the server: the target, the SSH connection, its facts, and the files
+rendered for it (units, Caddy's site, timers) from onebox.toml.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from uv import find_uv_bin
+
+from onebox import remote, sandbox
+from onebox.agent.paths import AppPaths
+from onebox.agent.requests import (
+    FactsRequest,
+    Request,
+)
+from onebox.config import Project
+from onebox.detect import python_requirement
+from onebox.errors import (
+    ConfigError,
+)
+from onebox.python_support import check_requires_python
+from onebox.templating import render
+from onebox.transport import SSH, Target
+
+LAN_SUFFIXES = (".lan", ".local", ".internal", ".home.arpa", ".localhost", ".test")
+
+
+Result = dict[str, Any]  # JSON data from the agent, returned to the CLI as it is
+
+
+class Reporter(Protocol):
+    def event(self, event: dict[str, object]) -> None: ...
+    def notice(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Server:
+    ssh: SSH
+    address: str  # what browsers use: the domain, or the server's address
+
+
+def resolve_target(spec: str, project: Project | None = None) -> Target:
+    """--host / [server] host -> where to connect. `sandbox:NAME` is a practice server."""
+    if not spec:
+        raise ConfigError("no server given", hint="set [server] host in onebox.toml or pass --host")
+    if spec.startswith("sandbox:"):
+        target = sandbox.load(spec.removeprefix("sandbox:")).target()
+        user = project.config.server.user if project else None
+        return replace(target, user=user, fallback_user=target.user) if user else target
+    user, _, host = spec.rpartition("@")
+    port = None
+    match = re.fullmatch(r"(.+):(\d+)", host)
+    if match and not host.startswith("["):
+        host, port = match.group(1), int(match.group(2))
+    server = project.config.server if project else None
+    return Target(
+        host=host,
+        user=user or (server.user if server else None),
+        port=port or (server.port if server else None),
+        label=spec,
+    )
+
+
+@contextmanager
+def connect(project: Project, host: str | None, reporter: Reporter) -> Iterator[Server]:
+    target = resolve_target(host or project.config.server.host, project)
+    ssh = SSH(target, on_notice=reporter.notice)
+    try:
+        address = project.config.server.domain or ssh.hostname
+        yield Server(ssh=ssh, address=address)
+    finally:
+        ssh.close()
+
+
+def tls_internal(project: Project, address: str) -> bool:
+    tls = project.config.server.tls
+    if tls != "auto":
+        return tls == "internal"
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return "." not in address or address.endswith(LAN_SUFFIXES)
+
+
+def uv_version() -> str:
+    out = subprocess.run([find_uv_bin(), "--version"], capture_output=True, text=True).stdout
+    return out.split()[1]
+
+
+def unit_context(project: Project, address: str) -> dict[str, object]:
+    """What every template of the app's units and sites is rendered with."""
+    cfg = project.config
+    return {
+        "app": cfg.app.name,
+        **AppPaths(cfg.app.name).template_context(),
+        "wsgi": cfg.app.wsgi,
+        "asgi": cfg.app.asgi,
+        "workers": cfg.app.workers,
+        "drain": cfg.deploy.drain,
+        "workdir": str(Path(cfg.app.manage).parent).strip("."),
+        "address": address,
+        "tls_internal": tls_internal(project, address),
+    }
+
+
+def rendered_files(project: Project, address: str) -> dict[str, str]:
+    cfg = project.config
+    context = unit_context(project, address)
+    two_years, one_year = 63072000, 31536000
+    default_hsts = one_year if context["tls_internal"] else two_years
+    context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
+    names = {
+        "unit": "app.service.j2",
+        "tmpfiles": "tmpfiles.conf.j2",
+        "caddyfile": "Caddyfile.j2",
+        "site": "site.caddy.j2",
+    }
+    files = {key: render(name, project.root, **context) for key, name in names.items()}
+    backup = cfg.backup
+    for job, calendar in (("backup", backup.schedule), ("verify", backup.verify)):
+        offsite_path = backup.offsite if backup.offsite.startswith("/") else ""
+        local_only = (offsite_path or not backup.offsite) and not cfg.database.url
+        job_context = {
+            **context,
+            "job": job,
+            "calendar": calendar,
+            "local_only": bool(local_only),
+            "offsite_path": offsite_path,
+        }
+        files[f"{job}_service"] = render("job.service.j2", project.root, **job_context)
+        files[f"{job}_timer"] = render("job.timer.j2", project.root, **job_context)
+    return files
+
+
+def data_settings(project: Project) -> dict[str, dict[str, Any]]:
+    """What the server keeps of [database] and [backup] (for its scheduled jobs)."""
+    return {
+        "database": project.config.database.model_dump(),
+        "backup": project.config.backup.model_dump(),
+    }
+
+
+def facts(server: Server, reporter: Reporter) -> dict[str, object]:
+    return remote.call(server.ssh, remote.pack(FactsRequest()), reporter.event)
+
+
+def check_python(project: Project, found: dict[str, object]) -> str:
+    """The Python the app runs on (major.minor), checked against what the project says
+    it needs: [app] python, else its own requires-python."""
+    cfg = project.config
+    python = cfg.server.python or ".".join(str(found["python"]).split(".")[:2])
+    wanted, where = cfg.app.python, "[app] python"
+    if not wanted:
+        wanted, where = python_requirement(project.root), "requires-python"
+    check_requires_python(wanted, cfg.server.python or str(found["python"]), where)
+    return python
+
+
+def _simple(project: Project, host: str | None, reporter: Reporter, request: Request) -> Result:
+    with connect(project, host, reporter) as server:
+        request.app = project.config.app.name
+        return remote.call(server.ssh, remote.pack(request), reporter.event)

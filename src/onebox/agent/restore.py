@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from .paths import AppPaths
 from .protocol import AgentError, step
 from .requests import MaintenanceRequest, RestoreRequest, VerifyRequest
 from .restic import Repository
+from .steps import Step, run_steps
 from .system import ensure_dir, write_file
 
 MAINTENANCE_PAGE = """<!doctype html>
@@ -112,53 +114,6 @@ def restore(request: RestoreRequest) -> dict[str, Any]:
         deploy_lock(paths.backups / ".lock", holder, "restore"),
     ):
         return restore_backup(paths, settings, request.id)
-
-
-def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, Any]:
-    """The backup's database and media files back in place; the caller holds both locks."""
-    db = engine(paths, settings)
-    repo, entry = find(paths, settings, backup_id)
-    # What the snapshots' tags say is enough to refuse early, before anything is fetched.
-    check_engine(entry.get("engine", "?"), db.name, entry["id"])
-    clean_tmp(paths)
-    with step("disk space"):
-        needed = 2 * entry.get("db_bytes", 0) + entry.get("media_bytes", 0)
-        check_space(paths, needed, "restore")
-    # The safety backup and the fetch are independent: run them side by side.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        safety_job = pool.submit(take, paths, settings, "safety", quiet=True)
-        with step(f"fetch backup {entry['id']}: manifest and media files"):
-            manifest, media = fetch_files(repo, entry, paths)
-            check_engine(manifest["engine"], db.name, manifest["id"])
-        with step("fetch and check the dump"):
-            dump = fetch_dump(repo, entry, manifest, db)
-        with step("safety backup") as state:
-            safety = safety_job.result()
-            state["detail"] = f"backup {safety['id']}: the data as it was before this restore"
-    with maintenance(paths):
-        try:
-            with step("restore database") as state:
-                db.load(dump)
-                problems = compare(manifest["db"]["tables"], db.checksums())
-                if problems:
-                    raise AgentError(
-                        "the restored database differs from the backup",
-                        output="\n".join(problems),
-                    )
-                state["detail"] = f"{len(manifest['db']['tables'])} tables, identical to the backup"
-            with step("restore media files"):
-                swap_media(paths, media)
-        except AgentError as exc:
-            with step(f"put back the data of safety backup {safety['id']}"):
-                safety_repo, safety_entry = find(paths, settings, str(safety["id"]))
-                db.load(fetch_dump(safety_repo, safety_entry, safety["manifest"], db))
-            exc.message += f"; the database was put back as it was (safety backup {safety['id']})"
-            raise
-        finally:
-            discard_dump(paths, dump)
-    clean_tmp(paths)
-    shutil.rmtree(paths.shared / ".onebox-restore", ignore_errors=True)
-    return {"restored": manifest["id"], "from": repo.label, "safety_backup": safety["id"]}
 
 
 def fetch_files(repo: Repository, entry: dict, paths: AppPaths) -> tuple[dict, Path]:
@@ -312,3 +267,106 @@ def discard_dump(paths: AppPaths, dump: Path) -> None:
         dump.unlink(missing_ok=True)
     else:  # a folder of the engine's own (SQLite's, beside the database)
         shutil.rmtree(dump.parent, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- restore steps
+
+
+@dataclass(kw_only=True)
+class Restoring:
+    """What the steps of a restore know, and what they found."""
+
+    paths: AppPaths
+    settings: dict
+    db: Engine
+    repo: Repository
+    entry: dict
+    pool: ThreadPoolExecutor
+    window: ExitStack  # the maintenance page, from the database's load to the end
+    safety_job: Future[dict[str, Any]] | None = None
+    manifest: dict = field(default_factory=dict)
+    media: Path = Path()
+    dump: Path | None = None
+    safety: dict = field(default_factory=dict)
+
+
+def check_disk(r: Restoring) -> None:
+    check_space(r.paths, 2 * r.entry.get("db_bytes", 0) + r.entry.get("media_bytes", 0), "restore")
+
+
+def start_safety(r: Restoring) -> None:
+    # the safety backup and the fetch are independent: side by side
+    r.safety_job = r.pool.submit(take, r.paths, r.settings, "safety", quiet=True)
+
+
+def fetch_backup(r: Restoring) -> None:
+    r.manifest, r.media = fetch_files(r.repo, r.entry, r.paths)
+    check_engine(r.manifest["engine"], r.db.name, r.manifest["id"])
+
+
+def fetch_checked_dump(r: Restoring) -> None:
+    r.dump = fetch_dump(r.repo, r.entry, r.manifest, r.db)
+
+
+def wait_for_safety(r: Restoring) -> str:
+    assert r.safety_job is not None
+    r.safety = r.safety_job.result()
+    return f"backup {r.safety['id']}: the data as it was before this restore"
+
+
+def restore_database(r: Restoring) -> str:
+    assert r.dump is not None
+    r.db.load(r.dump)
+    problems = compare(r.manifest["db"]["tables"], r.db.checksums())
+    if problems:
+        raise AgentError(
+            "the restored database differs from the backup", output="\n".join(problems)
+        )
+    return f"{len(r.manifest['db']['tables'])} tables, identical to the backup"
+
+
+def put_back_safety(r: Restoring) -> str:
+    """A restore that failed half-way: the data as the safety backup holds it."""
+    safety = r.safety["id"]
+    with step(f"put back the data of safety backup {safety}"):
+        repo, entry = find(r.paths, r.settings, str(safety))
+        r.db.load(fetch_dump(repo, entry, r.safety["manifest"], r.db))
+    return f"; the database was put back as it was (safety backup {safety})"
+
+
+RESTORE: list[Step[Restoring]] = [
+    Step("disk space", check_disk),
+    Step("start the safety backup", start_safety, quiet=True),
+    Step(
+        "fetch backup",
+        fetch_backup,
+        shown=lambda r: f"fetch backup {r.entry['id']}: manifest and media files",
+    ),
+    Step("fetch and check the dump", fetch_checked_dump),
+    Step("safety backup", wait_for_safety),
+    Step("maintenance page", lambda r: r.window.enter_context(maintenance(r.paths)), quiet=True),
+    Step("restore database", restore_database, undo=put_back_safety),
+    Step("restore media files", lambda r: swap_media(r.paths, r.media)),
+]
+
+
+def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> dict[str, Any]:
+    """The backup's database and media files back in place (RESTORE); the caller holds
+    both locks."""
+    db = engine(paths, settings)
+    repo, entry = find(paths, settings, backup_id)
+    # What the snapshots' tags say is enough to refuse early, before anything is fetched.
+    check_engine(entry.get("engine", "?"), db.name, entry["id"])
+    clean_tmp(paths)
+    with ThreadPoolExecutor(max_workers=1) as pool, ExitStack() as window:
+        r = Restoring(
+            paths=paths, settings=settings, db=db, repo=repo, entry=entry, pool=pool, window=window
+        )
+        try:
+            run_steps(RESTORE, r)
+        finally:
+            if r.dump is not None:
+                discard_dump(paths, r.dump)
+    clean_tmp(paths)
+    shutil.rmtree(paths.shared / ".onebox-restore", ignore_errors=True)
+    return {"restored": r.manifest["id"], "from": repo.label, "safety_backup": r.safety["id"]}

@@ -1,0 +1,370 @@
+"""The sections of onebox.toml as typed models: [app], [server], [build], [deploy],
+[env], [database], [backup], [security] (the background ones are in background.py).
+
+The schema doubles as documentation: `onebox init` writes a commented file from
+templates/onebox.toml.j2 whose keys are exactly these models' fields.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from onebox.errors import ConfigError
+from onebox.timers import is_calendar
+
+CONFIG_FILE = "onebox.toml"
+# Every pattern is used with fullmatch: `$` would also match before a trailing newline,
+# and these values land in root's unit files, the Caddyfile and command lines.
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MODULE = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+SETTINGS_MODULE = re.compile(MODULE)
+WSGI_OBJECT = re.compile(rf"{MODULE}(?::[A-Za-z_][A-Za-z0-9_]*)?")
+RELATIVE_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
+URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+SSH_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@:\[\]-]*")
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def is_hostname(value: str) -> bool:
+    labels = value.removesuffix(".").split(".")
+    return 0 < len(value) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+BUILTIN_HEALTH_PATH = "/.onebox/health"
+
+
+class AppConfig(_Section):
+    name: str
+    settings: str
+    wsgi: str
+    # An ASGI application ("proj.asgi:application": Django Channels, websockets, async
+    # views holding connections) served instead of wsgi, by gunicorn with uvicorn's worker.
+    asgi: str | None = None
+    manage: str = "manage.py"
+    python: str | None = None
+    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    # None: onebox's built-in check (Django set up, every database answering), then the
+    # home page must not answer 5xx. A path, or several: the first is polled until the
+    # release answers, then each must answer 2xx/3xx (redirects within the site followed).
+    health_path: str | list[str] | None = None
+
+    @property
+    def health_check_path(self) -> str:
+        """The path polled while the release starts (and during probation)."""
+        paths = self.health_paths
+        return paths[0] if paths else BUILTIN_HEALTH_PATH
+
+    @property
+    def health_paths(self) -> list[str]:
+        if self.health_path is None:
+            return []
+        return [self.health_path] if isinstance(self.health_path, str) else self.health_path
+
+    @property
+    def health_pages(self) -> dict[str, object]:
+        """Pages fetched once the release answers, before it gets traffic: {"paths": [...],
+        "strict": bool} (strict: 2xx/3xx wanted; else: anything but 5xx)."""
+        listed = self.health_paths
+        return (
+            {"paths": listed[1:], "strict": True} if listed else {"paths": ["/"], "strict": False}
+        )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not APP_NAME.fullmatch(value):
+            raise ValueError(
+                "must be lowercase letters, digits and dashes, start with a letter, "
+                "at most 31 characters (it names a system user and systemd units)"
+            )
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: str) -> str:
+        if not SETTINGS_MODULE.fullmatch(value):
+            raise ValueError('must be a dotted Python module path, like "config.settings"')
+        return value
+
+    @field_validator("wsgi")
+    @classmethod
+    def _wsgi(cls, value: str) -> str:
+        if not WSGI_OBJECT.fullmatch(value):
+            raise ValueError('must be module:object, like "config.wsgi:application"')
+        return value
+
+    @field_validator("asgi")
+    @classmethod
+    def _asgi(cls, value: str | None) -> str | None:
+        if value is not None and not WSGI_OBJECT.fullmatch(value):
+            raise ValueError('must be module:object, like "config.asgi:application"')
+        return value
+
+    @field_validator("manage")
+    @classmethod
+    def _manage(cls, value: str) -> str:
+        if not RELATIVE_PATH.fullmatch(value) or ".." in value.split("/"):
+            raise ValueError(
+                'must be a path inside the project, like "manage.py" or "src/manage.py" '
+                "(letters, digits, . _ - /)"
+            )
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _path(cls, value: str | list[str] | None) -> str | list[str] | None:
+        listed = [value] if isinstance(value, str) else value or []
+        if isinstance(value, list) and not value:
+            raise ValueError("list at least one path, or leave health_path out")
+        for path in listed:
+            if not URL_PATH.fullmatch(path):
+                raise ValueError(
+                    f'{path!r} must be a URL path starting with "/", like "/health/", without '
+                    "spaces (percent-encode other characters)"
+                )
+        return value
+
+
+class ServerConfig(_Section):
+    host: str = ""
+    user: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    domain: str = ""
+    tls: Literal["auto", "public", "internal"] = "auto"
+    # A uv-managed Python of this version ("3.12") for the app, instead of the server's
+    # system Python (Debian 12: 3.11, Debian 13: 3.13), when the project needs another.
+    python: Annotated[str, Field(pattern=r"^3\.\d{1,2}$")] | None = None
+    # Where uv downloads that Python from (UV_PYTHON_INSTALL_MIRROR), if not GitHub.
+    python_mirror: str = ""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if value and not SSH_NAME.fullmatch(value):
+            raise ValueError(
+                'must be an address, a host name, user@host or sandbox:NAME, like "203.0.113.7"'
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+            raise ValueError('must be a user name on the server, like "onebox" or "root"')
+        return value
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not value:
+            return value
+        bare = re.sub(r"^[a-z]+://", "", value).split("/")[0]
+        if bare != value and is_hostname(bare):
+            raise ValueError(f'must be the name alone, without scheme or path: domain = "{bare}"')
+        if not is_hostname(value):
+            raise ValueError(
+                'must be a host name, like "shop.example.com" (letters, digits, dashes and dots)'
+            )
+        return value.lower()
+
+
+class BuildConfig(_Section):
+    requirements: str | None = None
+    exclude: list[str] = []
+    # Paths or globs shipped although git ignores them (or they look like secrets): a
+    # git-ignored production settings file, compiled front-end assets.
+    include: list[str] = []
+    # false: no collectstatic on the server; STATIC_ROOT is served as the project ships it.
+    collectstatic: bool = True
+    # Debian packages a dependency built from source needs (headers: "libxml2-dev").
+    packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = []
+
+
+class DeployConfig(_Section):
+    build: list[str] = []
+    before_migrate: list[str] = []
+    release: list[str] = []
+    after_switch: list[str] = []
+    # How many successful releases stay on the server for `onebox rollback`.
+    keep: Annotated[int, Field(ge=1, le=100)] = 5
+    # Seconds the old release keeps running after the switch, ready to take the traffic
+    # back if the new one crashes or stops answering its health check. 0: no probation.
+    probation: Annotated[float, Field(ge=0, le=600)] = 3
+    # Seconds the old release has to finish its in-flight requests once it stops.
+    drain: Annotated[int, Field(ge=1, le=3600)] = 30
+
+
+class EnvConfig(_Section):
+    vars: dict[str, str] = {}
+    secrets: list[str] = []
+
+    @field_validator("vars")
+    @classmethod
+    def _values(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if "\n" in text or "\r" in text or "\0" in text:
+                raise ValueError(f"the value of {name} must be a single line")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+URL_SCHEMES = {
+    "mysql": ("mysql", "mariadb", "mysql2"),
+    "postgresql": ("postgres", "postgresql", "pgsql"),
+}
+
+
+class DatabaseConfig(_Section):
+    engine: Literal["sqlite", "mysql", "postgresql"] = "sqlite"
+    # An external server (a managed database or a separate host) instead of one on the
+    # box: engine://user@host[:port]/name. Its password is a secret, set on the server
+    # with `onebox env set DATABASE_PASSWORD=...`, never written here.
+    url: str = ""
+
+    @model_validator(mode="after")
+    def _url(self) -> DatabaseConfig:
+        if not self.url:
+            return self
+        if self.engine == "sqlite":
+            raise ValueError('an external url needs engine = "mysql" or "postgresql"')
+        parsed = urlsplit(self.url)
+        if parsed.scheme not in URL_SCHEMES[self.engine]:
+            raise ValueError(
+                f"url must start with {URL_SCHEMES[self.engine][0]}:// for engine "
+                f"{self.engine!r}, not {parsed.scheme or 'nothing'}://"
+            )
+        if re.search(r"[\s\"'\\]", self.url):
+            raise ValueError("url must not hold spaces, quotes or backslashes")
+        if parsed.password:
+            raise ValueError(
+                "url holds a password: remove it from the file (it would be committed) and "
+                "run `onebox env set DATABASE_PASSWORD=...` instead"
+            )
+        if not parsed.hostname or not parsed.username or parsed.path.strip("/") == "":
+            raise ValueError(f"url must look like {self.engine}://user@host/name")
+        return self
+
+
+class BackupConfig(_Section):
+    # When the daily backup runs (a systemd OnCalendar expression), or "off".
+    schedule: str = "*-*-* 03:15:00"
+    # When the latest backup is restored into a scratch database and compared, or "off".
+    verify: str = "Sun *-*-* 04:15:00"
+    keep_daily: Annotated[int, Field(ge=0, le=1000)] = 7
+    keep_weekly: Annotated[int, Field(ge=0, le=1000)] = 4
+    keep_monthly: Annotated[int, Field(ge=0, le=1000)] = 12
+    # A second, off-site restic repository: /a/local/path, sftp:user@host:/path or
+    # s3:https://host/bucket/path. Backups are always kept on the server too.
+    offsite: str = ""
+
+    @field_validator("offsite")
+    @classmethod
+    def _offsite(cls, value: str) -> str:
+        if value and not (value.startswith(("/", "sftp:", "s3:"))):
+            raise ValueError(
+                "must be an absolute path, sftp:user@host:/path or s3:https://host/bucket/path"
+            )
+        if re.search(r"[\s%\\\"']", value):  # it lands in a unit file and restic's argv
+            raise ValueError("must not hold spaces, quotes, backslashes or %")
+        return value
+
+    @field_validator("schedule", "verify")
+    @classmethod
+    def _calendar(cls, value: str) -> str:
+        if not is_calendar(value.strip()):
+            raise ValueError(
+                f'{value!r} is not a systemd OnCalendar expression: use one like "daily", '
+                '"*-*-* 03:15:00" or "Sun *-*-* 04:15:00", or "off" '
+                "(`systemd-analyze calendar EXPR` checks one)"
+            )
+        return value.strip()
+
+
+PROTECTIONS = ("firewall", "ssh", "fail2ban", "updates", "system", "django")
+
+
+class SecurityConfig(_Section):
+    # TCP ports the firewall opens besides SSH, HTTP and HTTPS (e.g. a metrics exporter).
+    open_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
+    # Protections onebox leaves alone, each with the reason (onebox audit shows it). django:
+    # deploy even when Django's `check --deploy` fails.
+    # e.g. { firewall = "the provider's cloud firewall does it" }.
+    skip: dict[str, str] = {}
+    # When unattended-upgrades may reboot the server after an update that needs it
+    # ("04:00"); empty: never by itself (`onebox status` says when a reboot is pending).
+    reboot_at: str = ""
+    # Seconds the server waits, after setup changed its firewall or sshd, for a new SSH
+    # connection to confirm that the user still gets in, before it undoes the change.
+    confirm_within: Annotated[int, Field(ge=10, le=3600)] = 120
+    # HSTS max-age in seconds; default: two years with a public certificate, one year
+    # with the private CA (a LAN name or an address).
+    hsts_max_age: Annotated[int, Field(ge=0, le=63072000)] | None = None
+    # What the deploy user's sudo allows: "agent" (onebox's agent and nothing else), or
+    # "all" (anything as root, without a password: for people who administer the server
+    # as that user; `onebox audit` then says so).
+    deploy_sudo: Literal["agent", "all"] = "agent"
+
+    @field_validator("reboot_at")
+    @classmethod
+    def _reboot_at(cls, value: str) -> str:
+        if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError('an hour of the day, like "04:00", or "" for never')
+        return value
+
+    @field_validator("skip")
+    @classmethod
+    def _skip(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, reason in value.items():
+            if name not in PROTECTIONS:
+                raise ValueError(
+                    f"{name!r} is not a protection onebox sets up; one of: {', '.join(PROTECTIONS)}"
+                )
+            if not reason.strip():
+                raise ValueError(f'say why {name} is skipped: {name} = "the reason"')
+        return value
+
+    def wants(self, protection: str) -> bool:
+        return protection not in self.skip
+
+
+def _no_control_characters(data: Any, path: Path, where: str = "") -> None:
+    """No string anywhere in the file may hold a control character: each lands in a unit
+    file, the Caddyfile, an env file or a command line, where a newline starts a new line."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _no_control_characters(key, path, where)
+            _no_control_characters(value, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for item in data:
+            _no_control_characters(item, path, where)
+    elif isinstance(data, str) and CONTROL.search(data):
+        raise ConfigError(
+            f"{path}: '{where}' holds a control character (a newline, tab or the like): {data!r}",
+            hint="write it on one line, without control characters",
+        )

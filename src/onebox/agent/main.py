@@ -77,7 +77,8 @@ def main(workdir: str) -> int:
 def run_action(request: Request, root: Path) -> tuple[int, dict | None, str]:
     """Run it, report the result or the error as events; (exit code, result, error)."""
     try:
-        if request.action != "facts" and AGENT_HOME.is_dir():
+        dry = getattr(request, "dry_run", False)  # (a dry run changes nothing, this neither)
+        if request.action != "facts" and not dry and AGENT_HOME.is_dir():
             provision.install_agent()  # the timers' copy stays the version last used
         result = ACTIONS[request.action](request, root / "payload")
     except AgentError as exc:

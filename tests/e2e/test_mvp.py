@@ -31,7 +31,10 @@ def test_setup_twice_changes_nothing(server, project, deployed):
     unit = server.ssh("cat /etc/systemd/system/onebox-mvp@.service")
     dry = onebox("setup", "--dry-run", "--host", server.host, cwd=project)
     assert "dry run: nothing was done on" in dry.stdout
-    assert "--- file: unit ---" in dry.stdout and "ONEBOX_WSGI=mvp.wsgi:application" in dry.stdout
+    assert " · systemd units (unchanged)" in dry.stdout  # (the dry run's plan: docs/dry-run.md)
+    plan = onebox_json("setup", "--dry-run", "--host", server.host, cwd=project)["result"]["plan"]
+    assert [step["name"] for step in plan if step["changed"]] == []  # it predicts the run below
+    assert "ONEBOX_WSGI=mvp.wsgi:application" in unit
     assert server.ssh("cat /etc/systemd/system/onebox-mvp@.service") == unit
     again = onebox("setup", "--host", server.host, cwd=project)
     assert "already set up, nothing changed" in again.stdout

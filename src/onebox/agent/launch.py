@@ -38,7 +38,7 @@ def launch(workdir: str) -> int:
         return main(workdir)
     clean_old_runs()
     # Who logged in: the detached unit no longer has sudo's environment to tell.
-    request.setdefault("login", os.environ.get("SUDO_USER") or "root")
+    request["login"] = request.get("login") or os.environ.get("SUDO_USER") or "root"
     (root / "request.json").write_text(json.dumps(request))
     RUNS.mkdir(parents=True, exist_ok=True, mode=0o700)
     # A name no earlier run had: PIDs start low again after a reboot, and a folder of the

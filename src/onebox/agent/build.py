@@ -14,7 +14,7 @@ from string import Template
 
 from . import public_files, static_files
 from .django import Release
-from .env_refs import split
+from .env_refs import resolve, split
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode, emit
 from .releases import COMPLETE, complete_releases
@@ -57,6 +57,21 @@ def release_env(request: DeployRequest, paths: AppPaths) -> dict[str, str]:
         **split(request.env)[0],  # (references: see env_refs.py)
     }
     return values
+
+
+def release_at(
+    paths: AppPaths,
+    path: Path,
+    request: DeployRequest,
+    values: dict[str, str],
+    secrets: dict[str, str],
+) -> Release:
+    """The release at `path` with its whole environment: its settings, the [env]
+    references resolved against them and the secrets, then the secrets."""
+    references = resolve(split(request.env)[1], {**values, **secrets})
+    release = Release(paths.app, path, {**values, **references, **secrets}, request.manage)
+    release.references = references
+    return release
 
 
 def check_release_space(paths: AppPaths, payload: Path) -> None:

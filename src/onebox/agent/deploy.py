@@ -99,12 +99,7 @@ def build_packages(d: Deploy) -> bool:
 def virtualenv(d: Deploy) -> bool:
     venv, changed = ensure_venv(d.paths, d.request)
     os.symlink(venv, d.release_dir / ".venv")
-    unresolved = env_refs.split(d.request.env)[1]
-    references = env_refs.resolve(unresolved, {**d.values, **d.secrets})
-    d.release = Release(
-        d.paths.app, d.release_dir, {**d.values, **references, **d.secrets}, d.request.manage
-    )
-    d.release.references = references
+    d.release = build.release_at(d.paths, d.release_dir, d.request, d.values, d.secrets)
     return changed
 
 

@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import build, env_refs
-from .django import Release
+from . import build
 from .plan import Change, command, files_change, package_changes
 from .protocol import AgentError
 from .releases import complete_releases
@@ -57,10 +56,7 @@ def virtualenv(d: Deploy) -> list[Change]:
     probe_venv = venv if ready else live
     if probe_venv is not None and probe_venv.is_dir():
         os.symlink(probe_venv, d.scratch / ".venv")
-        unresolved = env_refs.split(d.request.env)[1]
-        references = env_refs.resolve(unresolved, {**d.values, **d.secrets})
-        env = {**d.values, **references, **d.secrets}
-        d.release = Release(d.paths.app, d.scratch, env, d.request.manage)
+        d.release = build.release_at(d.paths, d.scratch, d.request, d.values, d.secrets)
     if ready:
         return []
     lines = [line for line in d.request.lock.splitlines() if "==" in line]

@@ -55,10 +55,7 @@ def configure(app: str, security: dict) -> tuple[bool, bool]:
     """This app's wish, then the server's firewall from every app's: on if any wants it,
     open what any opens. (changed, guard armed)"""
     ensure_dir(WANTS, mode=0o700)
-    wish = {
-        "firewall": "firewall" not in security.get("skip", {}),
-        "open_ports": sorted(set(security.get("open_ports", []))),
-    }
+    wish = wish_of(security)
     write_file(WANTS / f"{app}.json", json.dumps(wish), mode=0o600)
     wishes = [json.loads(p.read_text()) for p in sorted(WANTS.glob("*.json"))]
     if not any(w.get("firewall") for w in wishes):
@@ -67,12 +64,17 @@ def configure(app: str, security: dict) -> tuple[bool, bool]:
     return ensure(ports)
 
 
-def plan(app: str, security: dict) -> list[Change]:
-    """What configure would change (the wishes of the other apps as they are)."""
-    wish = {
+def wish_of(security: dict) -> dict[str, object]:
+    """This app's part in the server's firewall: on or not, and the ports it opens."""
+    return {
         "firewall": "firewall" not in security.get("skip", {}),
         "open_ports": sorted(set(security.get("open_ports", []))),
     }
+
+
+def plan(app: str, security: dict) -> list[Change]:
+    """What configure would change (the wishes of the other apps as they are)."""
+    wish = wish_of(security)
     changes = file_change(WANTS / f"{app}.json", json.dumps(wish), mode=0o600)
     others = [json.loads(p.read_text()) for p in sorted(WANTS.glob("*.json")) if p.stem != app]
     wishes = [*others, wish]

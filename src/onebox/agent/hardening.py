@@ -38,7 +38,7 @@ def steps(
     skip = security.get("skip", {})
     guard.set_window(security.get("confirm_within"))
 
-    def unless_skipped(protection: str, change: Callable[[], bool]) -> Callable[[Any], bool]:
+    def unless_skipped(protection: str, change: Callable[..., bool]) -> Callable[[Any], bool]:
         def step(context: Any) -> bool:
             if protection in skip:
                 notes.append(f"{protection} left alone: {skip[protection]}")
@@ -55,8 +55,8 @@ def steps(
 
         return planned
 
-    def guarded_change(name: str, change: Callable[[], tuple[bool, bool]]) -> Callable[[], bool]:
-        def step() -> bool:
+    def guarded_change(name: str, change: Callable[[], tuple[bool, bool]]) -> Callable[[Any], bool]:
+        def step(context: Any = None) -> bool:
             changed, armed = change()
             if armed:
                 guarded.append(name)
@@ -84,7 +84,7 @@ def steps(
         ),
         (
             "firewall",
-            lambda context: guarded_change("firewall", lambda: firewall.configure(app, security))(),
+            guarded_change("firewall", lambda: firewall.configure(app, security)),
             lambda context: firewall.plan(app, security),
         ),
         (

@@ -120,16 +120,25 @@ def install_agent() -> bool:
     """A copy of this agent for the scheduled jobs (backups run without a client), and
     /usr/local/sbin/onebox-agent, through which the client runs the agent's fixed
     commands (logs, manage, dbshell, ca, dump), whoever logs in."""
+    files, stale = agent_files()
+    changed = write_file(ENTRY, files.pop(ENTRY), mode=0o755)
+    for path, content in files.items():
+        changed |= write_file(path, content)
+    for path in stale:
+        path.unlink()
+        changed = True
+    return changed
+
+
+def agent_files() -> tuple[dict[Path, str], list[Path]]:
+    """The entry and the agent's modules where they are installed, and the installed
+    modules this agent no longer has."""
     source = Path(__file__).parent
     target = AGENT_HOME / "onebox_agent"
-    changed = write_file(ENTRY, ssh_access.ENTRY_SOURCE.read_text(), mode=0o755)
-    for path in sorted(source.glob("*.py")):
-        changed |= write_file(target / path.name, path.read_bytes())
-    for stale in target.glob("*.py"):
-        if not (source / stale.name).exists():
-            stale.unlink()
-            changed = True
-    return changed
+    files = {ENTRY: ssh_access.ENTRY_SOURCE.read_text()}
+    files |= {target / path.name: path.read_text() for path in sorted(source.glob("*.py"))}
+    stale = [p for p in sorted(target.glob("*.py")) if not (source / p.name).exists()]
+    return files, stale
 
 
 def ensure_backups(paths: AppPaths, settings: dict, notes: list[str]) -> bool:
@@ -188,18 +197,25 @@ def ensure_timers(paths: AppPaths, files: dict[str, str], backup: dict) -> bool:
         changed |= write_file(path, text)
     if changed:
         run(["systemctl", "daemon-reload"])
+    commands = timer_commands(paths, backup, changed)
+    for argv in commands:
+        run(argv, what=f"{argv[1]} {argv[-1]}")
+    return changed or bool(commands)
+
+
+def timer_commands(paths: AppPaths, backup: dict, units_changed: bool) -> list[list[str]]:
+    """The systemctl calls that make each job's timer as [backup] wants it: on (restarted
+    when its units changed) or off."""
+    commands = []
     for job, calendar in (("backup", backup["schedule"]), ("verify", backup["verify"])):
         timer = f"onebox-{paths.app}-{job}.timer"
         enabled = run(["systemctl", "is-enabled", timer], check=False).stdout.strip() == "enabled"
         wanted = calendar != "off"
-        if wanted and (changed or not enabled):
-            run(["systemctl", "enable", "--now", timer], what=f"enabling {timer}")
-            run(["systemctl", "restart", timer])
-            changed = True
+        if wanted and (units_changed or not enabled):
+            commands += [["systemctl", "enable", "--now", timer], ["systemctl", "restart", timer]]
         elif not wanted and enabled:
-            run(["systemctl", "disable", "--now", timer])
-            changed = True
-    return changed
+            commands.append(["systemctl", "disable", "--now", timer])
+    return commands
 
 
 def check_calendar(calendar: str, where: str) -> None:
@@ -216,12 +232,15 @@ def check_calendar(calendar: str, where: str) -> None:
         )
 
 
+def uv_is(version: str) -> bool:
+    """The uv setup installed is this version (what ensure_uv and its plan ask)."""
+    found = run([str(UV), "--version"], check=False).stdout.split() if UV.exists() else []
+    return found[1:2] == [version]
+
+
 def ensure_uv(version: str) -> bool:
-    uv = UV
-    if uv.exists():
-        current = run([str(uv), "--version"], check=False).stdout.split()
-        if len(current) >= 2 and current[1] == version:
-            return False
+    if uv_is(version):
+        return False
     run([sys.executable, "-m", "venv", "--clear", str(TOOLS / "uv")], what="creating uv's venv")
     run(
         [str(TOOLS / "uv" / "bin" / "pip"), "install", "--quiet", f"uv=={version}"],

@@ -10,28 +10,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import guard, hardening, isolation, public_files, redis_server, ssh_access, updates
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import (
-    AGENT_HOME,
     CACHE,
     CADDY_DROPIN,
     CADDYFILE,
-    ENTRY,
     ETC,
     SETUP_LOCK,
     UNIT_DIR,
-    UV,
     AppPaths,
 )
 from .plan import Change, command, file_change, files_change, missing_dirs, package_changes
 from .provision import (
     BASE_PACKAGES,
     CADDY_DROPIN_TEXT,
+    agent_files,
     check_calendar,
     check_supported,
     ensure_app_user,
@@ -45,11 +42,13 @@ from .provision import (
     ensure_units,
     ensure_uv,
     install_agent,
+    timer_commands,
     timer_files,
+    uv_is,
 )
 from .requests import SetupRequest
 from .steps import Step, plan_steps, run_steps
-from .system import group_members, read_env_file, run, user_exists
+from .system import group_members, read_env_file, user_exists
 
 
 @dataclass(kw_only=True)
@@ -97,9 +96,7 @@ def plan_packages(s: Setup) -> list[Change]:
 
 
 def plan_uv(s: Setup) -> list[Change]:
-    uv = UV
-    found = run([str(uv), "--version"], check=False).stdout.split() if uv.exists() else []
-    if found[1:2] == [s.request.uv_version]:
+    if uv_is(s.request.uv_version):
         return []
     return [command(["pip", "install", f"uv=={s.request.uv_version}"])]
 
@@ -152,12 +149,8 @@ def plan_secrets(s: Setup) -> list[Change]:
 
 
 def plan_agent(s: Setup) -> list[Change]:
-    source = Path(__file__).parent
-    target = AGENT_HOME / "onebox_agent"
-    files = {ENTRY: ssh_access.ENTRY_SOURCE.read_text()}
-    files |= {target / p.name: p.read_text() for p in sorted(source.glob("*.py"))}
+    files, stale = agent_files()
     changes = [Change("file", c.target) for c in files_change(files, mode=None)]  # (no diffs)
-    stale = [p for p in target.glob("*.py") if not (source / p.name).exists()]
     return changes + [Change("file", f"remove {p}") for p in stale]
 
 
@@ -174,15 +167,8 @@ def plan_backups(s: Setup) -> list[Change]:
 
 def plan_timers(s: Setup) -> list[Change]:
     changes = files_change(timer_files(s.paths, s.request.files))
-    for job, calendar in (("backup", "schedule"), ("verify", "verify")):
-        timer = f"onebox-{s.paths.app}-{job}.timer"
-        state = run(["systemctl", "is-enabled", timer], check=False).stdout.strip()
-        wanted = s.request.backup[calendar] != "off"
-        if wanted and (changes or state != "enabled"):
-            changes.append(command(["systemctl", "enable", "--now", timer]))
-        elif not wanted and state == "enabled":
-            changes.append(command(["systemctl", "disable", "--now", timer]))
-    return changes
+    argvs = timer_commands(s.paths, s.request.backup, bool(changes))
+    return changes + [command(argv) for argv in argvs]
 
 
 def step(name: str, action: Any, plan: Any = None, when: Any = None) -> Step[Setup]:

@@ -39,6 +39,40 @@ def lines(*parts: str) -> str:
 # ---------------------------------------------------------------------------- app
 
 
+def adopt_text(found: Any, written: bool) -> str:
+    site = found.site
+    django = site.get("django") or {}
+    db = (django.get("databases") or {}).get("default") or {}
+    headline = f"wrote {found.config}" if written else f"would write {found.config} (dry run)"
+    out = [
+        headline,
+        f"  site          {', '.join(site['names']) or '(no ServerName)'} "
+        f"({site['vhost']['file']}:{site['vhost']['line']})",
+        f"  served by     Apache {found.apache.get('version', '?')} + mod_wsgi "
+        f"({site['mode']} mode, Python {found.apache.get('mod_wsgi_python') or '?'}), "
+        f"as {site['user']}",
+        f"  code          {site['code']}  (virtualenv {site['venv'] or '-'})",
+        f"  settings      {site['settings'] or '?'}  (Django {django.get('django', '?')})",
+        f"  database      {db.get('engine', '?').rsplit('.', 1)[-1]} {db.get('name', '')} "
+        f"as {db.get('user', '?')}@{db.get('host') or 'localhost'}",
+    ]
+    if found.other_sites:
+        out.append(f"  other sites   {'; '.join(found.other_sites)} (Apache keeps serving them)")
+    marks = {"fix": "FIX", "change": "OFFER", "note": "note"}
+    for finding in found.findings:
+        out.append(f"  {marks[finding.level]:<5} {finding.text}")
+        if finding.fix:
+            out.append(f"        -> {finding.fix}")
+    out += [
+        "next, each with --dry-run to see it first:",
+        "  onebox setup    installs onebox's parts beside Apache (no Caddy), copies the "
+        "database password into the secrets, copies the uploads, takes a first backup",
+        "  onebox deploy   builds a release, then comments out mod_wsgi in the vhost and "
+        "serves the release through Apache (configtest first; put back if anything fails)",
+    ]
+    return "\n".join(out)
+
+
 def init_text(target: str, found: Any, filled: list[str] | None, host: str) -> str:
     if filled is None:
         headline = f"wrote {target}"
@@ -142,7 +176,7 @@ def status_text(result: Data) -> str:
         f"release  {release.get('release_id', missing)} {release.get('commit', '')}",
         f"slot     {result.get('live_slot') or '-'}  units: "
         + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
-        f"caddy    {result['caddy']}",
+        f"{result.get('proxy', 'Caddy').lower():<8} {result['caddy']}",
         f"health   {result.get('health', '-')}",
         *background_lines(result.get("background") or {}),
         *backup_lines(result.get("backups") or {}),

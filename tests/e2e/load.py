@@ -41,6 +41,13 @@ class Load:
     ca: Path
     rate: float = 25
     limit: float = 180
+    # What is asked (examples/mvp's by default): GET get_path answers 200; a POST of the
+    # form to post_path answers post_answer (status, Location), with its CSRF token
+    # taken from the home page unless csrf is off.
+    get_path: str = "/health/"
+    post_path: str = "/"
+    post_answer: tuple[int, str] = (302, "/")
+    csrf: bool = True
     ok: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds, of the good answers
@@ -51,7 +58,7 @@ class Load:
         self._lock = threading.Lock()
         self._sent = 0
         self._threads: list[threading.Thread] = []
-        self.csrf_cookie, self.csrf_token = self._csrf()
+        self.csrf_cookie, self.csrf_token = self._csrf() if self.csrf else ("", "")
 
     def _csrf(self) -> tuple[str, str]:
         conn = _Connection(self.address, self.domain, self.context)
@@ -107,7 +114,8 @@ class Load:
                 "Origin": f"https://{self.domain}",
                 "Referer": f"https://{self.domain}/",
             }
-        conn.request(method, "/health/" if method == "GET" else "/", body=body, headers=headers)
+        path = self.get_path if method == "GET" else self.post_path
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         response.read()
         return response.status, response.getheader("Location") or ""
@@ -128,7 +136,8 @@ class Load:
                 if conn is None or not keep_alive:
                     conn = _Connection(self.address, self.domain, self.context)
                 status, location = self._request(conn, method, n)
-                good = status == 200 if method == "GET" else (status == 302 and location == "/")
+                answer = (status, location if status in (301, 302, 303) else "")
+                good = status == 200 if method == "GET" else answer == self.post_answer
                 with self._lock:
                     if good:
                         self.ok[kind] = self.ok.get(kind, 0) + 1

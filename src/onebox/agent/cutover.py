@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import background, cancel, site_check
+from . import apache_site, background, cancel, site_check
 from .django import hint_for
 from .paths import AppPaths
 from .plan import Change, command, file_change
@@ -33,7 +33,7 @@ from .switch import (
     wait_healthy,
     watch,
 )
-from .system import run
+from .system import ensure_symlink, run
 
 
 @dataclass(kw_only=True)
@@ -43,7 +43,8 @@ class Cutover:
     request: SwitchRequest
     paths: AppPaths
     release_dir: Path
-    site: str = ""  # the release's Caddy site
+    site: str = ""  # the release's site: Caddy's, or Apache's include (apache_site.py)
+    apache: bool = False  # Apache is in front ([server] proxy = "apache")
     old: str | None = None  # the live slot, and what it serves
     old_release: Path | None = None
     new: str = ""
@@ -58,7 +59,9 @@ class Cutover:
         paths = self.paths
         self.old, self.new = live_slot(paths), idle_slot(paths)
         self.old_release = paths.slot_link(self.old).resolve() if self.old else None
-        self.old_site = paths.caddy_site.read_text() if paths.caddy_site.is_file() else None
+        self.apache = apache_site.in_front(paths)
+        site = paths.apache_site if self.apache else paths.caddy_site
+        self.old_site = site.read_text() if site.is_file() else None
         self.previous_background = background.current_release(paths)
 
     @property
@@ -74,7 +77,7 @@ class Cutover:
 
 
 def plan_start_caddy(c: Cutover) -> list[Change]:
-    return [command(["systemctl", "start", "caddy"])]
+    return [command(["systemctl", "start", site_check.proxy_unit(c.paths)])]
 
 
 def plan_start(c: Cutover) -> list[Change]:
@@ -84,6 +87,8 @@ def plan_start(c: Cutover) -> list[Change]:
 def plan_caddy_site(c: Cutover) -> list[Change]:
     if not c.site:
         return [Change("unknown", "the site: known once the settings are read")]
+    if c.apache:
+        return apache_site.plan(c.paths, c.site)
     return file_change(c.paths.caddy_site, c.site)
 
 
@@ -111,7 +116,8 @@ def plan_retire(c: Cutover) -> list[Change]:
 
 
 def start_caddy(c: Cutover) -> None:
-    run(["systemctl", "start", "caddy"], what="starting Caddy")
+    unit = site_check.proxy_unit(c.paths)
+    run(["systemctl", "start", unit], what=f"starting {unit}")
 
 
 def start_new(c: Cutover) -> None:
@@ -132,12 +138,25 @@ def health_check(c: Cutover) -> str:
 
 
 def caddy_site(c: Cutover) -> bool:
-    return install_caddy_config(c.paths.caddy_site, c.site)
+    if not c.apache:
+        return install_caddy_config(c.paths.caddy_site, c.site)
+    if not c.paths.live_socket.exists():
+        # Apache serves the adopted site until this reload: from then on, through the
+        # live socket, which must already lead to the healthy new release.
+        ensure_symlink(c.paths.live_socket, c.paths.socket(c.new))
+    return apache_site.install(c.paths, c.site)
 
 
 def put_back_site(c: Cutover) -> None:
-    if c.old_site is not None and not c.routed:
-        install_caddy_config(c.paths.caddy_site, c.old_site)
+    if c.routed:
+        return
+    if not c.apache:
+        if c.old_site is not None:
+            install_caddy_config(c.paths.caddy_site, c.old_site)
+    elif c.old_site is not None:
+        apache_site.install(c.paths, c.old_site)
+    else:  # the first deploy: mod_wsgi serves the adopted site again
+        apache_site.restore_vhost(c.paths)
 
 
 def switch_traffic(c: Cutover) -> None:
@@ -204,9 +223,10 @@ def retire_old(c: Cutover) -> None:
 
 STARTUP: list[Step[Cutover]] = [
     Step(
-        "start Caddy (it was not running)",  # stopped by hand, or crashed: no visitor gets in
+        "start the proxy (it was not running)",  # stopped by hand, or crashed: no visitor gets in
         start_caddy,
-        when=lambda c: not site_check.caddy_active(),
+        shown=lambda c: f"start {site_check.proxy_name(c.paths)} (it was not running)",
+        when=lambda c: not site_check.proxy_active(c.paths),
         plan=plan_start_caddy,
     ),
     Step(
@@ -217,7 +237,14 @@ STARTUP: list[Step[Cutover]] = [
         plan=plan_start,
     ),
     Step("health check", health_check),
-    Step("caddy site", caddy_site, undo=put_back_site, plan=plan_caddy_site, idempotent=True),
+    Step(
+        "caddy site",
+        caddy_site,
+        shown=lambda c: "apache site" if c.apache else "caddy site",
+        undo=put_back_site,
+        plan=plan_caddy_site,
+        idempotent=True,
+    ),
 ]
 
 TRAFFIC: list[Step[Cutover]] = [

@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 
 from . import (
+    adopt,
     audit,
     backup,
     cancel,
@@ -32,6 +33,7 @@ from .requests import Request, parse
 
 ACTIONS = {
     "facts": lambda request, payload: provision.facts(),
+    "adopt-inspect": lambda request, payload: adopt.inspect(request),
     "setup": lambda request, payload: setup.setup(request),
     "deploy": deploy.deploy,
     "env-set": lambda request, payload: envfile.set_values(request),
@@ -52,6 +54,9 @@ ACTIONS = {
     "cancel": lambda request, payload: cancel.cancel(request),
     "manage-args": lambda request, payload: manage_args.stash(request),
 }
+
+
+READ_ONLY = {"facts", "adopt-inspect"}  # (these leave even onebox's own agent as it is)
 
 
 def main(workdir: str) -> int:
@@ -78,7 +83,8 @@ def run_action(request: Request, root: Path) -> tuple[int, dict | None, str]:
     """Run it, report the result or the error as events; (exit code, result, error)."""
     try:
         dry = getattr(request, "dry_run", False)  # (a dry run changes nothing, this neither)
-        if request.action != "facts" and not dry and AGENT_HOME.is_dir():
+        reads_only = request.action in READ_ONLY
+        if not reads_only and not dry and AGENT_HOME.is_dir():
             provision.install_agent()  # the timers' copy stays the version last used
         result = ACTIONS[request.action](request, root / "payload")
     except AgentError as exc:

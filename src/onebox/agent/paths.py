@@ -29,6 +29,7 @@ TMPFILES_DIR = Path("/etc/tmpfiles.d")
 CADDYFILE = Path("/etc/caddy/Caddyfile")
 CADDY_SITES = Path("/etc/caddy/sites")
 CADDY_DROPIN = UNIT_DIR / "caddy.service.d" / "onebox.conf"
+APACHE_INCLUDES = Path("/etc/apache2/onebox")  # each app's site, included in its vhost
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,15 @@ class AppPaths:
     def caddy_site(self) -> Path:
         return CADDY_SITES / f"{self.app}.caddy"
 
+    @property
+    def apache_site(self) -> Path:
+        return APACHE_INCLUDES / f"{self.app}.conf"
+
+    @property
+    def apache_original(self) -> Path:
+        """The adopted vhost file as it was before onebox first changed it."""
+        return ETC / f"{self.app}.apache-vhost.orig"
+
     def unit(self, slot: str) -> str:
         return f"onebox-{self.app}@{slot}.service"
 
@@ -186,5 +196,7 @@ class AppPaths:
             "state_dir": str(STATE),
             "logs": str(LOGS),
             "caddy_sites": str(CADDY_SITES),
+            "apache_site": str(self.apache_site),
+            "media": str(self.media),
             "caddyfile": str(CADDYFILE),
         }

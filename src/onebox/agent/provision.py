@@ -250,7 +250,7 @@ def ensure_uv(version: str) -> bool:
     return True
 
 
-def ensure_app_user(app: str) -> bool:
+def ensure_app_user(app: str, reader: str = "caddy") -> bool:
     changed = False
     if not user_exists(app):
         run(
@@ -268,11 +268,13 @@ def ensure_app_user(app: str) -> bool:
             what="creating the app user",
         )
         changed = True
-    # Caddy serves static and media files: it reads the app's group-readable folders.
-    if "caddy" not in group_members(app):
-        run(["usermod", "--append", "--groups", app, "caddy"])
-        run(["systemctl", "try-restart", "caddy"])  # a running process keeps its old groups
-        changed = True
+    # The proxy (Caddy, or an adopted Apache: www-data) serves static and media files and
+    # connects to the app's sockets: it reads the app's group-readable folders.
+    if reader not in group_members(app):
+        run(["usermod", "--append", "--groups", app, reader])
+        if reader == "caddy":  # a running process keeps its old groups
+            run(["systemctl", "try-restart", "caddy"])
+        changed = True  # (Apache's children take the group at the deploy's graceful reload)
     return changed
 
 

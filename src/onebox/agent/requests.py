@@ -36,6 +36,13 @@ class FactsRequest(Request):
 
 
 @dataclass(kw_only=True)
+class AdoptRequest(Request):
+    """Read a site Apache + mod_wsgi serves (adopt.py): changes nothing."""
+
+    action = "adopt-inspect"
+
+
+@dataclass(kw_only=True)
 class SetupRequest(Request):
     action = "setup"
     uv_version: str
@@ -44,6 +51,8 @@ class SetupRequest(Request):
     redis: Table | None
     database: Table
     backup: Table
+    proxy: str  # "caddy", or "apache": the server's own, kept in front ([apache])
+    apache: Table
     dry_run: bool = False  # each step's plan, nothing changed (setup.py)
 
 

@@ -12,7 +12,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import guard, hardening, isolation, public_files, redis_server, ssh_access, updates
+from . import (
+    adoption,
+    guard,
+    hardening,
+    isolation,
+    public_files,
+    redis_server,
+    ssh_access,
+    updates,
+)
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import (
@@ -64,8 +73,24 @@ class Setup:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """What the server keeps of [database] and [backup], for its scheduled jobs."""
-        return {"database": self.request.database, "backup": self.request.backup}
+        """What the server keeps of [database] and [backup], for its scheduled jobs, and
+        what answers on ports 80 and 443 (apache_site.front)."""
+        r = self.request
+        return {"database": r.database, "backup": r.backup, "proxy": r.proxy, "apache": r.apache}
+
+    @property
+    def apache(self) -> bool:
+        return self.request.proxy == "apache"
+
+    @property
+    def proxy_user(self) -> str:
+        """Who reads the app's sockets and static files: the proxy's user."""
+        return "www-data" if self.apache else "caddy"
+
+    @property
+    def adopted(self) -> bool:
+        """A site Apache + mod_wsgi served, taken over (`onebox adopt`)."""
+        return self.apache and bool(self.request.apache.get("code"))
 
     @property
     def wants_redis(self) -> bool:  # ([services] redis taken out: its user is removed)
@@ -104,8 +129,8 @@ def plan_uv(s: Setup) -> list[Change]:
 def plan_app_user(s: Setup) -> list[Change]:
     app = s.paths.app
     changes = [] if user_exists(app) else [Change("user", app, "system user, no login")]
-    if "caddy" not in (group_members(app) if user_exists(app) else []):
-        changes.append(command(["usermod", "--append", "--groups", app, "caddy"]))
+    if s.proxy_user not in (group_members(app) if user_exists(app) else []):
+        changes.append(command(["usermod", "--append", "--groups", app, s.proxy_user]))
     return changes
 
 
@@ -181,7 +206,7 @@ def steps(s: Setup) -> list[Step[Setup]]:
     return [
         step("packages", lambda s: ensure_packages(s.packages, r.security, s.notes), plan_packages),
         step("uv", lambda s: ensure_uv(r.uv_version), plan_uv),
-        step("app user", lambda s: ensure_app_user(paths.app), plan_app_user),
+        step("app user", lambda s: ensure_app_user(paths.app, s.proxy_user), plan_app_user),
         step("directories", lambda s: ensure_layout(paths), plan_directories),
         step(
             "shared folder, links not followed",
@@ -189,12 +214,32 @@ def steps(s: Setup) -> list[Step[Setup]]:
             plan_shared_mount,
         ),
         step("systemd units", lambda s: ensure_units(paths, r.files), plan_units),
-        step("caddy", lambda s: ensure_caddy(paths, r.files["caddyfile"]), plan_caddy),
+        step(
+            "caddy",
+            lambda s: ensure_caddy(paths, r.files["caddyfile"]),
+            plan_caddy,
+            when=lambda s: not s.apache,
+        ),
         step("secrets file", lambda s: ensure_secrets(paths), plan_secrets),
+        step(
+            "the adopted site's database password, into the secrets",
+            lambda s: adoption.take_password(paths, r.apache),
+            when=lambda s: s.adopted,
+        ),
         step(f"database ({s.db.name})", lambda s: ensure_database(paths, s.db)),  # (no plan)
         step("redis", lambda s: redis_server.ensure(paths, r.redis), when=lambda s: s.wants_redis),
         step("onebox agent", lambda s: install_agent(), plan_agent),
         step("backups", lambda s: ensure_backups(paths, s.settings, s.notes), plan_backups),
+        step(
+            "the adopted site's uploads, copied into shared/media",
+            lambda s: adoption.copy_media(paths, r.apache),
+            when=lambda s: s.adopted,
+        ),
+        step(
+            "first backup of the adopted site",
+            lambda s: adoption.first_backup(paths, s.settings),
+            when=lambda s: s.adopted,
+        ),
         step("backup timers", lambda s: ensure_timers(paths, r.files, r.backup), plan_timers),
         *(
             step(name, action, plan)
@@ -231,7 +276,8 @@ def begin(request: SetupRequest) -> Setup:
     for key in ("schedule", "verify"):
         check_calendar(request.backup[key], f"[backup] {key}")
     db = engine_for(paths.app, request.database, read_env_file(paths.secrets))
-    packages = BASE_PACKAGES + db.packages + (["redis-server"] if request.redis else [])
+    base = [p for p in BASE_PACKAGES if p != "caddy" or request.proxy != "apache"]
+    packages = base + db.packages + (["redis-server"] if request.redis else [])
     packages += hardening.packages(request.security)
     return Setup(
         request=request, paths=paths, db=db, debian=str(found["os_version"]), packages=packages

@@ -16,6 +16,7 @@ import socket
 import ssl
 from typing import Any
 
+from . import apache_site
 from .paths import AppPaths
 from .requests import SwitchRequest
 from .switch import live_slot
@@ -78,6 +79,20 @@ def caddy_active() -> bool:
     return run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active"
 
 
+def proxy_unit(paths: AppPaths) -> str:
+    """The service in front of the app: Caddy, or an adopted site's Apache."""
+    return "apache2" if apache_site.in_front(paths) else "caddy"
+
+
+def proxy_name(paths: AppPaths) -> str:
+    return "Apache" if apache_site.in_front(paths) else "Caddy"
+
+
+def proxy_active(paths: AppPaths) -> bool:
+    unit = proxy_unit(paths)
+    return run(["systemctl", "is-active", unit], check=False).stdout.strip() == "active"
+
+
 def maintenance_on(paths: AppPaths) -> bool:
     return (paths.maintenance / "on.html").exists()
 
@@ -97,10 +112,11 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
     """Why visitors do not get the live release, each with what to do; [] when they do.
     The maintenance page is one of them (MAINTENANCE): for a deploy, the user's choice."""
     found = []
-    if not caddy_active():
+    if not proxy_active(paths):
         found.append(
-            "Caddy is not running: nothing answers on ports 80 and 443 "
-            "(`onebox setup` starts it; `onebox logs` shows why it stopped)"
+            f"{proxy_name(paths)} is not running: nothing answers on ports 80 and 443 "
+            f"(`onebox setup` starts it; `journalctl -u {proxy_unit(paths)}` shows why it "
+            "stopped)"
         )
     if slot is None:  # not deployed yet: nothing is down
         return found
@@ -121,5 +137,5 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
             answer = through_caddy(address, path)
             if answer not in fine:
                 said = f"answers {answer}" if isinstance(answer, int) else f"gets {answer}"
-                found.append(f"https://{address}{path}, asked through Caddy, {said}")
+                found.append(f"https://{address}{path}, asked through {proxy_name(paths)}, {said}")
     return found

@@ -26,7 +26,9 @@ def status(request: StatusRequest) -> dict[str, Any]:
         name: run(["systemctl", "is-active", paths.unit(name)], check=False).stdout.strip()
         for name in SLOTS
     }
-    result["caddy"] = run(["systemctl", "is-active", "caddy"], check=False).stdout.strip()
+    unit = site_check.proxy_unit(paths)
+    result["proxy"] = site_check.proxy_name(paths)
+    result["caddy"] = run(["systemctl", "is-active", unit], check=False).stdout.strip()
     if slot and paths.live_socket.exists():
         try:
             result["health"] = http_status(paths.live_socket, request.address, request.health_path)

@@ -18,6 +18,7 @@ from onebox.api.server import (
     check_python,
     connect,
     facts,
+    front_settings,
     rendered_files,
     uv_version,
 )
@@ -40,6 +41,7 @@ def setup(
             redis=project.config.redis,
             database=project.config.database.model_dump(),
             backup=project.config.backup.model_dump(),
+            **front_settings(project),
         )
         found = facts(server, reporter)
         check_python(project, found)

@@ -118,11 +118,13 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
     two_years, one_year = 63072000, 31536000
     default_hsts = one_year if context["tls_internal"] else two_years
     context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
+    apache = cfg.server.proxy == "apache"
+    context["vhost"] = cfg.apache.vhost
     names = {
         "unit": "app.service.j2",
         "tmpfiles": "tmpfiles.conf.j2",
         "caddyfile": "Caddyfile.j2",
-        "site": "site.caddy.j2",
+        "site": "site.apache.j2" if apache else "site.caddy.j2",
     }
     files = {key: render(name, project.root, **context) for key, name in names.items()}
     backup = cfg.backup
@@ -141,12 +143,18 @@ def rendered_files(project: Project, address: str) -> dict[str, str]:
     return files
 
 
-def data_settings(project: Project) -> dict[str, dict[str, Any]]:
+def data_settings(project: Project) -> dict[str, Any]:
     """What the server keeps of [database] and [backup] (for its scheduled jobs)."""
     return {
         "database": project.config.database.model_dump(),
         "backup": project.config.backup.model_dump(),
     }
+
+
+def front_settings(project: Project) -> dict[str, Any]:
+    """What answers on 80 and 443 ([server] proxy), and the adopted Apache site."""
+    cfg = project.config
+    return {"proxy": cfg.server.proxy, "apache": cfg.apache.model_dump()}
 
 
 def facts(server: Server, reporter: Reporter) -> dict[str, object]:

@@ -52,6 +52,26 @@ def init(
 
 
 @main.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--host", required=True, help="The server Apache + mod_wsgi serves the site on.")
+@click.option("--settings", default=None, help="The settings module, if not detected.")
+@click.option("--force", is_flag=True, help="Replace an existing onebox.toml.")
+@dry_run_option
+@command
+@keeps_host
+def adopt(
+    ctx: Context, path: Path | None, host: str, settings: str | None, force: bool, dry_run: bool
+) -> None:
+    """Read a site Apache + mod_wsgi serves and write the onebox.toml that takes it over
+    (the server is only read: setup and deploy make the changes)."""
+    from onebox.adopt import adopt as read_site
+
+    root = path or ctx.project_dir or Path.cwd()
+    found = read_site(root, host, ctx.reporter, settings=settings, force=force, write=not dry_run)
+    ctx.done(found.to_json(), views.adopt_text(found, written=not dry_run))
+
+
+@main.command()
 @host_option
 @dry_run_option
 @command

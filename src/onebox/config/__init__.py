@@ -33,6 +33,7 @@ from onebox.config.background import (
 )
 from onebox.config.sections import (
     CONFIG_FILE,
+    ApacheConfig,
     AppConfig,
     BackupConfig,
     BuildConfig,
@@ -62,6 +63,7 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     backup: BackupConfig = BackupConfig()
     security: SecurityConfig = SecurityConfig()
+    apache: ApacheConfig = ApacheConfig()
     # name = "command", or name = { command = "...", replicas = 2, stop_timeout = 60 }
     processes: dict[str, ProcessConfig] = {}
     # name = { command = "python manage.py clearsessions", when = "daily" }
@@ -97,6 +99,15 @@ class Config(_Section):
         if both:
             raise ValueError(
                 f"{both[0]!r} is both a process and a schedule: give them different names"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _apache_needs_its_vhost(self) -> Config:
+        if self.server.proxy == "apache" and not self.apache.vhost:
+            raise ValueError(
+                '[server] proxy = "apache" keeps Apache in front: [apache] vhost names the '
+                "vhost file onebox serves the site through (`onebox adopt` writes it)"
             )
         return self
 

@@ -153,6 +153,9 @@ class ServerConfig(_Section):
     python: Annotated[str, Field(pattern=r"^3\.\d{1,2}$")] | None = None
     # Where uv downloads that Python from (UV_PYTHON_INSTALL_MIRROR), if not GitHub.
     python_mirror: str = ""
+    # What answers on ports 80 and 443: onebox's Caddy, or the server's own Apache kept in
+    # front of onebox's releases (a site `onebox adopt` took over; see [apache]).
+    proxy: Literal["caddy", "apache"] = "caddy"
 
     @field_validator("host")
     @classmethod
@@ -183,6 +186,44 @@ class ServerConfig(_Section):
                 'must be a host name, like "shop.example.com" (letters, digits, dashes and dots)'
             )
         return value.lower()
+
+
+SERVER_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*\Z")
+
+
+class ApacheConfig(_Section):
+    """The site Apache + mod_wsgi served before onebox (written by `onebox adopt`)."""
+
+    # The vhost file onebox edits: its mod_wsgi lines commented out, onebox's include
+    # added (the original is kept beside onebox's other files, for the way back).
+    vhost: str = ""
+    # The code and virtualenv mod_wsgi served, and the settings module and user it ran
+    # them with: setup reads the database password from there. Never changed.
+    code: str = ""
+    venv: str = ""
+    settings: str = ""
+    user: str = "www-data"
+
+    @field_validator("vhost", "code", "venv")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if value and not SERVER_PATH.match(value):
+            raise ValueError('must be an absolute path on the server, like "/var/www/shop"')
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _module(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", value):
+            raise ValueError('must be a Python module, like "shop.settings"')
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+            raise ValueError('must be a user name on the server, like "www-data"')
+        return value
 
 
 class BuildConfig(_Section):

@@ -1,0 +1,177 @@
+"""Apache kept in front of onebox's releases ([server] proxy = "apache").
+
+mod_wsgi is the part replaced: in the adopted vhost its lines (WSGIScriptAlias,
+WSGIDaemonProcess, WSGIProcessGroup, WSGIApplicationGroup) and the Alias lines of the
+static and media URLs are commented out with a mark, and one Include brings in onebox's
+site file, which passes requests to the live release's Unix socket. A switch of release
+re-points that socket (switch.py): Apache is not reloaded for it. Apache's TLS, its
+other directives and its other vhosts stay as they are.
+
+Apache's configuration only changes with `apachectl configtest` passing; when it does
+not, or the graceful reload fails, both files are put back. The vhost as it was before
+onebox first changed it is kept (paths.apache_original): `restore_vhost` is the way back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from . import apache_config
+from .paths import AppPaths
+from .plan import Change, command, file_change
+from .protocol import AgentError
+from .system import run, tail, write_file
+
+MARK = "#onebox# "  # the start of each line onebox commented out (and puts back)
+MOD_WSGI = {"wsgiscriptalias", "wsgidaemonprocess", "wsgiprocessgroup", "wsgiapplicationgroup"}
+MODULES = ("proxy", "proxy_http", "headers", "rewrite")
+
+
+def front(paths: AppPaths) -> dict:
+    """What setup recorded of the proxy in front: {"proxy": ..., "apache": {...}}."""
+    try:
+        settings = json.loads(paths.settings.read_text())
+    except (OSError, ValueError):
+        return {"proxy": "caddy", "apache": {}}
+    return {"proxy": settings.get("proxy", "caddy"), "apache": settings.get("apache") or {}}
+
+
+def in_front(paths: AppPaths) -> bool:
+    return front(paths)["proxy"] == "apache"
+
+
+def vhost_file(paths: AppPaths) -> Path:
+    """The vhost file itself (sites-enabled/ holds links to sites-available/)."""
+    name = front(paths)["apache"].get("vhost", "")
+    if not name:
+        raise AgentError(f"{paths.app} has no [apache] vhost recorded", hint="run `onebox setup`")
+    return Path(os.path.realpath(name))
+
+
+def url_prefixes(*urls: str) -> set[str]:
+    return {"/" + url.strip("/") + "/" for url in urls if url and "://" not in url}
+
+
+def with_onebox(text: str, include: Path, prefixes: set[str]) -> str:
+    """The vhost text with mod_wsgi's lines (and the static/media Alias lines) of each
+    vhost that has a WSGIScriptAlias commented out, and onebox's Include added to it."""
+    lines = text.splitlines(keepends=True)
+    if any(line.strip() == f"Include {include}" for line in lines):
+        return text
+    hosts = [h for h in apache_config.virtual_hosts_in(text, "") if h.values("wsgiscriptalias")]
+    off: set[int] = set()
+    ends: set[int] = set()
+    for host in hosts:
+        ends.add(host.end)
+        for d in host.directives:
+            alias = d.name == "alias" and d.args and url_prefixes(d.args[0]) & prefixes
+            if d.name in MOD_WSGI or alias:
+                off.update(range(d.line, d.end + 1))
+    out = []
+    for number, line in enumerate(lines, 1):
+        if number in ends:
+            indent = line[: len(line) - len(line.lstrip())] + "    "
+            out.append(f"{indent}# onebox serves the site from its releases (see {include.name})\n")
+            out.append(f"{indent}Include {include}\n")
+        out.append(MARK + line if number in off else line)
+    return "".join(out)
+
+
+def without_onebox(text: str, include: Path) -> str:
+    """with_onebox undone: the marked lines back, onebox's Include and note gone."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped == f"Include {include}" or stripped.startswith("# onebox serves the site"):
+            continue
+        out.append(line.removeprefix(MARK))
+    return "".join(out)
+
+
+def enabled_modules() -> set[str]:
+    return {p.name.removesuffix(".load") for p in Path("/etc/apache2/mods-enabled").glob("*.load")}
+
+
+def served_prefixes(site: str) -> set[str]:
+    """The URL prefixes onebox's site file serves files at (its Alias lines)."""
+    found = [line.split()[1] for line in site.splitlines() if line.startswith("Alias ")]
+    return url_prefixes(*found)
+
+
+def wanted(paths: AppPaths, site: str) -> tuple[Path, str, str]:
+    vhost = vhost_file(paths)
+    old_vhost = vhost.read_text()
+    return vhost, old_vhost, with_onebox(old_vhost, paths.apache_site, served_prefixes(site))
+
+
+def plan(paths: AppPaths, site: str) -> list[Change]:
+    vhost, _, new_vhost = wanted(paths, site)
+    changes = file_change(paths.apache_site, site) + file_change(vhost, new_vhost)
+    missing = [m for m in MODULES if m not in enabled_modules()]
+    if missing:
+        changes.append(command(["a2enmod", *missing]))
+    if changes:
+        changes += [command(["apachectl", "configtest"]), command(["apachectl", "graceful"])]
+    return changes
+
+
+def install(paths: AppPaths, site: str) -> bool:
+    """onebox's site file and the vhost's Include, live only if Apache accepts them."""
+    vhost, old_vhost, new_vhost = wanted(paths, site)
+    old_site = paths.apache_site.read_text() if paths.apache_site.is_file() else None
+    missing = [m for m in MODULES if m not in enabled_modules()]
+    if new_vhost == old_vhost and site == old_site and not missing:
+        return False
+    if not paths.apache_original.exists():  # the user's own vhost is never lost
+        write_file(paths.apache_original, old_vhost, mode=0o600)
+    write_file(paths.apache_site, site)
+    write_file(vhost, new_vhost, mode=vhost.stat().st_mode & 0o777)
+    if missing:
+        run(["a2enmod", "-q", *missing], what="enabling Apache's proxy modules")
+    try:
+        check_and_reload(f"onebox's site file {paths.apache_site}")
+    except AgentError:
+        write_file(vhost, old_vhost, mode=vhost.stat().st_mode & 0o777)
+        if old_site is None:
+            paths.apache_site.unlink(missing_ok=True)
+        else:
+            write_file(paths.apache_site, old_site)
+        if missing:
+            run(["a2dismod", "-q", "-f", *missing], check=False)
+        raise
+    return True
+
+
+def restore_vhost(paths: AppPaths) -> bool:
+    """The vhost as it was before onebox (the way back to mod_wsgi)."""
+    vhost = vhost_file(paths)
+    current = vhost.read_text()
+    original = without_onebox(current, paths.apache_site)
+    if original == current:
+        return False
+    write_file(vhost, original, mode=vhost.stat().st_mode & 0o777)
+    try:
+        check_and_reload("the vhost as it was before onebox")
+    except AgentError:
+        write_file(vhost, current, mode=vhost.stat().st_mode & 0o777)
+        raise
+    paths.apache_site.unlink(missing_ok=True)
+    return True
+
+
+def check_and_reload(what: str) -> None:
+    check = run(["apachectl", "configtest"], check=False)
+    if check.returncode != 0:
+        raise AgentError(
+            f"Apache rejected {what}; its previous configuration is kept",
+            output=tail(check.stdout + check.stderr),
+            hint="if you override onebox's Apache template (.onebox/templates/"
+            "site.apache.j2), fix it; `apachectl configtest` names the line",
+        )
+    run(["systemctl", "reload", "apache2"], what="reloading Apache (graceful)")
+
+
+def active() -> bool:
+    return run(["systemctl", "is-active", "apache2"], check=False).stdout.strip() == "active"

@@ -1,0 +1,211 @@
+"""Issue 15: a Django + MySQL site on Apache + mod_wsgi, set up the classic way
+(classic.py), adopted by onebox with Apache kept in front, then updated under load.
+
+One practice server for the module: the tests run in order on the one site, as a user
+would go (adopt, setup, the first deploy, then deploys, a rollback, failures).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from . import classic
+from .conftest import FIXTURES, Server, onebox, onebox_json, practice_server
+from .load import Load
+
+pytestmark = pytest.mark.e2e
+
+# What the site holds that the load does not add to: every table but stock_item in
+# full, and stock_item's rows other than the load's own ("load").
+ITEMS = "SELECT id, name, quantity, added FROM stock_item WHERE name <> 'load' ORDER BY id"
+
+
+@dataclass
+class Site:
+    server: Server
+    project: Path
+    cert: Path
+
+    def cli(self, *args: str, check: bool = True):
+        return onebox(*args, cwd=self.project, check=check)
+
+    def json(self, *args: str, check: bool = True) -> dict:
+        return onebox_json(*args, cwd=self.project, check=check)
+
+    def root(self, command: str) -> str:
+        return classic.root(self.server.name, command)
+
+    def data(self) -> str:
+        """The site's data, as text: what no deploy may change."""
+        others = self.root(
+            "mariadb-dump --skip-dump-date --skip-comments --order-by-primary "
+            "--ignore-table=inventory.stock_item inventory"
+        )
+        return others + self.root(f'mariadb -N inventory -e "{ITEMS}"')
+
+    def load(self, limit: float = 120) -> Load:
+        return Load(
+            self.server.address,
+            classic.DOMAIN,
+            self.cert,
+            get_path="/items/",
+            post_path="/items/",
+            post_answer=(201, ""),
+            csrf=False,
+            limit=limit,
+        )
+
+    def apache_state(self) -> str:
+        """Every file of Apache's configuration and of the old code, with its checksum."""
+        return self.root(
+            f"find /etc/apache2 {classic.CODE} -type f -not -path '*/__pycache__/*' "
+            "-print0 | sort -z | xargs -0 sha256sum"
+        )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("apache")
+    for server in practice_server("apache12", "12", tmp_path_factory):
+        project = tmp / classic.APP
+        shutil.copytree(FIXTURES / classic.APP, project)
+        cert = tmp / "site.pem"
+        cert.write_text(classic.set_up(server.name, project))
+        yield Site(server=server, project=project, cert=cert)
+
+
+def assert_clean(traffic: Load, stall: float = 1.0) -> None:
+    assert traffic.failures == [], traffic.failures[:10]
+    assert len(traffic.ok) == 4 and min(traffic.ok.values()) >= 20, traffic.ok
+    assert max(traffic.latencies) < stall, f"a request took {max(traffic.latencies):.2f}s"
+
+
+def change_code(project: Path, marker: str) -> None:
+    views = project / "stock" / "views.py"
+    views.write_text(views.read_text() + f"\n# {marker}\n")
+
+
+def test_adopt_writes_a_config_and_changes_nothing(site: Site):
+    before, data = site.apache_state(), site.data()
+    result = site.json("adopt", "--host", site.server.host)["result"]
+    config = (site.project / "onebox.toml").read_text()
+    assert 'proxy = "apache"' in config
+    assert 'url = "mysql://inventory@localhost/inventory"' in config
+    assert f'vhost = "{classic.VHOST}"' in config and f'code = "{classic.CODE}"' in config
+    assert 'INVENTORY_REGION = "eu-central"' in config  # SetEnv, into os.environ now
+    assert "Rabbit" not in config and "Rabbit" not in json.dumps(result)  # the password
+    levels = {f["level"]: f["text"] for f in result["findings"]}
+    assert "holds the database password" in levels["change"]
+    assert result["site"]["django"]["django"] == "4.2.16"
+    # read only: Apache, the old code, the data as they were; nothing of onebox's
+    assert site.apache_state() == before and site.data() == data
+    assert site.root("ls /srv /etc/onebox 2>&1 || true").count("inventory") == 0
+
+
+def test_settings_that_read_sys_argv_are_reported(site: Site, tmp_path):
+    copy = shutil.copytree(site.project, tmp_path / "argv")
+    settings = copy / "inventory" / "settings.py"
+    text = settings.read_text() + '\nimport sys\nTESTING = sys.argv[1] == "test"\n'
+    settings.write_text(text)
+    line = text.count("\n")
+    found = onebox_json("adopt", "--host", site.server.host, "--dry-run", cwd=copy)["result"]
+    fixes = [f for f in found["findings"] if f["level"] == "fix"]
+    assert any(f"inventory/settings.py:{line} reads sys.argv" in f["text"] for f in fixes), fixes
+    assert any("len(sys.argv) > 1" in f["fix"] for f in fixes)
+    assert "TESTING" not in (copy / "onebox.toml").read_text()  # the dry run wrote nothing
+
+
+def test_setup_takes_the_password_the_uploads_and_a_first_backup(site: Site):
+    data = site.data()
+    setup = site.json("setup")["result"]
+    assert "first backup of the adopted site" in setup["changed"]
+    secrets = site.root("cat /etc/onebox/inventory.env")
+    assert "DATABASE_PASSWORD=" in secrets and "Wh1te-Rabbit" in secrets
+    assert site.root("stat -c %a /etc/onebox/inventory.env").strip() == "600"
+    backups = site.json("backups")["result"]["backups"]
+    assert [b.get("reason") for b in backups] == ["adopted"]
+    assert site.root("cat /srv/inventory/shared/media/photos/p1.jpg") == "a photo\n"
+    assert site.root(f"cat {classic.CODE}/media/photos/p1.jpg") == "a photo\n"  # stays
+    assert site.data() == data
+    # Apache still serves the site with mod_wsgi: setup installed no Caddy
+    assert site.root("systemctl list-unit-files caddy.service | grep -c caddy || true") == "0\n"
+    assert site.root("pgrep -fc 'wsgi:inventory' || true").strip() != "0"
+
+
+def test_the_first_deploy_moves_mod_wsgi_out_under_load(site: Site):
+    """The one Apache reload: mod_wsgi's lines go, onebox's include comes. A graceful
+    reload closes idle kept-alive connections, and a client that sends on one at that
+    instant sees it close (browsers retry): that is the only failure allowed here."""
+    data = site.data()
+    with site.load() as traffic:
+        deployed = site.json("deploy")["result"]
+    assert deployed["problems"] == []
+    lost = [f for f in traffic.failures if "kept-alive" not in f or "Disconnected" not in f]
+    assert lost == [] and len(traffic.failures) <= 2, traffic.failures
+    vhost = site.root(f"cat {classic.VHOST}")
+    assert "#onebox#     WSGIScriptAlias /" in vhost
+    assert "Include /etc/apache2/onebox/inventory.conf" in vhost
+    assert site.root("cat /etc/onebox/inventory.apache-vhost.orig") == classic.SITE
+    assert site.root("pgrep -fc 'wsgi:inventory' || true").strip() == "0"
+    served = site.root(
+        "curl -sk --resolve inventory.test:443:127.0.0.1 -D- -o /dev/null "
+        "https://inventory.test/static/stock/site.css"
+    )
+    assert "200 OK" in served
+    assert site.data() == data
+
+
+def test_deploy_rollback_and_a_failing_release_drop_no_request(site: Site):
+    for attempt in ("deploy", "rollback"):
+        if attempt == "deploy":
+            change_code(site.project, "a code change")
+        with site.load() as traffic:
+            site.cli(attempt)
+        assert_clean(traffic)
+    live = site.json("status")["result"]["release"]["release_id"]
+    wsgi = site.project / "inventory" / "wsgi.py"
+    good = wsgi.read_text()
+    wsgi.write_text(good + '\nraise RuntimeError("this release cannot start")\n')
+    try:
+        with site.load() as traffic:
+            failed = site.cli("deploy", check=False)
+    finally:
+        wsgi.write_text(good)
+    assert failed.returncode != 0 and "cannot start" in failed.stderr, failed.stderr
+    assert_clean(traffic)
+    assert site.json("status")["result"]["release"]["release_id"] == live
+
+
+def test_a_failing_migration_leaves_mysql_as_it_was(site: Site):
+    before = site.root(classic.DUMP)
+    migration = site.project / "stock" / "migrations" / "0002_half.py"
+    migration.write_text(
+        "from django.db import migrations, models\n\n\n"
+        "def boom(apps, schema_editor):\n"
+        "    raise RuntimeError('this migration fails after changing the schema')\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        "    dependencies = [('stock', '0001_initial')]\n"
+        "    operations = [\n"
+        "        migrations.AddField('item', 'shelf', models.CharField(max_length=9, null=True)),\n"
+        "        migrations.RunPython(boom),\n"
+        "    ]\n"
+    )
+    try:
+        failed = site.cli("deploy", check=False)
+    finally:
+        migration.unlink()
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "the database was put back from backup" in failed.stderr
+    assert site.root(classic.DUMP) == before
+
+
+def test_status_names_apache(site: Site):
+    status = site.json("status")["result"]
+    assert status["proxy"] == "Apache" and status["caddy"] == "active"
+    assert status["problems"] == []

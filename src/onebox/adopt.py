@@ -20,9 +20,9 @@ from typing import Any
 import tomlkit
 
 from onebox import remote
-from onebox.agent.requests import AdoptRequest
-from onebox.api.server import Reporter, resolve_target
-from onebox.config import CONFIG_FILE, load_config
+from onebox.agent.requests import AdoptRequest, AdoptUndoRequest
+from onebox.api.server import Reporter, Result, _simple, resolve_target
+from onebox.config import CONFIG_FILE, Project, load_config
 from onebox.config.sections import ENV_NAME
 from onebox.detect import Detected, detect
 from onebox.errors import ConfigError, ProjectError
@@ -99,6 +99,11 @@ def adopt(
         finally:
             tmp.unlink(missing_ok=True)
     return adoption
+
+
+def undo(project: Project, host: str | None, reporter: Reporter) -> Result:
+    """The adopted vhost as it was: mod_wsgi serves the code it served before onebox."""
+    return _simple(project, host, reporter, AdoptUndoRequest())
 
 
 def choose_site(facts: dict[str, Any], detected: Detected, host: str) -> dict[str, Any]:

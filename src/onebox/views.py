@@ -73,6 +73,15 @@ def adopt_text(found: Any, written: bool) -> str:
     return "\n".join(out)
 
 
+def adopt_undo_text(result: dict[str, Any]) -> str:
+    if not result["restored"]:
+        return f"{result['vhost']} is as it was before onebox already: nothing changed"
+    return (
+        f"{result['vhost']} is back as it was before onebox: Apache + mod_wsgi serve the "
+        "old code again (onebox's releases are kept; `onebox deploy` moves the site back)"
+    )
+
+
 def init_text(target: str, found: Any, filled: list[str] | None, host: str) -> str:
     if filled is None:
         headline = f"wrote {target}"

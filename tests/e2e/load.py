@@ -10,6 +10,7 @@ requests in all. Traffic goes only to the practice server's address.
 from __future__ import annotations
 
 import http.client
+import itertools
 import re
 import socket
 import ssl
@@ -20,6 +21,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 MAX_REQUESTS = 20_000
+# How a server's close of an idle kept-alive connection meets the next request on it.
+CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -48,9 +51,15 @@ class Load:
     post_path: str = "/"
     post_answer: tuple[int, str] = (302, "/")
     csrf: bool = True
+    # As a browser does: a request on a reused kept-alive connection that the server
+    # closed before answering (an idle connection closed by a reload) is sent once more
+    # on a new connection. Each such close is still counted, in `closed`.
+    retry_closed: bool = False
+    closed: list[str] = field(default_factory=list)
     ok: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds, of the good answers
+    answered_at: list[float] = field(default_factory=list)  # time.monotonic() of each
 
     def __post_init__(self) -> None:
         self.context = ssl.create_default_context(cafile=str(self.ca))
@@ -94,6 +103,12 @@ class Load:
         self.stop()  # and one after it
 
     @property
+    def longest_gap(self) -> float:
+        """The longest time in which no client got a good answer (a stall)."""
+        times = sorted(self.answered_at)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    @property
     def total(self) -> int:
         return sum(self.ok.values())
 
@@ -133,15 +148,25 @@ class Load:
             n += 1
             started = time.monotonic()
             try:
+                reused = conn is not None and keep_alive
                 if conn is None or not keep_alive:
                     conn = _Connection(self.address, self.domain, self.context)
-                status, location = self._request(conn, method, n)
+                try:
+                    status, location = self._request(conn, method, n)
+                except CLOSED as exc:
+                    if not (reused and self.retry_closed):
+                        raise
+                    with self._lock:
+                        self.closed.append(f"{kind}: {exc!r}")
+                    conn = _Connection(self.address, self.domain, self.context)
+                    status, location = self._request(conn, method, n)
                 answer = (status, location if status in (301, 302, 303) else "")
                 good = status == 200 if method == "GET" else answer == self.post_answer
                 with self._lock:
                     if good:
                         self.ok[kind] = self.ok.get(kind, 0) + 1
                         self.latencies.append(time.monotonic() - started)
+                        self.answered_at.append(time.monotonic())
                     else:
                         self.failures.append(f"{kind}: HTTP {status}")
             except (OSError, http.client.HTTPException) as exc:

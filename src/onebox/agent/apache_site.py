@@ -18,10 +18,11 @@ import json
 import os
 from pathlib import Path
 
-from . import apache_config
+from . import apache_config, lock
 from .paths import AppPaths
 from .plan import Change, command, file_change
-from .protocol import AgentError
+from .protocol import AgentError, ExitCode
+from .requests import AdoptUndoRequest
 from .system import run, tail, write_file
 
 MARK = "#onebox# "  # the start of each line onebox commented out (and puts back)
@@ -88,6 +89,15 @@ def without_onebox(text: str, include: Path) -> str:
             continue
         out.append(line.removeprefix(MARK))
     return "".join(out)
+
+
+def includes_onebox(paths: AppPaths) -> bool:
+    """Whether the vhost passes the site to onebox's releases (not after `adopt --undo`)."""
+    try:
+        text = vhost_file(paths).read_text()
+    except (OSError, AgentError):
+        return False
+    return any(line.strip() == f"Include {paths.apache_site}" for line in text.splitlines())
 
 
 def enabled_modules() -> set[str]:
@@ -159,6 +169,21 @@ def restore_vhost(paths: AppPaths) -> bool:
         raise
     paths.apache_site.unlink(missing_ok=True)
     return True
+
+
+def undo(request: AdoptUndoRequest) -> dict[str, object]:
+    """`onebox adopt --undo`: Apache + mod_wsgi serve the code they served before onebox
+    (its releases keep running, unused, until the next deploy moves the site back)."""
+    paths = AppPaths(request.app)
+    if not in_front(paths):
+        raise AgentError(
+            f"{paths.app} is not served through Apache here: nothing to undo",
+            hint='`onebox adopt --undo` is for a site set up with [server] proxy = "apache"',
+            code=ExitCode.CONFIG,
+        )
+    with lock.deploy_lock(paths.lock, request.by, "adopt --undo"):
+        restored = restore_vhost(paths)
+    return {"restored": restored, "vhost": str(vhost_file(paths))}
 
 
 def check_and_reload(what: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import (
     adopt,
+    apache_site,
     audit,
     backup,
     cancel,
@@ -34,6 +35,7 @@ from .requests import Request, parse
 ACTIONS = {
     "facts": lambda request, payload: provision.facts(),
     "adopt-inspect": lambda request, payload: adopt.inspect(request),
+    "adopt-undo": lambda request, payload: apache_site.undo(request),
     "setup": lambda request, payload: setup.setup(request),
     "deploy": deploy.deploy,
     "env-set": lambda request, payload: envfile.set_values(request),

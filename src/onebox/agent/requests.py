@@ -43,6 +43,13 @@ class AdoptRequest(Request):
 
 
 @dataclass(kw_only=True)
+class AdoptUndoRequest(Request):
+    """The adopted vhost as it was: mod_wsgi serves the old code again (apache_site.py)."""
+
+    action = "adopt-undo"
+
+
+@dataclass(kw_only=True)
 class SetupRequest(Request):
     action = "setup"
     uv_version: str

@@ -120,6 +120,11 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
         )
     if slot is None:  # not deployed yet: nothing is down
         return found
+    if apache_site.in_front(paths) and not apache_site.includes_onebox(paths):
+        found.append(
+            "Apache serves the adopted site with mod_wsgi, not onebox's live release "
+            "(`onebox adopt --undo` was run): `onebox deploy` moves it back"
+        )
     unit = paths.unit(slot)
     state = run(["systemctl", "is-active", unit], check=False).stdout.strip()
     if state != "active":

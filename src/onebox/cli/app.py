@@ -53,21 +53,41 @@ def init(
 
 @main.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-@click.option("--host", required=True, help="The server Apache + mod_wsgi serves the site on.")
+@click.option("--host", default="", help="The server Apache + mod_wsgi serves the site on.")
 @click.option("--settings", default=None, help="The settings module, if not detected.")
 @click.option("--force", is_flag=True, help="Replace an existing onebox.toml.")
+@click.option(
+    "--undo", is_flag=True, help="Put the adopted vhost back: mod_wsgi serves the old code."
+)
 @dry_run_option
 @command
 @keeps_host
 def adopt(
-    ctx: Context, path: Path | None, host: str, settings: str | None, force: bool, dry_run: bool
+    ctx: Context,
+    path: Path | None,
+    host: str,
+    settings: str | None,
+    force: bool,
+    undo: bool,
+    dry_run: bool,
 ) -> None:
     """Read a site Apache + mod_wsgi serves and write the onebox.toml that takes it over
-    (the server is only read: setup and deploy make the changes)."""
-    from onebox.adopt import adopt as read_site
+    (the server is only read: setup and deploy make the changes); --undo goes back."""
+    from onebox import adopt as adoption
 
+    if undo:
+        result = adoption.undo(ctx.project(), host or None, ctx.reporter)
+        ctx.done(result, views.adopt_undo_text(result))
+        return
+    if not host:
+        raise ConfigError(
+            "adopt needs the server Apache serves the site on",
+            hint="onebox adopt --host HOST (an address, user@host, or sandbox:NAME)",
+        )
     root = path or ctx.project_dir or Path.cwd()
-    found = read_site(root, host, ctx.reporter, settings=settings, force=force, write=not dry_run)
+    found = adoption.adopt(
+        root, host, ctx.reporter, settings=settings, force=force, write=not dry_run
+    )
     ctx.done(found.to_json(), views.adopt_text(found, written=not dry_run))
 
 

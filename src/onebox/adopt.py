@@ -20,9 +20,16 @@ from typing import Any
 import tomlkit
 
 from onebox import remote
-from onebox.agent.requests import AdoptRequest, AdoptUndoRequest
-from onebox.api.server import Reporter, Result, _simple, resolve_target
-from onebox.config import CONFIG_FILE, Project, load_config
+from onebox.agent.requests import AdoptRequest, AdoptUndoRequest, ProxyMoveRequest
+from onebox.api.server import (
+    Reporter,
+    Result,
+    _simple,
+    connect,
+    rendered_files,
+    resolve_target,
+)
+from onebox.config import CONFIG_FILE, Project, load_config, load_project, set_config_value
 from onebox.config.sections import ENV_NAME
 from onebox.detect import Detected, detect
 from onebox.errors import ConfigError, ProjectError
@@ -80,7 +87,7 @@ def adopt(
             hint="adopt writes it anew: run it with --force (your file is replaced), or "
             "with --dry-run to see what it would write",
         )
-    ssh = SSH(resolve_target(host), on_notice=reporter.notice)
+    ssh = SSH(resolve_target(host, known_project(target_file)), on_notice=reporter.notice)
     try:
         facts = remote.call(ssh, remote.pack(AdoptRequest()), reporter.event)
     finally:
@@ -101,9 +108,46 @@ def adopt(
     return adoption
 
 
+def switch(project: Project, host: str | None, reporter: Reporter, to: str) -> Result:
+    """The adopted site off Apache onto Caddy (`to` "caddy"), back ("apache"), or the
+    move confirmed ("confirm"); onebox.toml's [server] proxy follows."""
+    cfg = project.config
+    with connect(project, host, reporter) as server:
+        files: dict[str, str] = {}
+        if to == "caddy":
+            for ports in ("moving", "normal"):
+                rendered = rendered_files(project, server.address, ports=ports, caddy=True)
+                files[f"caddyfile_{ports}"] = rendered["caddyfile"]
+                files[f"site_{ports}"] = rendered["site"]
+        request = ProxyMoveRequest(
+            app=cfg.app.name,
+            to=to,
+            address=server.address,
+            health_path=cfg.app.health_check_path,
+            files=files,
+            cert=cfg.apache.cert,
+            key=cfg.apache.key,
+        )
+        result = remote.call(server.ssh, remote.pack(request), reporter.event)
+    if to in ("caddy", "apache"):
+        set_config_value(project.source, "server", "proxy", to)
+    return {"host": server.ssh.target.name, "config": str(project.source), **result}
+
+
 def undo(project: Project, host: str | None, reporter: Reporter) -> Result:
     """The adopted vhost as it was: mod_wsgi serves the code it served before onebox."""
     return _simple(project, host, reporter, AdoptUndoRequest())
+
+
+def known_project(config: Path) -> Project | None:
+    """The project as an earlier adopt wrote it (its [server] user: after setup, root may
+    no longer log in), or None."""
+    if not config.exists():
+        return None
+    try:
+        return load_project(config.parent)
+    except ConfigError:
+        return None
 
 
 def choose_site(facts: dict[str, Any], detected: Detected, host: str) -> dict[str, Any]:
@@ -125,7 +169,10 @@ def choose_site(facts: dict[str, Any], detected: Detected, host: str) -> dict[st
             hint="run adopt with --settings naming this project's settings module",
         )
     # the TLS vhost of the site, if it has one (the one visitors end up on)
-    return sorted(ours, key=lambda s: s["vhost"]["address"].endswith(":443"))[-1]
+    site = sorted(ours, key=lambda s: s["vhost"]["address"].endswith(":443"))[-1]
+    where = (site["vhost"]["file"], site["vhost"]["line"])
+    site["tls"] = next((t for t in facts.get("tls", []) if (t["file"], t["line"]) == where), {})
+    return site
 
 
 def app_name(site: dict[str, Any], detected: Detected) -> str:
@@ -176,6 +223,10 @@ def config_text(detected: Detected, site: dict[str, Any], host: str) -> str:
     apache["venv"] = site["venv"]
     apache["settings"] = site["settings"]
     apache["user"] = site["user"]
+    tls = site.get("tls") or {}
+    if tls.get("cert") and tls.get("key"):
+        apache["cert"] = tls["cert"]
+        apache["key"] = tls["key"]
     document["apache"] = apache
     return tomlkit.dumps(document)
 

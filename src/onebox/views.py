@@ -73,6 +73,21 @@ def adopt_text(found: Any, written: bool) -> str:
     return "\n".join(out)
 
 
+def switch_text(result: dict[str, Any], to: str) -> str:
+    if to == "confirm":
+        return f"{result['host']}: the move to Caddy is confirmed (Apache is masked)"
+    if to == "caddy":
+        return (
+            f"{result['host']}: Caddy serves the site on 80 and 443; Apache is stopped "
+            f'(disabled, its config kept). [server] proxy = "caddy" in {result["config"]}.\n'
+            "back: `onebox adopt --switch-to apache`; keep it: `onebox adopt --confirm`"
+        )
+    return (
+        f"{result['host']}: Apache serves the site again, through onebox's releases. "
+        f'[server] proxy = "apache" in {result["config"]}'
+    )
+
+
 def adopt_undo_text(result: dict[str, Any]) -> str:
     if not result["restored"]:
         return f"{result['vhost']} is as it was before onebox already: nothing changed"

@@ -60,6 +60,7 @@ class Load:
     failures: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)  # seconds, of the good answers
     answered_at: list[float] = field(default_factory=list)  # time.monotonic() of each
+    failed_at: list[float] = field(default_factory=list)  # when each failure began
 
     def __post_init__(self) -> None:
         self.context = ssl.create_default_context(cafile=str(self.ca))
@@ -169,9 +170,11 @@ class Load:
                         self.answered_at.append(time.monotonic())
                     else:
                         self.failures.append(f"{kind}: HTTP {status}")
+                        self.failed_at.append(started)
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
                     self.failures.append(f"{kind}: {exc!r}")
+                    self.failed_at.append(started)
                 conn = None
             if not keep_alive and conn is not None:
                 conn.close()

@@ -38,8 +38,8 @@ class Site:
     def json(self, *args: str, check: bool = True) -> dict:
         return onebox_json(*args, cwd=self.project, check=check)
 
-    def root(self, command: str) -> str:
-        return classic.root(self.server.name, command)
+    def root(self, command: str, input: str = "") -> str:
+        return classic.root(self.server.name, command, input=input.encode())
 
     def data(self) -> str:
         """The site's data, as text: what no deploy may change."""
@@ -219,7 +219,9 @@ def test_adopt_undo_puts_mod_wsgi_back_and_deploy_returns(site: Site):
     assert site.mod_wsgi_daemons() == 2
     with site.load(retry_closed=True) as again:
         site.cli("deploy")
-    assert_clean(traffic) and assert_clean(again)  # (each asserts)
+    # (mod_wsgi's daemons start cold: the first requests wait for Django to load)
+    assert_clean(traffic, stall=5.0)
+    assert_clean(again)
     assert site.mod_wsgi_daemons() == 0
 
 
@@ -227,3 +229,56 @@ def test_status_names_apache(site: Site):
     status = site.json("status")["result"]
     assert status["proxy"] == "Apache" and status["caddy"] == "active"
     assert status["problems"] == []
+
+
+OTHER = """<VirtualHost *:80>
+    ServerName other.test
+    DocumentRoot /var/www/html
+</VirtualHost>
+"""
+
+
+def test_the_move_to_caddy_refuses_while_apache_serves_other_sites(site: Site):
+    site.root("cat > /etc/apache2/sites-available/other.conf", input=OTHER)
+    site.root("a2ensite -q other && systemctl reload apache2")
+    try:
+        refused = site.cli("adopt", "--switch-to", "caddy", check=False)
+    finally:
+        site.root("a2dissite -q other && systemctl reload apache2")
+    assert refused.returncode == 3, refused.stderr
+    assert "Apache also serves other.test" in refused.stderr
+    assert site.root("systemctl is-active apache2").strip() == "active"
+    assert 'proxy = "apache"' in (site.project / "onebox.toml").read_text()
+
+
+def test_the_move_to_caddy_and_back_drop_no_request(site: Site):
+    """New connections wait for the moment Caddy restarts onto 80 and 443 (their SYN is
+    dropped and sent again a second later): a stall of about a second, no failure."""
+    data = site.data()
+    with site.load() as traffic:
+        moved = site.json("adopt", "--switch-to", "caddy")["result"]
+    assert moved["proxy"] == "caddy"
+    assert_clean(traffic, stall=2.0)
+    assert 'proxy = "caddy"' in (site.project / "onebox.toml").read_text()
+    assert site.root("systemctl is-active apache2 caddy || true").split() == ["inactive", "active"]
+    assert site.root("nft list tables").count("onebox_") == 0  # the redirect and hold gone
+    status = site.json("status")["result"]
+    assert status["proxy"] == "Caddy" and status["problems"] == []
+    assert site.data() == data
+    change_code(site.project, "served by Caddy")
+    with site.load() as traffic:
+        site.cli("deploy")
+    assert_clean(traffic)
+    with site.load() as back:
+        site.cli("adopt", "--switch-to", "apache")
+    assert_clean(back, stall=2.0)
+    assert site.root("systemctl is-active apache2 caddy || true").split() == ["active", "inactive"]
+    assert site.json("status")["result"]["proxy"] == "Apache"
+
+
+def test_a_confirmed_move_has_no_way_back(site: Site):
+    site.cli("adopt", "--switch-to", "caddy")
+    site.cli("adopt", "--confirm")
+    assert site.root("systemctl is-enabled apache2 || true").strip() == "masked"
+    refused = site.cli("adopt", "--switch-to", "apache", check=False)
+    assert refused.returncode == 3 and "confirmed" in refused.stderr

@@ -208,7 +208,8 @@ def tls_facts(host: VirtualHost) -> dict[str, Any]:
     ).stdout
     fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     return {
-        "vhost": f"{host.file}:{host.line}",
+        "file": os.path.realpath(host.file),
+        "line": host.line,
         "names": host.names,
         "cert": cert,
         "key": key,

@@ -19,6 +19,8 @@ from typing import Any
 from .protocol import AgentError, ExitCode
 from .system import run
 
+ONEBOX_MARK = "#onebox# "  # apache_site.MARK: a line onebox commented out
+
 # The directives a Django site's vhost is read for (Apache's names are case-insensitive).
 READ = {
     "servername",
@@ -92,7 +94,8 @@ def logical_lines(text: str) -> list[tuple[int, int, str]]:
     out: list[tuple[int, int, str]] = []
     pending, start = "", 0
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip()
+        # a line onebox commented out (apache_site.MARK) still tells what the site was
+        line = raw.removeprefix(ONEBOX_MARK).rstrip()
         if not pending:
             start = number
         if line.endswith("\\"):
@@ -164,10 +167,13 @@ def included_files() -> list[str]:
 
 def served_names() -> list[dict[str, Any]]:
     """`apachectl -S`: which vhost answers which name on which port, as Apache sees it."""
-    result = run(["apachectl", "-S"], check=False)
+    return parse_served(run(["apachectl", "-S"], check=False).stdout)
+
+
+def parse_served(text: str) -> list[dict[str, Any]]:
     out = []
     port = ""
-    for line in result.stdout.splitlines():
+    for line in text.splitlines():
         header = re.match(r"^(\S+:\d+)\s+is a NameVirtualHost", line)
         if header:
             port = header.group(1)

@@ -25,7 +25,7 @@ from .protocol import AgentError, ExitCode
 from .requests import AdoptUndoRequest
 from .system import run, tail, write_file
 
-MARK = "#onebox# "  # the start of each line onebox commented out (and puts back)
+MARK = apache_config.ONEBOX_MARK  # the start of each line onebox commented out
 MOD_WSGI = {"wsgiscriptalias", "wsgidaemonprocess", "wsgiprocessgroup", "wsgiapplicationgroup"}
 MODULES = ("proxy", "proxy_http", "headers", "rewrite")
 
@@ -102,6 +102,25 @@ def includes_onebox(paths: AppPaths) -> bool:
 
 def enabled_modules() -> set[str]:
     return {p.name.removesuffix(".load") for p in Path("/etc/apache2/mods-enabled").glob("*.load")}
+
+
+def is_apache_site(text: str) -> bool:
+    """A site file of this module's (an Apache include), not a Caddy site."""
+    return any(line.startswith("ProxyPass ") for line in text.splitlines())
+
+
+def url_prefixes_of(site: str, paths: AppPaths) -> dict[str, str]:
+    """The static and media URL prefixes an Apache site file serves (for a Caddy site
+    made from it): {"static_url": ..., "media_url": ...}."""
+    found = {}
+    for line in site.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "Alias":
+            if words[2].rstrip("/").endswith(".onebox/static"):
+                found["static_url"] = words[1]
+            elif words[2].rstrip("/") == str(paths.media):
+                found["media_url"] = words[1]
+    return found
 
 
 def served_prefixes(site: str) -> set[str]:

@@ -22,6 +22,9 @@ FIREWALL_WISHES = STATE / "firewall"  # each app's firewall wish (firewall.py)
 SETUP_LOCK = STATE / "setup.lock"
 LISTS_STAMP = STATE / "apt-lists.stamp"
 MAINTENANCE = STATE / "maintenance"
+DRAINS = STATE / "drain"  # while DRAINS/<app> exists, the proxy closes each connection
+MOVE_PORTS = {80: 8080, 443: 8443}  # Caddy's ports while Apache still holds 80 and 443
+CADDY_CERTS = Path("/etc/caddy/certs")  # an adopted site's certificate, for Caddy
 LOGS = Path("/var/log/onebox")  # the history (history.py)
 FIREWALL_RULES = ETC / "firewall.nft"
 UNIT_DIR = Path("/etc/systemd/system")
@@ -143,6 +146,16 @@ class AppPaths:
         return MAINTENANCE / self.app
 
     @property
+    def drain(self) -> Path:
+        """While this file exists, the proxy (Apache or Caddy) answers every request with
+        `Connection: close`: kept-alive clients reconnect (to wherever 443 leads now)."""
+        return DRAINS / self.app
+
+    @property
+    def caddy_cert(self) -> tuple[Path, Path]:
+        return CADDY_CERTS / f"{self.app}.pem", CADDY_CERTS / f"{self.app}.key"
+
+    @property
     def run(self) -> Path:
         return Path("/run") / f"onebox-{self.app}"
 
@@ -197,6 +210,8 @@ class AppPaths:
             "logs": str(LOGS),
             "caddy_sites": str(CADDY_SITES),
             "apache_site": str(self.apache_site),
+            "drains": str(DRAINS),
+            "drain": str(self.drain),
             "media": str(self.media),
             "caddyfile": str(CADDYFILE),
         }

@@ -50,6 +50,19 @@ class AdoptUndoRequest(Request):
 
 
 @dataclass(kw_only=True)
+class ProxyMoveRequest(Request):
+    """The adopted site off Apache onto Caddy, or back (proxy_move.py), or confirmed."""
+
+    action = "proxy-move"
+    to: str  # "caddy", "apache", or "confirm"
+    address: str
+    health_path: str
+    files: dict[str, str]  # caddyfile_moving, site_moving, caddyfile_moved, site_moved
+    cert: str  # the adopted certificate and key ([apache] cert, key), or ""
+    key: str
+
+
+@dataclass(kw_only=True)
 class SetupRequest(Request):
     action = "setup"
     uv_version: str

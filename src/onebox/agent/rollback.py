@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import site_check
+from . import apache_site, site_check
 from .backup import load_settings
 from .cutover import STARTUP, TRAFFIC, Cutover
 from .django import Release
@@ -119,15 +119,26 @@ def rollback(request: RollbackRequest, payload: Path) -> dict[str, Any]:
     return {**result, **site_check.after_switch(paths, request)}
 
 
+def site_for(paths: AppPaths, target: Path) -> str:
+    """The site the release was deployed with; the live one when that was for the other
+    proxy (a release from before the site moved between Apache and Caddy)."""
+    apache = apache_site.in_front(paths)
+    current = paths.apache_site if apache else paths.caddy_site
+    frozen = target / ".onebox" / "site.caddy"
+    text = frozen.read_text() if frozen.is_file() else ""
+    if not text or apache_site.is_apache_site(text) != apache:
+        return current.read_text()
+    return text
+
+
 def _rollback(request: RollbackRequest, paths: AppPaths) -> dict[str, Any]:
     live = live_release(paths)
     target = choose(paths, live, request.release)
-    site_file = target / ".onebox" / "site.caddy"
     r = Rollback(
         request=request,
         paths=paths,
         release_dir=target,
-        site=site_file.read_text() if site_file.is_file() else paths.caddy_site.read_text(),
+        site=site_for(paths, target),
         release=Release(paths.app, target, release_env(paths, target), request.manage),
     )
     with r.window, ThreadPoolExecutor(max_workers=1) as r.pool:

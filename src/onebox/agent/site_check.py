@@ -23,10 +23,10 @@ from .switch import live_slot
 from .system import read_env_file, run
 
 
-def through_caddy(address: str, path: str) -> int | str:
-    """The HTTP status of GET https://address/path through the local Caddy, or why there
-    is none. TLS is not verified: this is the server asking itself."""
-    connection = _LocalHTTPS(address)
+def through_caddy(address: str, path: str, port: int = 443) -> int | str:
+    """The HTTP status of GET https://address/path through the local proxy (Caddy, or
+    Apache), or why there is none. TLS is not verified: this is the server asking itself."""
+    connection = _LocalHTTPS(address, port)
     try:
         connection.request(
             "GET", path, headers={"Host": address, "User-Agent": "onebox-site-check"}
@@ -41,8 +41,8 @@ def through_caddy(address: str, path: str) -> int | str:
 class _LocalHTTPS(http.client.HTTPSConnection):
     """Connects to this machine, naming the site in TLS (SNI) as a browser would."""
 
-    def __init__(self, address: str) -> None:
-        super().__init__(address, 443, timeout=10, context=_context())
+    def __init__(self, address: str, port: int = 443) -> None:
+        super().__init__(address, port, timeout=10, context=_context())
         self.site = address
 
     def connect(self) -> None:
@@ -51,7 +51,7 @@ class _LocalHTTPS(http.client.HTTPSConnection):
             dial, name = self.site, None
         except ValueError:
             dial, name = "127.0.0.1", self.site
-        sock = socket.create_connection((dial, 443), timeout=self.timeout)
+        sock = socket.create_connection((dial, self.port), timeout=self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = _context().wrap_socket(sock, server_hostname=name)
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from uv import find_uv_bin
 
 from onebox import remote, sandbox
-from onebox.agent.paths import AppPaths
+from onebox.agent.paths import MOVE_PORTS, AppPaths
 from onebox.agent.requests import (
     FactsRequest,
     Request,
@@ -99,9 +99,10 @@ def uv_version() -> str:
 def unit_context(project: Project, address: str) -> dict[str, object]:
     """What every template of the app's units and sites is rendered with."""
     cfg = project.config
+    paths = AppPaths(cfg.app.name)
     return {
         "app": cfg.app.name,
-        **AppPaths(cfg.app.name).template_context(),
+        **paths.template_context(),
         "wsgi": cfg.app.wsgi,
         "asgi": cfg.app.asgi,
         "workers": cfg.app.workers,
@@ -109,16 +110,25 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
         "workdir": str(Path(cfg.app.manage).parent).strip("."),
         "address": address,
         "tls_internal": tls_internal(project, address),
+        "tls_files": " ".join(map(str, paths.caddy_cert)) if cfg.apache.cert else "",
+        "ports": "normal",
+        "move_ports": MOVE_PORTS,
     }
 
 
-def rendered_files(project: Project, address: str) -> dict[str, str]:
+def rendered_files(
+    project: Project, address: str, ports: str = "normal", caddy: bool = False
+) -> dict[str, str]:
+    """The files the server gets; `ports` "moving": Caddy's, beside Apache on the move
+    ports (`onebox adopt --switch-to caddy`); "normal" with a Caddy site also when the
+    config still says apache (the move's end state)."""
     cfg = project.config
     context = unit_context(project, address)
+    context["ports"] = ports
     two_years, one_year = 63072000, 31536000
     default_hsts = one_year if context["tls_internal"] else two_years
     context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
-    apache = cfg.server.proxy == "apache"
+    apache = cfg.server.proxy == "apache" and not caddy
     context["vhost"] = cfg.apache.vhost
     names = {
         "unit": "app.service.j2",

@@ -59,6 +59,12 @@ def init(
 @click.option(
     "--undo", is_flag=True, help="Put the adopted vhost back: mod_wsgi serves the old code."
 )
+@click.option(
+    "--switch-to",
+    type=click.Choice(["caddy", "apache"]),
+    help="Move the adopted site off Apache onto onebox's Caddy (no request fails), or back.",
+)
+@click.option("--confirm", is_flag=True, help="Confirm the move to Caddy: Apache is masked.")
 @dry_run_option
 @command
 @keeps_host
@@ -69,6 +75,8 @@ def adopt(
     settings: str | None,
     force: bool,
     undo: bool,
+    switch_to: str | None,
+    confirm: bool,
     dry_run: bool,
 ) -> None:
     """Read a site Apache + mod_wsgi serves and write the onebox.toml that takes it over
@@ -78,6 +86,11 @@ def adopt(
     if undo:
         result = adoption.undo(ctx.project(), host or None, ctx.reporter)
         ctx.done(result, views.adopt_undo_text(result))
+        return
+    if switch_to or confirm:
+        to = switch_to or "confirm"
+        result = adoption.switch(ctx.project(), host or None, ctx.reporter, to)
+        ctx.done(result, views.switch_text(result, to))
         return
     if not host:
         raise ConfigError(

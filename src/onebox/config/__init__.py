@@ -50,7 +50,7 @@ from onebox.errors import ConfigError
 __all__ = [
     "CONFIG_FILE", "PROCESS_NAME", "RESERVED_NAMES", "AppConfig", "Config", "ProcessConfig",
     "Project", "ServerConfig", "find_config", "load_config", "load_project", "locate",
-    "set_server_user", "split_command", "with_procfile",
+    "set_config_value", "set_server_user", "split_command", "with_procfile",
 ]  # fmt: skip
 
 
@@ -291,6 +291,24 @@ def set_server_user(path: Path, user: str) -> bool:
     new = tomlkit.dumps(document)
     if new == text:
         return False
+    tomllib.loads(new)  # never write a file that does not parse
+    write_atomically(path, new)
+    return True
+
+
+def set_config_value(path: Path, section: str, key: str, value: str) -> bool:
+    """Write [section] key = value into onebox.toml (or pyproject.toml's
+    [tool.onebox.section]), the rest of the file kept as it is. False if it was so."""
+    text = path.read_text(encoding="utf-8-sig")
+    document = tomlkit.parse(text)
+    root = document["tool"]["onebox"] if path.name == "pyproject.toml" else document
+    table = root.get(section)
+    if table is None:
+        table = root[section] = tomlkit.table()
+    if table.get(key) == value:
+        return False
+    table[key] = value
+    new = tomlkit.dumps(document)
     tomllib.loads(new)  # never write a file that does not parse
     write_atomically(path, new)
     return True

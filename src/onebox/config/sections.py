@@ -203,8 +203,13 @@ class ApacheConfig(_Section):
     venv: str = ""
     settings: str = ""
     user: str = "www-data"
+    # The vhost's certificate and key: Caddy serves them once the site moved to it
+    # (`onebox adopt --switch-to caddy`), until they are taken out of here; then Caddy
+    # gets its own ([server] tls).
+    cert: str = ""
+    key: str = ""
 
-    @field_validator("vhost", "code", "venv")
+    @field_validator("vhost", "code", "venv", "cert", "key")
     @classmethod
     def _path(cls, value: str) -> str:
         if value and not SERVER_PATH.match(value):

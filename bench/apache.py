@@ -10,7 +10,7 @@ POST, kept-alive and new connections, 4 clients at 25 req/s each, bounded), in t
   `touch wsgi.py` (mod_wsgi's daemon reload), `systemctl restart apache2`;
 - onebox's first deploy (mod_wsgi's lines out, onebox's include in: one graceful reload);
 - with onebox serving through Apache: nothing, `onebox deploy` of a code change,
-  `onebox rollback`;
+  `onebox rollback`; the move to onebox's Caddy and back (`onebox adopt --switch-to`);
 - `onebox adopt --undo` (back to mod_wsgi, for the next round).
 
 The clients send a request once more on a new connection when the server closed their
@@ -125,6 +125,12 @@ def main() -> None:
                     "onebox: steady state (5 s)": lambda: time.sleep(5),
                     "onebox: deploy through Apache": deploy(run),
                     "onebox: rollback through Apache": cli("rollback"),
+                    "onebox: move to Caddy (adopt --switch-to caddy)": cli(
+                        "adopt", "--switch-to", "caddy"
+                    ),
+                    "onebox: back to Apache (adopt --switch-to apache)": cli(
+                        "adopt", "--switch-to", "apache"
+                    ),
                     "onebox: adopt --undo (back to mod_wsgi)": cli("adopt", "--undo"),
                 }
                 for label, action in methods.items():

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import onebox  # noqa: E402
+from bench.common import measure, onebox, print_load_average, print_load_table  # noqa: E402
 from tests.e2e import classic  # noqa: E402  (the e2e tests' classic site)
 from tests.e2e.load import Load  # noqa: E402
 
@@ -70,22 +69,8 @@ def under_load(address: str, cert: Path, action: Callable[[], object]) -> dict[s
         csrf=False,
         limit=180,
         retry_closed=True,
-    ).start(settle=2)
-    started = time.monotonic()
-    action()
-    wall = time.monotonic() - started
-    load.stop(settle=2)
-    latencies = sorted(load.latencies)
-    return {
-        "wall": wall,
-        "answered": load.total,
-        "failed": len(load.failures),
-        "closed": len(load.closed),
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
-        "max": latencies[-1] * 1000,
-        "gap": load.longest_gap * 1000,
-    }
+    )
+    return measure(load, action)
 
 
 def main() -> None:
@@ -137,20 +122,8 @@ def main() -> None:
                     results.setdefault(label, []).append(under_load(address, cert, action))
         finally:
             onebox("sandbox", "destroy", name)
-    print(f"\n{args.runs} rounds, medians (failed and closed: the sums over the rounds)")
-    print("| method | wall s | answered | failed | closed | p50 ms | p99 ms | max ms | gap ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, runs in results.items():
-        med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        failed = sum(int(r["failed"]) for r in runs)
-        closed = sum(int(r["closed"]) for r in runs)
-        print(
-            f"| {label} | {med['wall']:.2f} | {med['answered']:.0f} | {failed} | {closed} | "
-            f"{med['p50']:.0f} | {med['p99']:.0f} | {med['max']:.0f} | {med['gap']:.0f} |"
-        )
-    load_after = os.getloadavg()
-    print(f"\nload average before: {' '.join(f'{x:.2f}' for x in load_before)}")
-    print(f"load average after:  {' '.join(f'{x:.2f}' for x in load_after)}")
+    print_load_table(results, args.runs)
+    print_load_average(load_before)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOXES = Path("/var/lib/onebox/sandboxes")
@@ -81,3 +84,48 @@ def example_project(
         )
     config.write_text(text)
     return target
+
+
+def measure(load: Any, action: Any) -> dict[str, float]:
+    """`action` under `load` (tests/e2e/load.py), with 2 s of steady load either side."""
+    load.start(settle=2)
+    started = time.monotonic()
+    action()
+    wall = time.monotonic() - started
+    load.stop(settle=2)
+    return load_figures(load, wall)
+
+
+def load_figures(load: Any, wall: float) -> dict[str, float]:
+    """What a bench prints of one change under tests/e2e/load.py's load."""
+    latencies = sorted(load.latencies)
+    return {
+        "wall": wall,
+        "answered": load.total,
+        "failed": len(load.failures),
+        "closed": len(load.closed),
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
+        "max": latencies[-1] * 1000,
+        "gap": load.longest_gap * 1000,
+    }
+
+
+def print_load_table(results: dict[str, list[dict[str, float]]], rounds: int) -> None:
+    """Per method: medians over the rounds, and the failures and closes summed."""
+    print(f"\n{rounds} rounds, medians (failed and closed: the sums over the rounds)")
+    print("| method | wall s | answered | failed | closed | p50 ms | p99 ms | max ms | gap ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, runs in results.items():
+        med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        failed = sum(int(r["failed"]) for r in runs)
+        closed = sum(int(r["closed"]) for r in runs)
+        print(
+            f"| {label} | {med['wall']:.2f} | {med['answered']:.0f} | {failed} | {closed} | "
+            f"{med['p50']:.0f} | {med['p99']:.0f} | {med['max']:.0f} | {med['gap']:.0f} |"
+        )
+
+
+def print_load_average(before: tuple[float, float, float]) -> None:
+    print(f"\nload average before: {' '.join(f'{x:.2f}' for x in before)}")
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

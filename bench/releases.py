@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import PracticeServer, example_project, onebox  # noqa: E402
+from bench.common import (  # noqa: E402
+    PracticeServer,
+    example_project,
+    measure,
+    onebox,
+    print_load_average,
+    print_load_table,
+)
 from tests.e2e.load import Load  # noqa: E402  (the e2e tests' load generator)
 
 NAIVE_UNIT = """[Unit]
@@ -76,20 +82,7 @@ def prepare(tmp: Path) -> tuple[PracticeServer, Path, Path]:
 
 
 def under_load(server: PracticeServer, domain: str, ca: Path, action) -> dict[str, float]:
-    load = Load(server.address, domain, ca).start(settle=2)
-    started = time.monotonic()
-    action()
-    wall = time.monotonic() - started
-    load.stop(settle=2)
-    latencies = sorted(load.latencies)
-    return {
-        "wall": wall,
-        "answered": load.total,
-        "failed": len(load.failures),
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
-        "max": latencies[-1] * 1000,
-    }
+    return measure(Load(server.address, domain, ca), action)
 
 
 def main() -> None:
@@ -125,19 +118,8 @@ def main() -> None:
                     results.setdefault(label, []).append(under_load(server, domain, ca, action))
         finally:
             server.destroy()
-    print(f"\n{args.runs} runs each, medians (failed: the sum over the runs)")
-    print("| method | wall s | answered | failed | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|---|---|")
-    for label, runs in results.items():
-        med = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        failed = sum(int(r["failed"]) for r in runs)
-        print(
-            f"| {label} | {med['wall']:.2f} | {med['answered']:.0f} | {failed} | "
-            f"{med['p50']:.0f} | {med['p99']:.0f} | {med['max']:.0f} |"
-        )
-    load_after = os.getloadavg()
-    print(f"\nload average before: {' '.join(f'{x:.2f}' for x in load_before)}")
-    print(f"load average after:  {' '.join(f'{x:.2f}' for x in load_after)}")
+    print_load_table(results, args.runs)
+    print_load_average(load_before)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,23 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def half_failing_migration(app: str, after: str, model: str, field: str) -> str:
+    """A migration that adds a column, then fails: on MySQL (DDL is not transactional)
+    the column stays unless onebox puts the database back from its backup."""
+    return (
+        "from django.db import migrations, models\n\n\n"
+        "def boom(apps, schema_editor):\n"
+        "    raise RuntimeError('this migration fails after changing the schema')\n\n\n"
+        "class Migration(migrations.Migration):\n"
+        f"    dependencies = [('{app}', '{after}')]\n"
+        "    operations = [\n"
+        f"        migrations.AddField('{model}', '{field}', "
+        "models.CharField(max_length=9, null=True)),\n"
+        "        migrations.RunPython(boom),\n"
+        "    ]\n"
+    )
+
+
 def use_deploy_user(config: Path) -> None:
     """Log in as onebox's deploy user (the server may be hardened by an earlier test's
     setup already; on a fresh one, onebox falls back to root for the first setup)."""

@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 from . import classic
-from .conftest import FIXTURES, Server, onebox, onebox_json, practice_server
+from .conftest import (
+    FIXTURES,
+    Server,
+    half_failing_migration,
+    onebox,
+    onebox_json,
+    practice_server,
+)
 from .load import Load
 
 pytestmark = pytest.mark.e2e
@@ -199,17 +206,7 @@ def test_deploy_rollback_and_a_failing_release_drop_no_request(site: Site):
 def test_a_failing_migration_leaves_mysql_as_it_was(site: Site):
     before = site.root(classic.DUMP)
     migration = site.project / "stock" / "migrations" / "0002_half.py"
-    migration.write_text(
-        "from django.db import migrations, models\n\n\n"
-        "def boom(apps, schema_editor):\n"
-        "    raise RuntimeError('this migration fails after changing the schema')\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        "    dependencies = [('stock', '0001_initial')]\n"
-        "    operations = [\n"
-        "        migrations.AddField('item', 'shelf', models.CharField(max_length=9, null=True)),\n"
-        "        migrations.RunPython(boom),\n"
-        "    ]\n"
-    )
+    migration.write_text(half_failing_migration("stock", "0001_initial", "item", "shelf"))
     try:
         failed = site.cli("deploy", check=False)
     finally:

@@ -22,6 +22,7 @@ from .conftest import (
     Server,
     copy_project,
     fetch,
+    half_failing_migration,
     onebox,
     onebox_json,
     practice_server,
@@ -459,17 +460,7 @@ def test_failing_migration_on_mariadb_leaves_the_database_as_it_was(mysql_app: A
     dump = f"mariadb-dump --skip-dump-date --order-by-primary {mysql_app.db}"
     before = mysql_app.server.ssh(dump)
     migration = mysql_app.project / "guestbook" / "migrations" / "0099_half.py"
-    migration.write_text(
-        "from django.db import migrations, models\n\n\n"
-        "def boom(apps, schema_editor):\n"
-        "    raise RuntimeError('this migration fails after changing the schema')\n\n\n"
-        "class Migration(migrations.Migration):\n"
-        "    dependencies = [('guestbook', '0001_initial')]\n"
-        "    operations = [\n"
-        "        migrations.AddField('entry', 'mood', models.CharField(max_length=9, null=True)),\n"
-        "        migrations.RunPython(boom),\n"
-        "    ]\n"
-    )
+    migration.write_text(half_failing_migration("guestbook", "0001_initial", "entry", "mood"))
     try:
         failed = mysql_app.cli("deploy", check=False)
     finally:

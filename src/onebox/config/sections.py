@@ -34,6 +34,7 @@ WSGI_OBJECT = re.compile(rf"{MODULE}(?::[A-Za-z_][A-Za-z0-9_]*)?")
 RELATIVE_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")  # a Debian login name
 SSH_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.@:\[\]-]*")
 CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]")
 
@@ -169,7 +170,7 @@ class ServerConfig(_Section):
     @field_validator("user")
     @classmethod
     def _user(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+        if value is not None and not USER_NAME.fullmatch(value):
             raise ValueError('must be a user name on the server, like "onebox" or "root"')
         return value
 
@@ -226,7 +227,7 @@ class ApacheConfig(_Section):
     @field_validator("user")
     @classmethod
     def _user(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", value):
+        if not USER_NAME.fullmatch(value):
             raise ValueError('must be a user name on the server, like "www-data"')
         return value
 

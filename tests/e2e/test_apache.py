@@ -203,6 +203,30 @@ def test_deploy_rollback_and_a_failing_release_drop_no_request(site: Site):
     assert site.json("status")["result"]["release"]["release_id"] == live
 
 
+def test_the_adopted_site_runs_as_it_did(site: Site):
+    """SetEnv's value reaches os.environ now; the adopted database's backups verify."""
+    ran = site.cli("run", "--", "python", "-c", "import os; print(os.environ['INVENTORY_REGION'])")
+    assert ran.stdout.strip() == "eu-central"
+    verified = site.json("backup", "verify")["result"]
+    assert verified["id"]
+
+
+def test_apache_rejecting_the_site_file_changes_nothing(site: Site):
+    vhost = site.root(f"cat {classic.VHOST}")
+    templates = site.project / ".onebox" / "templates"
+    templates.mkdir(parents=True)
+    source = Path(__file__).resolve().parents[2] / "src/onebox/templates/site.apache.j2"
+    (templates / "site.apache.j2").write_text(source.read_text() + "\nNotADirective on\n")
+    try:
+        failed = site.cli("deploy", check=False)
+    finally:
+        shutil.rmtree(site.project / ".onebox")
+    assert failed.returncode == 1 and "Apache rejected" in failed.stderr, failed.stderr
+    assert site.root(f"cat {classic.VHOST}") == vhost
+    assert "NotADirective" not in site.root("cat /etc/apache2/onebox/inventory.conf")
+    assert site.json("status")["result"]["problems"] == []
+
+
 def test_a_failing_migration_leaves_mysql_as_it_was(site: Site):
     before = site.root(classic.DUMP)
     migration = site.project / "stock" / "migrations" / "0002_half.py"

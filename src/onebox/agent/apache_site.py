@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import apache_config, lock
-from .paths import AppPaths
+from .paths import DRAINS, AppPaths
 from .plan import Change, command, file_change
 from .protocol import AgentError, ExitCode
 from .requests import AdoptUndoRequest
-from .system import run, tail, write_file
+from .system import ensure_dir, run, tail, write_file
 
 MARK = apache_config.ONEBOX_MARK  # the start of each line onebox commented out
 MOD_WSGI = {"wsgiscriptalias", "wsgidaemonprocess", "wsgiprocessgroup", "wsgiapplicationgroup"}
@@ -160,7 +163,11 @@ def install(paths: AppPaths, site: str) -> bool:
     if missing:
         run(["a2enmod", "-q", *missing], what="enabling Apache's proxy modules")
     try:
-        check_and_reload(f"onebox's site file {paths.apache_site}")
+        if old_site is not None and includes_onebox(paths):  # (not the move off mod_wsgi)
+            with drained(paths):
+                check_and_reload(f"onebox's site file {paths.apache_site}")
+        else:
+            check_and_reload(f"onebox's site file {paths.apache_site}")
     except AgentError:
         write_file(vhost, old_vhost, mode=vhost.stat().st_mode & 0o777)
         if old_site is None:
@@ -203,6 +210,30 @@ def undo(request: AdoptUndoRequest) -> dict[str, object]:
     with lock.deploy_lock(paths.lock, request.by, "adopt --undo"):
         restored = restore_vhost(paths)
     return {"restored": restored, "vhost": str(vhost_file(paths))}
+
+
+def drain(paths: AppPaths) -> None:
+    """From now on the proxy in front (Apache's include, Caddy's site) closes each
+    connection after its answer: kept-alive clients reconnect instead of meeting a
+    reload's close of their idle connection."""
+    ensure_dir(DRAINS)
+    write_file(paths.drain, "")
+
+
+def undrain(paths: AppPaths) -> str:
+    paths.drain.unlink(missing_ok=True)
+    return ""
+
+
+@contextmanager
+def drained(paths: AppPaths, settle: float = 1.0) -> Iterator[None]:
+    """A reload without a kept-alive client losing a request: drained before it."""
+    drain(paths)
+    try:
+        time.sleep(settle)  # each client's next answer closes its connection
+        yield
+    finally:
+        undrain(paths)
 
 
 def check_and_reload(what: str) -> None:

@@ -60,9 +60,36 @@ class MariaDB(Engine):
     def scratch_name(self) -> str:
         return f"onebox_verify_{self.database}"[:64]
 
-    def _access(self) -> tuple[list[str], dict[str, str]]:
+    @property
+    def on_this_server(self) -> bool:
+        """An existing database of this server's own MariaDB, named by [database] url (an
+        adopted site's): root reaches it over the socket, as one onebox made, so that
+        dumps are consistent and verification has its scratch database."""
+        local = self.conn["host"] in ("", "localhost", "127.0.0.1", "::1")
+        return self.external and local and self.server_installed()
+
+    @property
+    def as_root(self) -> bool:
+        return not self.external or self.on_this_server
+
+    def ensure(self, values: dict[str, str]) -> bool:
+        if not self.on_this_server:
+            return super().ensure(values)
+        changed = self._connection_values(values, self.scheme, self.default_port)
+        self.secrets = values
+        argv, env = self._client(self.database, as_app=True)
+        check = run(argv, env=env, input="SELECT 1", check=False, timeout=60)
+        if check.returncode != 0:
+            error = redact(check.stderr, self.conn["password"])
+            raise AgentError(
+                f"connecting to {self.database} as {self.conn['user']} failed: {first_line(error)}",
+                hint=self._hint(error),
+            )
+        return changed
+
+    def _access(self, as_app: bool = False) -> tuple[list[str], dict[str, str]]:
         """How the agent connects: as root over the socket, or with the app's credentials."""
-        if not self.external:
+        if self.as_root and not as_app:
             return ["--protocol=socket", "--user=root"], {}
         conn = self.conn
         args = [f"--host={conn['host']}", f"--user={conn['user']}"]
@@ -70,8 +97,8 @@ class MariaDB(Engine):
             args.append(f"--port={conn['port']}")
         return args, {"MYSQL_PWD": conn["password"]}
 
-    def _client(self, database: str = "") -> tuple[list[str], dict[str, str]]:
-        access, env = self._access()
+    def _client(self, database: str = "", as_app: bool = False) -> tuple[list[str], dict[str, str]]:
+        access, env = self._access(as_app)
         argv = [self.client, *access, "--batch", "--skip-column-names", "--unbuffered"]
         argv += ["--default-character-set=utf8mb4", *([database] if database else [])]
         return argv, env
@@ -138,7 +165,7 @@ class MariaDB(Engine):
         released as soon as the dump has produced output, i.e. opened its transaction."""
         access, env = self._access()
         lock = check = None
-        if not self.external:  # a managed server grants no RELOAD: its checksums are close
+        if self.as_root:  # a managed server grants no RELOAD: its checksums are close
             lock = Session(self._client()[0], env)
             lock.query("SET SESSION lock_wait_timeout = 10; FLUSH TABLES WITH READ LOCK")
         try:

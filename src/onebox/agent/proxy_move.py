@@ -27,12 +27,12 @@ from string import Template
 from typing import Any
 
 from . import apache_config, apache_site, site_check
+from .apache_site import drain, undrain
 from .lock import deploy_lock
 from .paths import (
     CADDY_DROPIN,
     CADDY_SITES,
     CADDYFILE,
-    DRAINS,
     MOVE_PORTS,
     AppPaths,
 )
@@ -187,20 +187,6 @@ def redirect_off(m: Move) -> str:
     if m.accept_rule:
         rule = ["nft", "delete", "rule", "inet", "onebox", "input", "handle", m.accept_rule]
         run(rule, check=False)
-    return ""
-
-
-def drain_on() -> None:
-    ensure_dir(DRAINS)
-
-
-def drain(paths: AppPaths) -> None:
-    drain_on()
-    write_file(paths.drain, "")
-
-
-def undrain(paths: AppPaths) -> str:
-    paths.drain.unlink(missing_ok=True)
     return ""
 
 

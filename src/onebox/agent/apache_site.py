@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from . import apache_config, lock
-from .paths import DRAINS, AppPaths
+from .drain import drained
+from .paths import AppPaths
 from .plan import Change, command, file_change
 from .protocol import AgentError, ExitCode
 from .requests import AdoptUndoRequest
-from .system import ensure_dir, run, tail, write_file
+from .system import run, tail, write_file
 
 MARK = apache_config.ONEBOX_MARK  # the start of each line onebox commented out
 MOD_WSGI = {"wsgiscriptalias", "wsgidaemonprocess", "wsgiprocessgroup", "wsgiapplicationgroup"}
@@ -210,30 +208,6 @@ def undo(request: AdoptUndoRequest) -> dict[str, object]:
     with lock.deploy_lock(paths.lock, request.by, "adopt --undo"):
         restored = restore_vhost(paths)
     return {"restored": restored, "vhost": str(vhost_file(paths))}
-
-
-def drain(paths: AppPaths) -> None:
-    """From now on the proxy in front (Apache's include, Caddy's site) closes each
-    connection after its answer: kept-alive clients reconnect instead of meeting a
-    reload's close of their idle connection."""
-    ensure_dir(DRAINS)
-    write_file(paths.drain, "")
-
-
-def undrain(paths: AppPaths) -> str:
-    paths.drain.unlink(missing_ok=True)
-    return ""
-
-
-@contextmanager
-def drained(paths: AppPaths, settle: float = 1.0) -> Iterator[None]:
-    """A reload without a kept-alive client losing a request: drained before it."""
-    drain(paths)
-    try:
-        time.sleep(settle)  # each client's next answer closes its connection
-        yield
-    finally:
-        undrain(paths)
 
 
 def check_and_reload(what: str) -> None:

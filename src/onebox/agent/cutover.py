@@ -16,6 +16,7 @@ from typing import Any
 
 from . import apache_site, background, cancel, site_check
 from .django import hint_for
+from .drain import drained
 from .paths import AppPaths
 from .plan import Change, command, file_change
 from .protocol import AgentError, emit
@@ -139,6 +140,9 @@ def health_check(c: Cutover) -> str:
 
 def caddy_site(c: Cutover) -> bool:
     if not c.apache:
+        if c.old_site and c.old_site != c.site and "@draining" in c.old_site:
+            with drained(c.paths):  # (a reload closes idle kept-alive connections)
+                return install_caddy_config(c.paths.caddy_site, c.site)
         return install_caddy_config(c.paths.caddy_site, c.site)
     if not c.paths.live_socket.exists():
         # Apache serves the adopted site until this reload: from then on, through the

@@ -27,7 +27,7 @@ from string import Template
 from typing import Any
 
 from . import apache_config, apache_site, site_check
-from .apache_site import drain, undrain
+from .drain import drain, undrain
 from .lock import deploy_lock
 from .paths import (
     CADDY_DROPIN,

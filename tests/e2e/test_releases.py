@@ -273,7 +273,7 @@ def columns(server: Server) -> str:
 
 # The deploy's own list of steps (onebox.agent.deploy.STEPS), less those this project
 # never reaches (no Redis, Caddy already running) and those that report no step.
-NOT_REACHED = {"redis", "start Caddy (it was not running)"}
+NOT_REACHED = {"redis", "start the proxy (it was not running)"}
 DEPLOY_STEPS = [
     entry.name
     for entry in STEPS

@@ -65,7 +65,9 @@ class MariaDB(Engine):
         """An existing database of this server's own MariaDB, named by [database] url (an
         adopted site's): root reaches it over the socket, as one onebox made, so that
         dumps are consistent and verification has its scratch database."""
-        local = self.conn["host"] in ("", "localhost", "127.0.0.1", "::1")
+        # "localhost" is the MySQL client's word for this server's socket; an address
+        # (127.0.0.1) may be a tunnel or a cloud proxy to another server: external.
+        local = self.conn["host"] in ("", "localhost")
         return self.external and local and self.server_installed()
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .database import (
     Checksums,
@@ -67,7 +68,7 @@ class MariaDB(Engine):
         dumps are consistent and verification has its scratch database."""
         # "localhost" is the MySQL client's word for this server's socket; an address
         # (127.0.0.1) may be a tunnel or a cloud proxy to another server: external.
-        local = self.conn["host"] in ("", "localhost")
+        local = urlsplit(self.url).hostname == "localhost"
         return self.external and local and self.server_installed()
 
     @property

@@ -20,6 +20,8 @@ from typing import Any
 import tomlkit
 
 from onebox import remote
+from onebox.agent.adopt import argv_uses
+from onebox.agent.apache_config import other_sites
 from onebox.agent.requests import AdoptRequest, AdoptUndoRequest, ProxyMoveRequest
 from onebox.api.server import (
     Reporter,
@@ -29,11 +31,11 @@ from onebox.api.server import (
     rendered_files,
     resolve_target,
 )
-from onebox.config import CONFIG_FILE, Project, load_config, load_project, set_config_value
+from onebox.config import CONFIG_FILE, Project, load_project, set_config_value
 from onebox.config.sections import ENV_NAME
 from onebox.detect import Detected, detect
 from onebox.errors import ConfigError, ProjectError
-from onebox.init import check_options
+from onebox.init import check_options, write_checked
 from onebox.templating import render
 from onebox.transport import SSH
 
@@ -95,16 +97,10 @@ def adopt(
     site = choose_site(facts, detected, host)
     adoption = Adoption(config=target_file, site=site, apache=facts["apache"])
     adoption.findings = findings(site, facts, detected)
-    adoption.other_sites = other_sites(facts, site)
+    adoption.other_sites = other_sites(facts.get("served", []), set(site["names"]))
     text = config_text(detected, site, host)
     if write:
-        tmp = target_file.with_name(f".{target_file.name}.onebox-tmp")
-        try:
-            tmp.write_text(text)
-            load_config(tmp)  # what adopt writes must load
-            tmp.replace(target_file)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_checked(target_file, text)
     return adoption
 
 
@@ -116,7 +112,7 @@ def switch(project: Project, host: str | None, reporter: Reporter, to: str) -> R
         files: dict[str, str] = {}
         if to == "caddy":
             for ports in ("moving", "normal"):
-                rendered = rendered_files(project, server.address, ports=ports, caddy=True)
+                rendered = rendered_files(project, server.address, ports=ports, proxy="caddy")
                 files[f"caddyfile_{ports}"] = rendered["caddyfile"]
                 files[f"site_{ports}"] = rendered["site"]
         request = ProxyMoveRequest(
@@ -336,26 +332,10 @@ def argv_findings(uses: list[dict[str, Any]]) -> list[Finding]:
 
 
 def local_argv_uses(detected: Detected) -> list[dict[str, Any]]:
-    """The same check on the local project's settings module (or package)."""
+    """The server's check (agent/adopt.argv_uses) on the local settings module (or
+    package), its files named from the project's root."""
     module = detected.root / Path(*detected.settings.split("."))
     files = [module.with_suffix(".py")] if module.with_suffix(".py").is_file() else []
     files += sorted(module.glob("*.py")) if module.is_dir() else []
-    found = []
-    for path in files:
-        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if re.search(r"sys\.argv\s*\[\s*[1-9]", line) and not line.lstrip().startswith("#"):
-                rel = str(path.relative_to(detected.root))
-                found.append({"file": rel, "line": number, "text": line.strip()})
-    return found
-
-
-def other_sites(facts: dict[str, Any], site: dict[str, Any]) -> list[str]:
-    """What else Apache answers for: kept as it is while Apache stays in front."""
-    ours = set(site["names"])
-    return sorted(
-        {
-            f"{entry['name']} ({entry['address']}, {entry['file']}:{entry['line']})"
-            for entry in facts.get("served", [])
-            if entry["name"] not in ours
-        }
-    )
+    uses = argv_uses([str(path) for path in files])
+    return [{**use, "file": str(Path(use["file"]).relative_to(detected.root))} for use in uses]

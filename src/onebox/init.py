@@ -36,14 +36,20 @@ def init_project(
         text, filled = render("onebox.toml.j2", d=detected, host=host, domain=domain), None
     if filled == []:
         return target, detected, filled  # kept as it was
+    write_checked(target, text)
+    return target, detected, filled
+
+
+def write_checked(target: Path, text: str) -> None:
+    """onebox.toml written only if it loads: a generator's drift is caught here, not on
+    the deploy that reads it."""
     tmp = target.with_name(f".{target.name}.onebox-tmp")
     try:
         tmp.write_text(text)
-        load_config(tmp)  # what init writes must load: catch drift here, not on deploy
+        load_config(tmp)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
-    return target, detected, filled
 
 
 def check_options(**values: str) -> None:

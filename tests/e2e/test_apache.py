@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 
 # What the site holds that the load does not add to: every table but stock_item in
 # full, and stock_item's rows other than the load's own ("load").
+TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "onebox" / "templates"
 ITEMS = "SELECT id, name, quantity, added FROM stock_item WHERE name <> 'load' ORDER BY id"
 
 
@@ -211,16 +212,45 @@ def test_the_adopted_site_runs_as_it_did(site: Site):
     assert verified["id"]
 
 
+def override(site: Site, template: str, extra: str) -> Path:
+    """onebox's template `template`, overridden in the project with `extra` added."""
+    templates = site.project / ".onebox" / "templates"
+    templates.mkdir(parents=True, exist_ok=True)
+    (templates / template).write_text((TEMPLATES / template).read_text() + extra)
+    return site.project / ".onebox"
+
+
+def served_header(site: Site, name: str) -> str:
+    return site.root(
+        f"curl -sk --resolve {classic.DOMAIN}:443:127.0.0.1 -D- -o /dev/null "
+        f"https://{classic.DOMAIN}/items/ | grep -i '^{name}:' || true"
+    )
+
+
+def test_a_changed_apache_site_reloads_apache_without_a_lost_request(site: Site):
+    """The one reload a deploy through Apache can bring (onebox's site file changed):
+    Apache drains first, so no kept-alive client meets the reload's close."""
+    added = override(site, "site.apache.j2", '\nHeader set X-Onebox-Test "changed"\n')
+    try:
+        with site.load() as traffic:
+            site.cli("deploy")
+    finally:
+        shutil.rmtree(added)
+    assert_clean(traffic)
+    assert "changed" in served_header(site, "X-Onebox-Test")
+    with site.load() as again:
+        site.cli("deploy")  # the site file as onebox writes it, once more
+    assert_clean(again)
+    assert served_header(site, "X-Onebox-Test") == ""
+
+
 def test_apache_rejecting_the_site_file_changes_nothing(site: Site):
     vhost = site.root(f"cat {classic.VHOST}")
-    templates = site.project / ".onebox" / "templates"
-    templates.mkdir(parents=True)
-    source = Path(__file__).resolve().parents[2] / "src/onebox/templates/site.apache.j2"
-    (templates / "site.apache.j2").write_text(source.read_text() + "\nNotADirective on\n")
+    added = override(site, "site.apache.j2", "\nNotADirective on\n")
     try:
         failed = site.cli("deploy", check=False)
     finally:
-        shutil.rmtree(site.project / ".onebox")
+        shutil.rmtree(added)
     assert failed.returncode == 1 and "Apache rejected" in failed.stderr, failed.stderr
     assert site.root(f"cat {classic.VHOST}") == vhost
     assert "NotADirective" not in site.root("cat /etc/apache2/onebox/inventory.conf")
@@ -294,10 +324,16 @@ def test_the_move_to_caddy_and_back_drop_no_request(site: Site):
     status = site.json("status")["result"]
     assert status["proxy"] == "Caddy" and status["problems"] == []
     assert site.data() == data
+    # a deploy that changes Caddy's site: Caddy drains before its reload
     change_code(site.project, "served by Caddy")
-    with site.load() as traffic:
-        site.cli("deploy")
+    added = override(site, "site.caddy.j2", "\n# changed by the test\n")
+    try:
+        with site.load() as traffic:
+            site.cli("deploy")
+    finally:
+        shutil.rmtree(added)
     assert_clean(traffic)
+    assert "# changed by the test" in site.root("cat /etc/caddy/sites/inventory.caddy")
     with site.load() as back:
         site.cli("adopt", "--switch-to", "apache")
     assert_clean(back, stall=2.0)

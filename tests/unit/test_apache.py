@@ -8,6 +8,7 @@ from pathlib import Path
 from onebox import adopt
 from onebox.agent import adopt as agent_adopt
 from onebox.agent import apache_config, apache_site
+from onebox.agent.paths import AppPaths
 from onebox.config import load_config
 from onebox.detect import detect
 from tests.e2e import classic
@@ -46,7 +47,9 @@ def test_onebox_comments_out_mod_wsgi_and_puts_it_back_exactly():
 
 def test_the_site_file_names_what_it_serves():
     site = "Alias /static/ /srv/x/current/.onebox/static/\nAlias /media/ /srv/x/shared/media/\n"
-    assert apache_site.served_prefixes(site) == {"/static/", "/media/"}
+    served = apache_site.url_prefixes_of(site, AppPaths("x"))
+    assert set(served.values()) == {"/static/", "/media/"}
+    assert served == {"static_url": "/static/", "media_url": "/media/"}
 
 
 def test_apachectl_s_is_parsed():

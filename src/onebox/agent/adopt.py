@@ -67,7 +67,7 @@ def inspect(request: AdoptRequest) -> dict[str, Any]:
         files = apache_config.included_files()
         hosts = [host for name in files for host in apache_config.virtual_hosts(Path(name))]
         served = apache_config.served_names()
-    sites = [site_facts(host, request) for host in hosts if host.values("wsgiscriptalias")]
+    sites = [site_facts(host) for host in hosts if host.values("wsgiscriptalias")]
     return {
         "apache": {
             "version": apache_config.version(),
@@ -102,7 +102,7 @@ def settings_module(script: Path) -> str:
     return match.group(1) if match else ""
 
 
-def site_facts(host: VirtualHost, request: AdoptRequest) -> dict[str, Any]:
+def site_facts(host: VirtualHost) -> dict[str, Any]:
     mount, script = [*host.first("wsgiscriptalias"), "", ""][:2]
     daemon = daemon_options(host)
     python_path = [p for p in daemon.get("python-path", "").split(":") if p]
@@ -126,10 +126,12 @@ def site_facts(host: VirtualHost, request: AdoptRequest) -> dict[str, Any]:
         "problems": [],
     }
     with step(f"read the settings of {script}"):
-        probed = probe_settings(facts)
+        probed = probe_settings(facts, password=True)
+    facts["password_in"] = password_files(probed)
+    for db in probed.get("databases", {}).values():
+        db.pop("password", None)  # compared with the settings files here, never sent back
     facts["django"] = probed
-    facts["password_in"] = password_files(facts, probed) if probed else []
-    facts["argv"] = argv_uses(probed.get("settings_files", []) if probed else [])
+    facts["argv"] = argv_uses(probed.get("settings_files", []))
     return facts
 
 
@@ -166,13 +168,12 @@ def probe_settings(site: dict[str, Any], password: bool = False) -> dict[str, An
     return json.loads(marker.removeprefix("ONEBOX-PROBE"))
 
 
-def password_files(site: dict[str, Any], probed: dict[str, Any]) -> list[dict[str, Any]]:
-    """The settings files that hold a database password as written text (asked again with
-    the password, which stays here: compared, never returned)."""
-    if not any(db.get("has_password") for db in probed.get("databases", {}).values()):
+def password_files(probed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The settings files that hold a database password (read with `password`) as
+    written text."""
+    secrets = {db.get("password") for db in probed.get("databases", {}).values()} - {"", None}
+    if not secrets:
         return []
-    again = probe_settings({**site, "problems": []}, password=True)
-    secrets = {db.get("password") for db in again.get("databases", {}).values()} - {"", None}
     found = []
     for name in probed.get("settings_files", []):
         try:

@@ -64,11 +64,11 @@ def take_password(paths: AppPaths, apache: dict[str, Any]) -> bool:
 
 def copy_media(paths: AppPaths, apache: dict[str, Any]) -> bool:
     """The adopted site's uploads, copied into shared/media once (the originals stay)."""
+    if any(paths.media.iterdir()):  # copied before (or the app's own uploads since)
+        return False  # (and the old site's Python not run again)
     media_root = read_old_settings(apache).get("media_root", "")
     source = Path(media_root) if media_root else None
     if not source or not source.is_dir() or os.path.realpath(source) == str(paths.media):
-        return False
-    if any(paths.media.iterdir()):  # copied before (or the app's own uploads since)
         return False
     for entry in source.iterdir():
         if entry.is_dir() and not entry.is_symlink():

@@ -203,6 +203,18 @@ def parse_served(text: str) -> list[dict[str, Any]]:
     return out
 
 
+def other_sites(served: list[dict[str, Any]], ours: set[str]) -> list[str]:
+    """What Apache answers for besides the names `ours` (served_names' entries), each
+    with where it is defined."""
+    return sorted(
+        {
+            f"{entry['name']} ({entry['address']}, {entry['file']}:{entry['line']})"
+            for entry in served
+            if entry["name"] not in ours
+        }
+    )
+
+
 def version() -> str:
     result = run(["apache2", "-v"], check=False)
     match = re.search(r"Apache/(\S+)", result.stdout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 from . import apache_config, lock
@@ -32,12 +33,23 @@ MODULES = ("proxy", "proxy_http", "headers", "rewrite")
 
 
 def front(paths: AppPaths) -> dict:
-    """What setup recorded of the proxy in front: {"proxy": ..., "apache": {...}}."""
+    """What setup (and a move) recorded of the proxy in front: {"proxy": ..., "apache":
+    {...}, "confirmed": bool} (confirmed: the move off Apache is for good)."""
     try:
         settings = json.loads(paths.settings.read_text())
     except (OSError, ValueError):
-        return {"proxy": "caddy", "apache": {}}
-    return {"proxy": settings.get("proxy", "caddy"), "apache": settings.get("apache") or {}}
+        settings = {}
+    return {
+        "proxy": settings.get("proxy", "caddy"),
+        "apache": settings.get("apache") or {},
+        "confirmed": bool(settings.get("confirmed")),
+    }
+
+
+def record_front(paths: AppPaths, **fields: object) -> None:
+    """The proxy in front as it is now (after a move), beside what setup keeps there."""
+    settings = json.loads(paths.settings.read_text())
+    write_file(paths.settings, json.dumps({**settings, **fields}, indent=2) + "\n", mode=0o600)
 
 
 def in_front(paths: AppPaths) -> bool:
@@ -124,16 +136,17 @@ def url_prefixes_of(site: str, paths: AppPaths) -> dict[str, str]:
     return found
 
 
-def served_prefixes(site: str) -> set[str]:
-    """The URL prefixes onebox's site file serves files at (its Alias lines)."""
-    found = [line.split()[1] for line in site.splitlines() if line.startswith("Alias ")]
-    return url_prefixes(*found)
-
-
 def wanted(paths: AppPaths, site: str) -> tuple[Path, str, str]:
+    """The vhost file, its text now, and its text with onebox's site in it (the Alias
+    lines of the URLs onebox's site serves taken out)."""
     vhost = vhost_file(paths)
     old_vhost = vhost.read_text()
-    return vhost, old_vhost, with_onebox(old_vhost, paths.apache_site, served_prefixes(site))
+    prefixes = url_prefixes(*url_prefixes_of(site, paths).values())
+    return vhost, old_vhost, with_onebox(old_vhost, paths.apache_site, prefixes)
+
+
+def write_vhost(vhost: Path, text: str) -> None:
+    write_file(vhost, text, mode=vhost.stat().st_mode & 0o777)  # (its mode kept)
 
 
 def plan(paths: AppPaths, site: str) -> list[Change]:
@@ -156,18 +169,18 @@ def install(paths: AppPaths, site: str) -> bool:
         return False
     if not paths.apache_original.exists():  # the user's own vhost is never lost
         write_file(paths.apache_original, old_vhost, mode=0o600)
+    # Drained first when onebox's include serves already (not for the move off mod_wsgi,
+    # whose vhost has no drain switch yet): no kept-alive client meets the reload's close.
+    drain = drained(paths) if includes_onebox(paths) else nullcontext()
     write_file(paths.apache_site, site)
-    write_file(vhost, new_vhost, mode=vhost.stat().st_mode & 0o777)
+    write_vhost(vhost, new_vhost)
     if missing:
         run(["a2enmod", "-q", *missing], what="enabling Apache's proxy modules")
     try:
-        if old_site is not None and includes_onebox(paths):  # (not the move off mod_wsgi)
-            with drained(paths):
-                check_and_reload(f"onebox's site file {paths.apache_site}")
-        else:
+        with drain:
             check_and_reload(f"onebox's site file {paths.apache_site}")
     except AgentError:
-        write_file(vhost, old_vhost, mode=vhost.stat().st_mode & 0o777)
+        write_vhost(vhost, old_vhost)
         if old_site is None:
             paths.apache_site.unlink(missing_ok=True)
         else:
@@ -185,11 +198,11 @@ def restore_vhost(paths: AppPaths) -> bool:
     original = without_onebox(current, paths.apache_site)
     if original == current:
         return False
-    write_file(vhost, original, mode=vhost.stat().st_mode & 0o777)
+    write_vhost(vhost, original)
     try:
         check_and_reload("the vhost as it was before onebox")
     except AgentError:
-        write_file(vhost, current, mode=vhost.stat().st_mode & 0o777)
+        write_vhost(vhost, current)
         raise
     paths.apache_site.unlink(missing_ok=True)
     return True
@@ -220,7 +233,3 @@ def check_and_reload(what: str) -> None:
             "site.apache.j2), fix it; `apachectl configtest` names the line",
         )
     run(["systemctl", "reload", "apache2"], what="reloading Apache (graceful)")
-
-
-def active() -> bool:
-    return run(["systemctl", "is-active", "apache2"], check=False).stdout.strip() == "active"

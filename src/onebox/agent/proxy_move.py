@@ -5,9 +5,10 @@ To Caddy (TO_CADDY): Caddy starts beside Apache on the move ports (8080, 8443) w
 vhost's certificate and is checked there; the firewall sends new connections on 80 and
 443 to it (a redirect: connections already open stay with Apache); Apache drains — each
 answer closes its connection, so kept-alive clients reconnect, to Caddy — and, once it
-holds no connection, stops. Caddy then takes 80 and 443 (keeping the move ports for the
-connections the redirect sent it), and the redirect goes. Until Apache stops, every
-step is undone if a later one fails; Apache stays installed, disabled, for the way back.
+holds no connection, stops. Caddy then restarts onto 80 and 443 while new connections
+wait (their SYN dropped for that moment: the client sends it again, it is never
+refused), and the redirect goes. Until Caddy answers there, every step is undone if a
+later one fails; Apache stays installed, disabled, for the way back.
 
 Back to Apache (TO_APACHE): Caddy drains, new connections wait (their SYN is dropped for
 the moment Apache needs to start: the client sends it again, it is never refused),
@@ -16,8 +17,6 @@ Caddy stops, Apache starts, the connections come in.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import time
@@ -37,10 +36,10 @@ from .paths import (
     AppPaths,
 )
 from .protocol import AgentError, ExitCode, emit
-from .provision import CADDY_DROPIN_TEXT, caddy_validate
+from .provision import CADDY_DROPIN_TEXT, caddy_validate, ensure_app_user
 from .requests import ProxyMoveRequest
 from .steps import Step, run_steps
-from .system import APT_ENV, APT_WAIT, ensure_dir, group_members, run, write_file
+from .system import apt_install, ensure_dir, run, write_file
 
 POLICY_RC = Path("/usr/sbin/policy-rc.d")  # Debian's "do not start what you install"
 MOVE_TABLE = "inet onebox_move"
@@ -75,14 +74,12 @@ def check_can_move(m: Move) -> None:
             hint="`onebox deploy` first: the move keeps the release, only the proxy changes",
             code=ExitCode.CONFIG,
         )
-    ours = str(apache_site.vhost_file(m.paths))
-    others = sorted(
-        {
-            f"{e['name']} ({e['address']}, {e['file']}:{e['line']})"
-            for e in apache_config.served_names()
-            if os.path.realpath(e["file"]) != ours
-        }
-    )
+    ours = {
+        name
+        for host in apache_config.virtual_hosts(apache_site.vhost_file(m.paths))
+        for name in host.names
+    }
+    others = apache_config.other_sites(apache_config.served_names(), ours)
     if others:
         raise AgentError(
             f"Apache also serves {'; '.join(others)}: once Caddy holds ports 80 and 443 "
@@ -99,12 +96,7 @@ def install_caddy(m: Move) -> bool:
         return False
     write_file(POLICY_RC, "#!/bin/sh\nexit 101\n", mode=0o755)
     try:
-        run(
-            ["apt-get", "install", "-y", "-q", *APT_WAIT, "caddy"],
-            env=APT_ENV,
-            timeout=900,
-            what="installing Caddy",
-        )
+        apt_install(["caddy"])
     finally:
         POLICY_RC.unlink(missing_ok=True)
     return True
@@ -116,8 +108,7 @@ def caddy_files(m: Move, ports: str) -> None:
     ensure_dir(CADDY_SITES)
     if write_file(CADDY_DROPIN, CADDY_DROPIN_TEXT):
         run(["systemctl", "daemon-reload"])
-    if "caddy" not in group_members(paths.app):
-        run(["usermod", "--append", "--groups", paths.app, "caddy"])
+    ensure_app_user(paths.app, "caddy")  # Caddy reads the app's sockets and static files
     cert, key = (Path(f) for f in (m.request.cert, m.request.key))
     if m.request.cert:
         ensure_dir(paths.caddy_cert[0].parent, mode=0o750, group="caddy")
@@ -147,20 +138,36 @@ def stop_caddy(m: Move) -> str:
     return "; Caddy stopped again"
 
 
+def wait_for_site(m: Move, proxy: str, port: int = 443, within: float = 20) -> None:
+    """Until the site answers 200 through the local proxy on `port`; else an error that
+    names what answered and where to look."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = site_check.through_proxy(m.request.address, m.request.health_path, port)
+        if answer == 200:
+            return
+        if time.monotonic() > deadline:
+            unit = "caddy" if proxy == "Caddy" else "apache2"
+            raise AgentError(
+                f"https://{m.request.address}:{port}{m.request.health_path} through {proxy} "
+                f"answers {answer} after {within:.0f}s",
+                hint=f"`journalctl -u {unit}` on the server says why",
+            )
+        time.sleep(0.05)
+
+
+def wait_until_idle(ports: tuple[int, ...], within: float) -> int:
+    """Until no connection is open on `ports`, or `within` seconds; those still open."""
+    deadline = time.monotonic() + within
+    while (left := held_connections(ports)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def check_caddy(m: Move) -> str:
     """The site through Caddy on its move port, as a visitor would ask it."""
-    port = MOVE_PORTS[443]
-    deadline = time.monotonic() + 30
-    answer: int | str = ""
-    while time.monotonic() < deadline:
-        answer = site_check.through_caddy(m.request.address, m.request.health_path, port)
-        if answer == 200:
-            return f"https://{m.request.address}:{port}{m.request.health_path}: 200"
-        time.sleep(0.5)
-    raise AgentError(
-        f"the site through Caddy (port {port}) answers {answer}; Apache serves as before",
-        hint="`journalctl -u caddy` on the server says why",
-    )
+    wait_for_site(m, "Caddy", MOVE_PORTS[443], within=30)
+    return f"https://{m.request.address}:{MOVE_PORTS[443]}{m.request.health_path}: 200"
 
 
 def redirect_rules() -> str:
@@ -200,10 +207,7 @@ def held_connections(ports: tuple[int, ...]) -> int:
 
 def drain_apache(m: Move) -> str:
     drain(m.paths)
-    deadline = time.monotonic() + DRAIN_WAIT
-    while held_connections((80, 443)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = held_connections((80, 443))
+    left = wait_until_idle((80, 443), DRAIN_WAIT)
     return f"{left} connection(s) still open after {DRAIN_WAIT:.0f}s" if left else ""
 
 
@@ -230,18 +234,12 @@ def caddy_takes_the_ports(m: Move) -> None:
     connections come in."""
     drain(m.paths)
     time.sleep(1.5)
-    hold_new_connections(m, (80, 443))
-    deadline = time.monotonic() + 1  # (what is still in flight, the restart lets finish)
-    while held_connections(tuple(MOVE_PORTS.values())) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    hold_new_connections(m)
+    wait_until_idle(tuple(MOVE_PORTS.values()), 1)  # (the rest in flight: the restart waits)
     caddy_files(m, "normal")
     run(["systemctl", "restart", "caddy"], what="restarting Caddy on ports 80 and 443")
     redirect_off(m)
-    deadline = time.monotonic() + 20
-    while site_check.through_caddy(m.request.address, m.request.health_path) != 200:
-        if time.monotonic() > deadline:
-            raise AgentError("Caddy does not answer on port 443 after its restart")
-        time.sleep(0.05)
+    wait_for_site(m, "Caddy")
     release_connections(m)
     undrain(m.paths)
 
@@ -254,14 +252,8 @@ def caddy_back_beside(m: Move) -> str:
     return ""
 
 
-def record(m: Move, proxy: str) -> None:
-    settings = json.loads(m.paths.settings.read_text())
-    settings["proxy"] = proxy
-    write_file(m.paths.settings, json.dumps(settings, indent=2) + "\n", mode=0o600)
-
-
 def finish_to_caddy(m: Move) -> None:
-    record(m, "caddy")
+    apache_site.record_front(m.paths, proxy="caddy")
     emit("log", text="Caddy serves the site on 80 and 443; Apache is stopped and disabled")
 
 
@@ -282,13 +274,14 @@ TO_CADDY: list[Step[Move]] = [
 
 
 def check_can_go_back(m: Move) -> None:
-    settings = json.loads(m.paths.settings.read_text()) if m.paths.settings.is_file() else {}
-    if settings.get("proxy") != "caddy" or not settings.get("apache", {}).get("vhost"):
+    front = apache_site.front(m.paths)
+    if front["proxy"] != "caddy" or not front["apache"].get("vhost"):
         raise AgentError(
             f"{m.paths.app} was not moved from Apache to Caddy here: there is no way back",
+            hint="`onebox adopt --switch-to apache` undoes an `--switch-to caddy` of this app",
             code=ExitCode.CONFIG,
         )
-    if settings.get("confirmed"):
+    if front["confirmed"]:
         raise AgentError(
             "the move to Caddy was confirmed (`onebox adopt --confirm`): Apache is masked",
             hint="`systemctl unmask apache2` on the server first, if you really go back",
@@ -321,19 +314,12 @@ def release_connections(m: Move) -> str:
 
 
 def caddy_to_apache(m: Move) -> None:
-    deadline = time.monotonic() + 1  # the requests in flight finish (the rest: the stop)
-    while held_connections((80, 443, *MOVE_PORTS.values())) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_idle((80, 443, *MOVE_PORTS.values()), 1)  # (the rest in flight: the stop waits)
     run(["systemctl", "stop", "caddy"], timeout=120, what="stopping Caddy")
     run(["systemctl", "disable", "caddy"], check=False)
     run(["systemctl", "enable", "apache2"], check=False)
     run(["systemctl", "start", "apache2"], timeout=120, what="starting Apache")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if site_check.through_caddy(m.request.address, m.request.health_path) == 200:
-            return
-        time.sleep(0.1)
-    raise AgentError("Apache does not answer after starting")
+    wait_for_site(m, "Apache")
 
 
 def restart_caddy(m: Move) -> str:
@@ -346,26 +332,28 @@ def restart_caddy(m: Move) -> str:
 def finish_to_apache(m: Move) -> None:
     release_connections(m)
     undrain(m.paths)
-    record(m, "apache")
+    apache_site.record_front(m.paths, proxy="apache")
     emit("log", text="Apache serves the site again (through onebox's releases)")
 
 
 TO_APACHE: list[Step[Move]] = [
     Step("the site was moved from apache", check_can_go_back),
     Step("caddy drains", drain_caddy, undo=lambda m: undrain(m.paths)),
-    Step("new connections wait", lambda m: hold_new_connections(m), undo=release_connections),
+    Step("new connections wait", hold_new_connections, undo=release_connections),
     Step("caddy stopped, apache started", caddy_to_apache, undo=restart_caddy),
     Step("new connections to apache", finish_to_apache),
 ]
 
 
 def confirm(m: Move) -> dict[str, Any]:
-    settings = json.loads(m.paths.settings.read_text())
-    if settings.get("proxy") != "caddy":
-        raise AgentError("the site is not on Caddy here: nothing to confirm", code=ExitCode.CONFIG)
+    if apache_site.front(m.paths)["proxy"] != "caddy":
+        raise AgentError(
+            "the site is not on Caddy here: nothing to confirm",
+            hint="`onebox adopt --switch-to caddy` moves it there first",
+            code=ExitCode.CONFIG,
+        )
     run(["systemctl", "mask", "apache2"], check=False)
-    settings["confirmed"] = True
-    write_file(m.paths.settings, json.dumps(settings, indent=2) + "\n", mode=0o600)
+    apache_site.record_front(m.paths, confirmed=True)
     return {"confirmed": True}
 
 

@@ -1,5 +1,6 @@
-"""What a visitor gets: the site asked through Caddy, on the server itself, and what
-stands between the two (Caddy stopped, the maintenance page, a live slot that is down).
+"""What a visitor gets: the site asked through the proxy in front (Caddy, or an adopted
+site's Apache), on the server itself, and what stands between the two (it stopped, the
+maintenance page, a live slot that is down).
 
 A health check on the slot's own socket says the app answers; only this says the site
 does. `status` exits non-zero on any problem found here, and a deploy says what it is
@@ -23,7 +24,7 @@ from .switch import live_slot
 from .system import read_env_file, run
 
 
-def through_caddy(address: str, path: str, port: int = 443) -> int | str:
+def through_proxy(address: str, path: str, port: int = 443) -> int | str:
     """The HTTP status of GET https://address/path through the local proxy (Caddy, or
     Apache), or why there is none. TLS is not verified: this is the server asking itself."""
     connection = _LocalHTTPS(address, port)
@@ -79,13 +80,18 @@ def caddy_active() -> bool:
     return run(["systemctl", "is-active", "caddy"], check=False).stdout.strip() == "active"
 
 
+def proxy(paths: AppPaths) -> tuple[str, str]:
+    """The service in front of the app, (its name for people, its unit): Caddy, or an
+    adopted site's Apache."""
+    return ("Apache", "apache2") if apache_site.in_front(paths) else ("Caddy", "caddy")
+
+
 def proxy_unit(paths: AppPaths) -> str:
-    """The service in front of the app: Caddy, or an adopted site's Apache."""
-    return "apache2" if apache_site.in_front(paths) else "caddy"
+    return proxy(paths)[1]
 
 
 def proxy_name(paths: AppPaths) -> str:
-    return "Apache" if apache_site.in_front(paths) else "Caddy"
+    return proxy(paths)[0]
 
 
 def proxy_active(paths: AppPaths) -> bool:
@@ -112,11 +118,11 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
     """Why visitors do not get the live release, each with what to do; [] when they do.
     The maintenance page is one of them (MAINTENANCE): for a deploy, the user's choice."""
     found = []
-    if not proxy_active(paths):
+    name, unit = proxy(paths)
+    if run(["systemctl", "is-active", unit], check=False).stdout.strip() != "active":
         found.append(
-            f"{proxy_name(paths)} is not running: nothing answers on ports 80 and 443 "
-            f"(`onebox setup` starts it; `journalctl -u {proxy_unit(paths)}` shows why it "
-            "stopped)"
+            f"{name} is not running: nothing answers on ports 80 and 443 "
+            f"(`onebox setup` starts it; `journalctl -u {unit}` shows why it stopped)"
         )
     if slot is None:  # not deployed yet: nothing is down
         return found
@@ -139,8 +145,8 @@ def problems(paths: AppPaths, address: str, health_path: str, slot: str | None) 
     elif not found:
         address = live_address(paths) or address
         for path, fine in ((health_path, (200,)), ("/", range(200, 500))):
-            answer = through_caddy(address, path)
+            answer = through_proxy(address, path)
             if answer not in fine:
                 said = f"answers {answer}" if isinstance(answer, int) else f"gets {answer}"
-                found.append(f"https://{address}{path}, asked through {proxy_name(paths)}, {said}")
+                found.append(f"https://{address}{path}, asked through {name}, {said}")
     return found

@@ -117,18 +117,17 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
 
 
 def rendered_files(
-    project: Project, address: str, ports: str = "normal", caddy: bool = False
+    project: Project, address: str, ports: str = "normal", proxy: str | None = None
 ) -> dict[str, str]:
-    """The files the server gets; `ports` "moving": Caddy's, beside Apache on the move
-    ports (`onebox adopt --switch-to caddy`); "normal" with a Caddy site also when the
-    config still says apache (the move's end state)."""
+    """The files the server gets, for `proxy` (else [server] proxy); `ports` "moving":
+    Caddy beside Apache on the move ports (`onebox adopt --switch-to caddy`)."""
     cfg = project.config
     context = unit_context(project, address)
     context["ports"] = ports
     two_years, one_year = 63072000, 31536000
     default_hsts = one_year if context["tls_internal"] else two_years
     context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
-    apache = cfg.server.proxy == "apache" and not caddy
+    apache = (proxy or cfg.server.proxy) == "apache"
     context["vhost"] = cfg.apache.vhost
     names = {
         "unit": "app.service.j2",

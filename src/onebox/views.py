@@ -202,11 +202,21 @@ def status_text(result: Data) -> str:
         + ", ".join(f"{k}={v}" for k, v in result["units"].items()),
         f"{result.get('proxy', 'Caddy').lower():<8} {result['caddy']}",
         f"health   {result.get('health', '-')}",
+        *serving_lines(result.get("serving") or {}),
         *background_lines(result.get("background") or {}),
         *backup_lines(result.get("backups") or {}),
         *update_lines(result.get("updates") or {}),
         *[f"PROBLEM  {problem}" for problem in result.get("problems", [])],
     )
+
+
+def serving_lines(serving: Data) -> list[str]:
+    """gunicorn's workers of the live release, and the server they were sized for."""
+    if not serving.get("workers"):
+        return []
+    threads = f" x {serving['threads']} threads" if serving["threads"] > 1 else ""
+    server = f"{serving['cores']} cores, {serving['memory_mib'] / 1024:.1f} GiB"
+    return [f"workers  {serving['workers']}{threads} ({serving['worker_class']}; server: {server})"]
 
 
 def background_lines(state: Data) -> list[str]:

@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str, name: str = "onebox.toml") -> Path:
 def test_loads_defaults(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     assert config.app.name == "shop"
-    assert config.app.workers == 2
+    assert config.app.workers is None and config.app.threads is None  # sized on the server
     assert config.database.engine == "sqlite"
     assert config.server.tls == "auto"
 
@@ -268,3 +268,19 @@ def test_setup_names_the_deploy_user_before_root_login_goes_off(tmp_path, monkey
     api.setup(project, None, reporter)
     assert order[0] == ("lockdown", "onebox")  # written first
     assert "logs in as 'onebox' from now on" in order[1]
+
+
+@pytest.mark.parametrize(
+    ("app", "says"),
+    [
+        ('worker_class = "sync"\nthreads = 4', "threads = 4 needs the gthread worker"),
+        ('worker_class = "gthread; rm -rf /"', "is not a gunicorn worker class"),
+        ('asgi = "shop.asgi:application"\nworker_class = "gevent"', "uvicorn's worker"),
+        ("threads = 0", "greater than or equal to 1"),
+    ],
+)
+def test_worker_settings_that_cannot_work_are_refused(tmp_path, app, says):
+    text = GOOD.replace("[server]", f"{app}\n\n[server]", 1)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert says in str(info.value)

@@ -26,7 +26,11 @@ def test_unit_file_keeps_secrets_off_the_command_line(tmp_path):
     assert "gunicorn onebox_wsgi:application" in unit
     assert "Environment=ONEBOX_WSGI=config.wsgi:application" in unit
     assert "--bind unix:/run/onebox-shop/%i.sock" in unit
-    assert "--workers 3" in unit
+    # sized per release on the server (sizing.py); the unit's own values are for releases
+    # made before onebox sized them
+    assert "--workers ${ONEBOX_WORKERS}" in unit and "--threads ${ONEBOX_THREADS}" in unit
+    assert "Environment=ONEBOX_WORKERS=3 ONEBOX_THREADS=1 ONEBOX_WORKER_CLASS=sync" in unit
+    assert "--keep-alive 10" in unit  # longer than the proxy keeps connections idle
     assert "WorkingDirectory=/srv/shop/slots/%i/src" in unit
     assert "User=shop" in unit and "ProtectSystem=strict" in unit
     assert "--graceful-timeout 30" in unit and "TimeoutStopSec=40" in unit  # [deploy] drain
@@ -38,6 +42,7 @@ def test_site_for_an_ip_uses_the_internal_ca(tmp_path):
     assert "tls internal" in site
     assert "reverse_proxy unix//run/onebox-shop/live.sock" in site
     assert "handle_path ${static_url}*" in site
+    assert "keepalive 2s" in site  # shorter than gunicorn's --keep-alive
 
 
 def test_site_for_a_domain_gets_a_public_certificate(tmp_path):

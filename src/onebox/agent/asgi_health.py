@@ -17,12 +17,16 @@ from __future__ import annotations
 import asyncio
 import os
 
-from onebox_wsgi import HEALTH_PATH, _check, load
+from onebox_wsgi import HEALTH_PATH, _check, load, serving_live
 
 app = load(os.environ["ONEBOX_ASGI"])
 
+CLOSE = (b"connection", b"close")
+
 
 async def application(scope, receive, send):
+    if scope["type"] == "http" and not serving_live():
+        send = closing(send)  # traffic moved on: the proxy's connection should too
     if scope["type"] != "http" or scope.get("path") != HEALTH_PATH:
         return await app(scope, receive, send)
     status, body = await asyncio.to_thread(_check)  # Django's database calls are blocking
@@ -38,3 +42,14 @@ async def application(scope, receive, send):
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def closing(send):
+    """`send` with `Connection: close` on the response (uvicorn closes after it)."""
+
+    async def send_closing(message):
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), CLOSE]}
+        await send(message)
+
+    return send_closing

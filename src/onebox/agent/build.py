@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from string import Template
 
-from . import public_files, static_files
+from . import public_files, sizing, static_files
 from .django import Release
 from .env_refs import resolve, split
 from .paths import AppPaths
@@ -54,6 +54,7 @@ def release_env(request: DeployRequest, paths: AppPaths) -> dict[str, str]:
         "MEDIA_ROOT": str(paths.media),
         "ONEBOX_RELEASE": request.release_id,
         "PYTHONDONTWRITEBYTECODE": "1",
+        **sizing.release_values(sizing.settle(request.serving)),
         **split(request.env)[0],  # (references: see env_refs.py)
     }
     return values

@@ -32,6 +32,7 @@ from .switch import (
     route_to,
     start_slot,
     wait_healthy,
+    wait_unused,
     watch,
 )
 from .system import ensure_symlink, run
@@ -176,6 +177,7 @@ def route_back(c: Cutover) -> str | None:
         return c.background_undone
     assert c.old and c.old_release
     route_to(c.paths, c.old, c.old_release)
+    wait_unused(c.paths, c.new)
     run(["systemctl", "stop", c.paths.unit(c.new)], check=False, timeout=120)
     # The new slot, restarted by systemd, may have re-linked live.sock in between
     # (its ExecStartPost): point it back once more, now that nothing can.

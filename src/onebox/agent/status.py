@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import background, guard, site_check, updates
+from . import background, guard, site_check, sizing, updates
 from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
 from .requests import StatusRequest
 from .switch import http_status, live_slot
-from .system import run
+from .system import read_env_file, run
 
 
 def status(request: StatusRequest) -> dict[str, Any]:
@@ -22,6 +22,7 @@ def status(request: StatusRequest) -> dict[str, Any]:
     if paths.current.is_symlink():
         manifest = paths.current.resolve() / ".onebox" / "manifest.json"
         result["release"] = json.loads(manifest.read_text()) if manifest.is_file() else None
+    result["serving"] = serving(paths)
     result["units"] = {
         name: run(["systemctl", "is-active", paths.unit(name)], check=False).stdout.strip()
         for name in SLOTS
@@ -50,6 +51,13 @@ def status(request: StatusRequest) -> dict[str, Any]:
         sorted(p.name for p in paths.releases.iterdir()) if paths.releases.is_dir() else []
     )
     return result
+
+
+def serving(paths: AppPaths) -> dict[str, Any]:
+    """The live release's gunicorn workers and threads, and what they were sized from."""
+    live = paths.current / ".onebox" / "release.env"
+    found = sizing.of_release(read_env_file(live)) if live.is_file() else None
+    return {**(found or {}), "cores": sizing.cores(), "memory_mib": sizing.memory_mib()}
 
 
 def backup_status(paths: AppPaths) -> dict[str, Any]:

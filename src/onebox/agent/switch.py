@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 from .django import hint_for
 from .paths import SLOTS, AppPaths
 from .protocol import AgentError
+from .sizing import UPSTREAM_KEEPALIVE
 from .system import ensure_symlink, run, unit_journal
 
 
@@ -224,8 +225,36 @@ def retire(paths: AppPaths, old: str | None, new: str) -> None:
     run(["systemctl", "enable", "--quiet", paths.unit(new)], check=False)
     if old and old != new:
         run(["systemctl", "disable", "--quiet", paths.unit(old)], check=False)
+        wait_unused(paths, old)
         # systemctl waits for the unit's TimeoutStopSec ([deploy] drain + 10 s)
         run(["systemctl", "stop", paths.unit(old)], check=False, timeout=3700)
+
+
+def wait_unused(paths: AppPaths, slot: str, limit: float = UPSTREAM_KEEPALIVE + 1.5) -> None:
+    """Wait (at most `limit` s) until no connection to the slot's socket is left open.
+
+    The proxy keeps connections to gunicorn open; after a switch the slot no longer
+    live closes each one it answers, and the proxy closes the idle rest after
+    UPSTREAM_KEEPALIVE seconds. gunicorn's graceful stop finishes requests in flight,
+    but a request the proxy writes on an idle connection as the worker exits is lost:
+    so the slot stops once nothing is connected to it."""
+    deadline = time.monotonic() + limit
+    while connections(paths.socket(slot)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def connections(sock_path: Path, table: Path = Path("/proc/net/unix")) -> int:
+    """Connections accepted on a listening Unix socket (they show its path, state 03)."""
+    wanted, count = str(sock_path), 0
+    try:
+        lines = table.read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 8 and fields[5] == "03" and fields[7] == wanted:
+            count += 1
+    return count
 
 
 def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:

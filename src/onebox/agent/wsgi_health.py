@@ -10,6 +10,10 @@ forwarded_client).
 Importing the app's module here, at worker start, means a release that cannot import
 never boots: onebox sees the crash before any traffic moves.
 
+Once traffic has moved to the other slot (a deploy, a rollback), every answer of this
+one closes its connection: the proxy keeps connections to gunicorn open, and those it
+opened before the switch would otherwise go on reaching this release.
+
 It also reports each failed Django login (the admin's and any form that uses
 `django.contrib.auth.authenticate`) to the journal as `onebox-auth`, with the client's
 address; fail2ban's onebox-django jail bans an address that keeps failing.
@@ -103,10 +107,36 @@ def _address(text: str) -> str:
         return ""
 
 
+# The unit names this slot's socket and the one the proxy dials (a hard link to the
+# live slot's socket, see switch.py).
+SLOT_SOCKET = os.environ.get("ONEBOX_SLOT_SOCKET", "")
+LIVE_SOCKET = os.environ.get("ONEBOX_LIVE_SOCKET", "")
+
+
+def serving_live() -> bool:
+    """Whether the proxy's new connections reach this slot (two stat calls, ~2 µs)."""
+    if not (SLOT_SOCKET and LIVE_SOCKET):
+        return True
+    try:
+        return os.stat(LIVE_SOCKET).st_ino == os.stat(SLOT_SOCKET).st_ino
+    except OSError:  # (no live socket yet: the first start)
+        return True
+
+
+def close_after(start_response) -> None:
+    """Make gunicorn answer `Connection: close` (its Response, whose method start_response
+    is; an app's own Connection header would be dropped as hop-by-hop)."""
+    force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+    if force_close is not None:
+        force_close()
+
+
 def application(environ, start_response):
     # In place: gunicorn's access log reads REMOTE_ADDR from this same dict afterwards.
     if not environ.get("REMOTE_ADDR"):
         environ["REMOTE_ADDR"] = forwarded_client(environ)
+    if not serving_live():
+        close_after(start_response)
     if environ.get("PATH_INFO") != HEALTH_PATH:
         assert app is not None, "ONEBOX_WSGI names the app (the unit sets it)"
         return app(environ, start_response)

@@ -97,6 +97,12 @@ def deploy(
             allow_breaking=allow_breaking,
             redis=cfg.redis,
             background=background.request_part(project, unit_context(project, server.address)),
+            serving={
+                "workers": cfg.app.workers,
+                "threads": cfg.app.threads,
+                "worker_class": cfg.app.worker_class,
+                "asgi": bool(cfg.app.asgi),
+            },
         )
         request.dry_run = dry_run  # the server says what each step would change
         stream = remote.pack(request, project.root, files.files)

@@ -21,6 +21,7 @@ from onebox.agent.requests import (
     FactsRequest,
     Request,
 )
+from onebox.agent.sizing import UPSTREAM_KEEPALIVE
 from onebox.config import Project
 from onebox.detect import python_requirement
 from onebox.errors import (
@@ -106,6 +107,7 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
         "wsgi": cfg.app.wsgi,
         "asgi": cfg.app.asgi,
         "workers": cfg.app.workers,
+        "upstream_keepalive": UPSTREAM_KEEPALIVE,
         "drain": cfg.deploy.drain,
         "workdir": str(Path(cfg.app.manage).parent).strip("."),
         "address": address,

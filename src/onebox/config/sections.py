@@ -30,6 +30,7 @@ APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MODULE = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 SETTINGS_MODULE = re.compile(MODULE)
+WORKER_CLASS = re.compile(MODULE)
 WSGI_OBJECT = re.compile(rf"{MODULE}(?::[A-Za-z_][A-Za-z0-9_]*)?")
 RELATIVE_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
 URL_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
@@ -60,7 +61,14 @@ class AppConfig(_Section):
     asgi: str | None = None
     manage: str = "manage.py"
     python: str | None = None
-    workers: Annotated[int, Field(ge=1, le=64)] = 2
+    # gunicorn's worker processes, threads per worker and worker class. Unset: derived
+    # on the server from its cores and memory (agent/sizing.py), shown by `onebox status`.
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    threads: Annotated[int, Field(ge=1, le=64)] | None = None
+    # "gthread" (the default: threads, and connections kept open to the proxy), "sync"
+    # (one request per process, as gunicorn's own default), or an async class such as
+    # "gevent" (its package in your requirements). ASGI apps run uvicorn's worker.
+    worker_class: str | None = None
     # None: onebox's built-in check (Django set up, every database answering), then the
     # home page must not answer 5xx. A path, or several: the first is polled until the
     # release answers, then each must answer 2xx/3xx (redirects within the site followed).
@@ -86,6 +94,30 @@ class AppConfig(_Section):
         return (
             {"paths": listed[1:], "strict": True} if listed else {"paths": ["/"], "strict": False}
         )
+
+    @field_validator("worker_class")
+    @classmethod
+    def _worker_class(cls, value: str | None) -> str | None:
+        if value is not None and not WORKER_CLASS.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a gunicorn worker class: use gthread, sync, gevent, "
+                "eventlet, tornado, or a dotted path (package.module.WorkerClass)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> AppConfig:
+        if self.asgi and self.worker_class:
+            raise ValueError(
+                "worker_class does not apply with asgi: ASGI apps are served by uvicorn's "
+                "worker; remove worker_class (or asgi, to serve the WSGI app)"
+            )
+        if self.threads and self.threads > 1 and self.worker_class not in (None, "gthread"):
+            raise ValueError(
+                f"threads = {self.threads} needs the gthread worker, not "
+                f'{self.worker_class!r}: remove threads, or set worker_class = "gthread"'
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -203,6 +203,7 @@ def status_text(result: Data) -> str:
         f"{result.get('proxy', 'Caddy').lower():<8} {result['caddy']}",
         f"health   {result.get('health', '-')}",
         *serving_lines(result.get("serving") or {}),
+        *standby_lines(result.get("standby") or {}),
         *background_lines(result.get("background") or {}),
         *backup_lines(result.get("backups") or {}),
         *update_lines(result.get("updates") or {}),
@@ -217,6 +218,16 @@ def serving_lines(serving: Data) -> list[str]:
     threads = f" x {serving['threads']} threads" if serving["threads"] > 1 else ""
     server = f"{serving['cores']} cores, {serving['memory_mib'] / 1024:.1f} GiB"
     return [f"workers  {serving['workers']}{threads} ({serving['worker_class']}; server: {server})"]
+
+
+def standby_lines(standby: Data) -> list[str]:
+    """The previous release kept running for an instant rollback, or why there is none."""
+    if standby.get("release"):
+        return [
+            f"standby  release {standby['release']} ({standby['slot']} slot, "
+            f"{standby['memory_mib']} MiB): `onebox rollback` only switches to it"
+        ]
+    return [f"standby  none: {standby['why']}"] if standby.get("why") else []
 
 
 def background_lines(state: Data) -> list[str]:

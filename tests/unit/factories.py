@@ -15,6 +15,7 @@ def deploy_request(**values: Any) -> DeployRequest:
         "lock": "", "lock_hash": "abc", "python": None, "python_mirror": "", "packages": [],
         "files": {}, "engine": "sqlite", "keep": 5, "probation": 3, "security_skip": {},
         "switches": {}, "allow_breaking": False, "redis": None, "background": {},
+        "standby": "auto",
         "serving": {"workers": None, "threads": None, "worker_class": None, "asgi": False},
     }  # fmt: skip
     return DeployRequest(**{**defaults, **values})

@@ -62,6 +62,7 @@ def test_the_cutover_plan_names_the_slots():
         new="green",
         release_dir=Path("/srv/shop/releases/r2"),
         paths=SimpleNamespace(unit=lambda slot: f"onebox-shop@{slot}.service"),
+        keeps=(False, ""),
     )
     assert cutover.plan_start(c)[0].target == "start onebox-shop@green.service"  # type: ignore[arg-type]
     assert cutover.plan_switch(c)[0].target == "blue slot -> green slot (r2)"  # type: ignore[arg-type]
@@ -92,3 +93,15 @@ def test_a_plan_predicts_the_status_each_step_will_report():
     ]
     facts["venv"] = False
     assert plan_steps(pipeline, facts)[0].changed is True
+
+
+def test_a_kept_standby_is_planned_as_kept_not_stopped():
+    c = SimpleNamespace(
+        old="blue",
+        new="green",
+        paths=SimpleNamespace(unit=lambda slot: f"onebox-shop@{slot}.service"),
+        keeps=(True, "81 MiB; 900 MiB of 2048 MiB free"),
+    )
+    assert cutover.plan_retire(c) == [  # type: ignore[arg-type]
+        Change("unit", "keep onebox-shop@blue.service running (the standby)")
+    ]

@@ -64,3 +64,9 @@ def test_status_line():
                           "memory_mib": 2048})  # fmt: skip
     assert line == ["workers  2 x 4 threads (gthread; server: 2 cores, 2.0 GiB)"]
     assert serving_lines({"cores": 2, "memory_mib": 2048}) == []  # nothing deployed yet
+
+
+def test_the_agent_asks_the_path_the_release_answers():
+    from onebox.agent import switch, wsgi_health
+
+    assert switch.MIGRATIONS_PATH == wsgi_health.MIGRATIONS_PATH

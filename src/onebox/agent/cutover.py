@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apache_site, background, cancel, site_check
+from . import apache_site, background, cancel, site_check, standby
 from .django import hint_for
 from .drain import drained
 from .paths import AppPaths
@@ -27,6 +27,7 @@ from .switch import (
     check_pages,
     idle_slot,
     journal,
+    keep_standby,
     live_slot,
     retire,
     route_to,
@@ -56,11 +57,17 @@ class Cutover:
     background_undone: str | None = None  # how the processes went back (for the error)
     moved: dict[str, object] = field(default_factory=dict)
     window: ExitStack = field(default_factory=ExitStack)  # the maintenance page, if held
+    # [deploy] standby (True, False, "auto"): the old release stays up after the move, for
+    # a rollback that only switches (standby.py). None: rollbacks, which keep none.
+    standby: bool | str | None = None
+    warm: bool = False  # the release already runs on the idle slot (the standby)
+    keeps: tuple[bool, str] | None = None  # the old release kept as the standby, and why
 
     def __post_init__(self) -> None:
         paths = self.paths
         self.old, self.new = live_slot(paths), idle_slot(paths)
         self.old_release = paths.slot_link(self.old).resolve() if self.old else None
+        self.warm = standby.serves(paths, self.new, self.release_dir)
         self.apache = apache_site.in_front(paths)
         site = paths.apache_site if self.apache else paths.caddy_site
         self.old_site = site.read_text() if site.is_file() else None
@@ -114,7 +121,11 @@ def plan_processes(c: Cutover) -> list[Change]:
 
 
 def plan_retire(c: Cutover) -> list[Change]:
-    return [Change("unit", f"stop {c.paths.unit(c.old)}")] if c.old and c.old != c.new else []
+    if not c.old or c.old == c.new:
+        return []
+    if keeps_standby(c):
+        return [Change("unit", f"keep {c.paths.unit(c.old)} running (the standby)")]
+    return [Change("unit", f"stop {c.paths.unit(c.old)}")]
 
 
 def start_caddy(c: Cutover) -> None:
@@ -122,12 +133,16 @@ def start_caddy(c: Cutover) -> None:
     run(["systemctl", "start", unit], what=f"starting {unit}")
 
 
-def start_new(c: Cutover) -> None:
+def start_new(c: Cutover) -> str | None:
+    if c.warm:
+        return f"release {c.release_dir.name} runs already: the standby"
     start_slot(c.paths, c.new, c.release_dir)
+    return None
 
 
 def stop_new(c: Cutover) -> None:
-    if not c.routed:  # (serving, with nothing to go back to: it stays)
+    # (serving, with nothing to go back to: it stays; the standby stays the standby)
+    if not c.routed and not c.warm:
         run(["systemctl", "stop", c.paths.unit(c.new)], check=False, timeout=120)
 
 
@@ -223,8 +238,30 @@ def background_back(c: Cutover) -> None:
         c.background_undone = f"; the previous processes did not start either: {again.message}"
 
 
-def retire_old(c: Cutover) -> None:
+def keeps_standby(c: Cutover) -> bool:
+    """Whether the old release stays up as the standby (decided once, after probation:
+    from the memory free with both releases running)."""
+    if c.keeps is None:
+        if not c.old or c.old == c.new or c.standby is None:
+            c.keeps = (False, "")
+        elif c.standby is False:
+            c.keeps = (False, "[deploy] standby = false")
+        else:
+            c.keeps = standby.decide(c.paths, c.standby, c.old)
+    return c.keeps[0]
+
+
+def retire_old(c: Cutover) -> str | None:
+    if keeps_standby(c):
+        assert c.old and c.old_release and c.keeps
+        keep_standby(c.paths, c.old, c.new)
+        standby.record(c.paths, True, c.keeps[1])
+        return f"release {c.old_release.name} stays up on the {c.old} slot ({c.keeps[1]})"
     retire(c.paths, c.old, c.new)
+    if c.keeps and c.keeps[1]:
+        standby.record(c.paths, False, c.keeps[1])
+        return f"no standby: {c.keeps[1]}"
+    return None
 
 
 STARTUP: list[Step[Cutover]] = [
@@ -238,7 +275,7 @@ STARTUP: list[Step[Cutover]] = [
     Step(
         "start",
         start_new,
-        shown=lambda c: f"start ({c.new} slot)",
+        shown=lambda c: f"{'standby' if c.warm else 'start'} ({c.new} slot)",
         undo=stop_new,
         plan=plan_start,
     ),
@@ -263,5 +300,11 @@ TRAFFIC: list[Step[Cutover]] = [
     ),
     # processes and schedules, once the web side passed probation (see background.py)
     Step("processes", move_background, quiet=True, undo=background_back, plan=plan_processes),
-    Step("stop old release", retire_old, final=True, plan=plan_retire),
+    Step(
+        "stop old release",
+        retire_old,
+        shown=lambda c: "keep the standby" if keeps_standby(c) else "stop old release",
+        final=True,
+        plan=plan_retire,
+    ),
 ]

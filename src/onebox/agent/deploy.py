@@ -256,6 +256,7 @@ def begin(request: DeployRequest, payload: Path, paths: AppPaths) -> Deploy:
         secrets=read_env_file(paths.secrets),
         values=build.release_env(request, paths),
         migrated={"applied": [], "backup": None, "breaking": []},
+        standby=request.standby,
     )
     build.check_required(request.secrets, {**request.env, **d.secrets})
     return d

@@ -113,6 +113,7 @@ class DeployRequest(SwitchRequest):
     allow_breaking: bool
     redis: Table | None
     background: Table
+    standby: bool | str  # [deploy] standby: True, False or "auto" (standby.py)
     serving: Table  # [app] workers, threads, worker_class (None: derived), asgi: sizing.py
     release_id: str = ""  # made on the server, from its clock
     dry_run: bool = False  # the plan of each step, nothing changed (deploy_plan.py)

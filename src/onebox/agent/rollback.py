@@ -25,7 +25,7 @@ from .releases import complete_releases, live_release, manifest, release_env
 from .requests import RollbackRequest
 from .restore import maintenance, restore_backup
 from .steps import Step, run_steps
-from .switch import live_slot
+from .switch import MIGRATIONS_PATH, get_json, live_slot
 
 
 @dataclass(kw_only=True)
@@ -46,9 +46,20 @@ class Rollback(Cutover):
 
 def read_schema(r: Rollback) -> None:
     # The schema check is a Django process of its own (half a second): it runs while the
-    # older release starts, and traffic moves only once it found nothing in the way.
+    # older release starts, and traffic moves only once it found nothing in the way. A
+    # standby running the release answers it from its loaded Django instead.
     assert r.pool is not None
-    r.migrations = r.pool.submit(r.target.migrations)
+    if r.warm:
+        r.migrations = r.pool.submit(standby_schema, r)
+    else:
+        r.migrations = r.pool.submit(r.target.migrations)
+
+
+def standby_schema(r: Rollback) -> dict:
+    found = get_json(r.paths.socket(r.new), r.request.address, MIGRATIONS_PATH)
+    if found is None or not isinstance(found.get("newer"), list):
+        return r.target.migrations()  # (an ASGI app's, or a release older than the question)
+    return found
 
 
 def schema_check(r: Rollback) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import background, guard, site_check, sizing, updates
+from . import background, guard, site_check, sizing, standby, updates
 from .backup import read_state
 from .paths import SLOTS, AppPaths
 from .provision import facts
@@ -23,6 +23,7 @@ def status(request: StatusRequest) -> dict[str, Any]:
         manifest = paths.current.resolve() / ".onebox" / "manifest.json"
         result["release"] = json.loads(manifest.read_text()) if manifest.is_file() else None
     result["serving"] = serving(paths)
+    result["standby"] = standby.status(paths, slot)
     result["units"] = {
         name: run(["systemctl", "is-active", paths.unit(name)], check=False).stdout.strip()
         for name in SLOTS

@@ -9,6 +9,7 @@ configuration never changes (a Caddy reload was measured to drop kept-alive requ
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import time
@@ -35,6 +36,7 @@ def idle_slot(paths: AppPaths) -> str:
 
 def start_slot(paths: AppPaths, slot: str, release: Path) -> None:
     unit = paths.unit(slot)
+    wait_unused(paths, slot)  # (a standby there: the proxy's idle connections go first)
     run(["systemctl", "stop", unit], check=False)
     ensure_symlink(paths.slot_link(slot), release)
     result = run(["systemctl", "start", unit], check=False, timeout=120)
@@ -157,6 +159,7 @@ def _get(sock_path: Path, host: str, path: str) -> tuple[int, str]:
         connection.close()
 
 
+MIGRATIONS_PATH = "/.onebox/migrations"  # (onebox_wsgi's answer: see wsgi_health.py)
 HEALTH_HEADERS = {"X-Forwarded-Proto": "https", "User-Agent": "onebox-health"}
 PROBATION_STRIKES = 3  # health checks failed in a row that end a probation
 
@@ -179,6 +182,20 @@ def watch(paths: AppPaths, slot: str, host: str, path: str, seconds: float) -> s
             return f"failed its health check on {path} right after the switch ({last})"
         time.sleep(0.25)
     return None
+
+
+def get_json(sock_path: Path, host: str, path: str) -> dict | None:
+    """A JSON answer of the slot's own (onebox_wsgi's), or None when it gives none."""
+    connection = _UnixHTTPConnection(str(sock_path))
+    try:
+        connection.request("GET", path, headers=HEALTH_HEADERS | {"Host": host})
+        response = connection.getresponse()
+        body = response.read()
+        return json.loads(body) if response.status == 200 else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        connection.close()
 
 
 def http_status(sock_path: Path, host: str, path: str) -> int:
@@ -218,6 +235,13 @@ def main(app: str, slot: str) -> int:
     if slot in SLOTS and live_slot(paths) == slot:
         relink(paths, slot)
     return 0
+
+
+def keep_standby(paths: AppPaths, old: str, new: str) -> None:
+    """The old slot keeps running, not live, and is not started at boot (a standby is
+    for the rollback right after a deploy, not for every boot)."""
+    run(["systemctl", "enable", "--quiet", paths.unit(new)], check=False)
+    run(["systemctl", "disable", "--quiet", paths.unit(old)], check=False)
 
 
 def retire(paths: AppPaths, old: str | None, new: str) -> None:

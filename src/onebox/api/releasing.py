@@ -92,6 +92,7 @@ def deploy(
             engine=cfg.database.engine,
             keep=cfg.deploy.keep,
             probation=cfg.deploy.probation,
+            standby=cfg.deploy.standby,
             security_skip=cfg.security.skip,
             switches=settings_switches(project.root, cfg.app.manage, cfg.app.settings),
             allow_breaking=allow_breaking,

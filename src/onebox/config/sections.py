@@ -288,6 +288,10 @@ class DeployConfig(_Section):
     probation: Annotated[float, Field(ge=0, le=600)] = 3
     # Seconds the old release has to finish its in-flight requests once it stops.
     drain: Annotated[int, Field(ge=1, le=3600)] = 30
+    # After a deploy the previous release stays running, not live, so that `onebox
+    # rollback` to it only switches traffic (well under a second). "auto": where the
+    # server has the memory for it; true: always; false: never.
+    standby: bool | Literal["auto"] = "auto"
 
 
 class EnvConfig(_Section):

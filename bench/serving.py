@@ -213,7 +213,7 @@ def memory(server: PracticeServer, units: list[str]) -> dict[str, tuple[float, f
 
 
 def wrk(url: str, seconds: float, connections: int, headers: list[str]) -> dict[str, float]:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency"]
     for header in headers:
         command += ["-H", header]
     out = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 60)

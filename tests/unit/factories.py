@@ -10,7 +10,8 @@ from onebox.agent.requests import DeployRequest
 def deploy_request(**values: Any) -> DeployRequest:
     defaults: dict[str, Any] = {
         "app": "shop", "address": "shop.test", "health_path": "/", "manage": "manage.py",
-        "commit": None, "settings": "shop.settings", "collectstatic": True, "build": [],
+        "drain": 30, "commit": None, "settings": "shop.settings", "collectstatic": True,
+        "build": [],
         "before_migrate": [], "release": [], "after_switch": [], "env": {}, "secrets": [],
         "lock": "", "lock_hash": "abc", "python": None, "python_mirror": "", "packages": [],
         "files": {}, "engine": "sqlite", "keep": 5, "probation": 3, "security_skip": {},

@@ -41,6 +41,7 @@ def test_details_name_what_changed():
         address="a",
         health_path="/",
         manage="manage.py",
+        drain=30,
         release=None,
         force=False,
         restore_db=False,

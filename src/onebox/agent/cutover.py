@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apache_site, background, cancel, site_check, standby
+from . import apache_site, background, cancel, later, site_check, standby
 from .django import hint_for
 from .drain import drained
 from .paths import AppPaths
@@ -29,7 +29,7 @@ from .switch import (
     journal,
     keep_standby,
     live_slot,
-    retire,
+    retire_later,
     route_to,
     start_slot,
     wait_healthy,
@@ -254,13 +254,19 @@ def keeps_standby(c: Cutover) -> bool:
 def retire_old(c: Cutover) -> str | None:
     if keeps_standby(c):
         assert c.old and c.old_release and c.keeps
-        keep_standby(c.paths, c.old, c.new)
+        old, new = c.old, c.new
+        if not later.after_answer(
+            lambda: keep_standby(c.paths, old, new), c.paths.lock, "keeping the standby", 30
+        ):
+            keep_standby(c.paths, old, new)
         standby.record(c.paths, True, c.keeps[1])
         return f"release {c.old_release.name} stays up on the {c.old} slot ({c.keeps[1]})"
-    retire(c.paths, c.old, c.new)
+    retire_later(c.paths, c.old, c.new, c.request.drain)
     if c.keeps and c.keeps[1]:
         standby.record(c.paths, False, c.keeps[1])
         return f"no standby: {c.keeps[1]}"
+    if c.old and c.old != c.new and c.old_release:  # (a rollback: the release it left stops)
+        standby.record(c.paths, False, f"the rollback stopped release {c.old_release.name}")
     return None
 
 

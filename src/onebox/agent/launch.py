@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import cancel
+from . import cancel, later
 from .main import DISK_FULL, disk_full, main
 from .paths import RUNS
 from .protocol import ExitCode, emit
@@ -147,6 +147,7 @@ def detached(run_dir: str) -> int:
     tmp = Path(run_dir) / f".{EXIT_FILE}"
     tmp.write_text(str(code))
     tmp.rename(Path(run_dir) / EXIT_FILE)
+    later.run_jobs()  # the client has its answer (the relay removes run_dir meanwhile)
     return code
 
 

@@ -83,6 +83,7 @@ class SwitchRequest(Request):
     address: str  # what browsers use: the domain, or the server's address
     health_path: str
     manage: str
+    drain: int  # [deploy] drain: how long the old slot may take to stop
     health_pages: Table | None = None
     probation: float = 0  # rollbacks skip it (the release served before)
 

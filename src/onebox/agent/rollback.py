@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import apache_site, site_check
+from . import apache_site, site_check, standby
 from .backup import load_settings
 from .cutover import STARTUP, TRAFFIC, Cutover
 from .django import Release
@@ -231,6 +231,11 @@ def choose(paths: AppPaths, live: str | None, wanted: str | None) -> Path:
             raise AgentError(f"release {wanted} is already live", code=ExitCode.CONFIG)
         return paths.releases / wanted
     older = [p for p in releases if live is None or p.name < live]
+    running = standby.status(paths, live_slot(paths)).get("release")
+    if running in [p.name for p in older]:
+        # what served before the last deploy, kept running: not a newer one rolled back
+        # from since (deploy A, B; roll back to A; deploy C: back to A, not to B)
+        return paths.releases / running
     if not older:
         raise AgentError(
             "there is no earlier release to roll back to",

@@ -12,10 +12,12 @@ import http.client
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+from . import later
 from .django import hint_for
 from .paths import SLOTS, AppPaths
 from .protocol import AgentError
@@ -285,7 +287,17 @@ def journal(paths: AppPaths, slot: str, lines: int = 30) -> str:
     return unit_journal(paths.unit(slot), lines)
 
 
-if __name__ == "__main__":
-    import sys
+def retire_later(paths: AppPaths, old: str | None, new: str, drain: float) -> None:
+    """`retire`, once the client has its answer (later.py): the client is done when
+    traffic is on the new release; the deploy lock is held until the old slot stopped."""
+    if old and old != new:
+        seconds = drain + UPSTREAM_KEEPALIVE + 20
+        if later.after_answer(
+            lambda: retire(paths, old, new), paths.lock, f"stopping the {old} slot", seconds
+        ):
+            return
+    retire(paths, old, new)
 
+
+if __name__ == "__main__":
     sys.exit(main(*sys.argv[1:3]))

@@ -92,6 +92,7 @@ def deploy(
             engine=cfg.database.engine,
             keep=cfg.deploy.keep,
             probation=cfg.deploy.probation,
+            drain=cfg.deploy.drain,
             standby=cfg.deploy.standby,
             security_skip=cfg.security.skip,
             switches=settings_switches(project.root, cfg.app.manage, cfg.app.settings),
@@ -155,6 +156,7 @@ def rollback(
             address=server.address,
             health_path=cfg.app.health_check_path,
             manage=cfg.app.manage,
+            drain=cfg.deploy.drain,
         )
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}

@@ -5,8 +5,12 @@ One Debian 12 practice server runs examples/mvp twice, behind the same Caddy: as
 deploys it (rel.test, blue/green slots), and as a plain gunicorn systemd service on the
 same release (naive.test). Under the same steady load (tests/e2e/load.py: GETs and POSTs,
 kept-alive and new connections, 4 clients at 25 req/s each, bounded), it times, in turns:
-steady state (nothing happens), `onebox deploy` of a one-line change, `onebox rollback`,
-`systemctl restart` of the plain gunicorn, and `kill -HUP` of its master. Prints, per
+steady state (nothing happens), `onebox deploy` of a one-line change, `onebox rollback`
+to the standby it left, a deploy with `[deploy] standby = false` and the rollback after
+it (which starts the release again), `systemctl restart` of the plain gunicorn, and
+`kill -HUP` of its master. The plain gunicorn has onebox's workers (2 x 4 threads,
+gthread) and its Caddy site onebox's retry and upstream keep-alive, so that the naive
+rows measure the method, not a missing retry. Prints, per
 method, the wall time, requests answered, failures and latency (p50/p99/max).
 Needs root (practice servers).
 
@@ -16,7 +20,9 @@ Needs root (practice servers).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -47,7 +53,8 @@ RuntimeDirectory=naive
 RuntimeDirectoryMode=0755
 UMask=0000
 ExecStart=/srv/rel/current/.venv/bin/gunicorn mvp.wsgi:application \\
-    --bind unix:/run/naive/naive.sock --workers 2 --forwarded-allow-ips=*
+    --bind unix:/run/naive/naive.sock --workers 2 --threads 4 --worker-class gthread \\
+    --keep-alive 10 --forwarded-allow-ips=*
 ExecReload=/bin/kill -HUP $MAINPID
 [Install]
 WantedBy=multi-user.target
@@ -94,17 +101,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         server, project, ca = prepare(Path(tmp))
         views = project / "guestbook" / "views.py"
+        config = project / "onebox.toml"
+        original = config.read_text()
+        no_standby = original.replace("[deploy]\n", "[deploy]\nstandby = false\n", 1)
+        server_seconds: list[float] = []  # what the rollback itself reports
         try:
             for run in range(args.runs):
 
-                def deploy(run: int = run) -> None:
+                def deploy(run: int = run, standby: bool = True) -> None:
                     views.write_text(views.read_text() + f"\n# change {run}\n")
+                    text = original if standby else no_standby
+                    config.write_text(text)
                     onebox("deploy", cwd=project)
+
+                def rollback() -> None:
+                    result = json.loads(onebox("--json", "rollback", cwd=project)[1])["result"]
+                    server_seconds.append(result["seconds"])
 
                 methods = {
                     "steady state (5 s, nothing changes)": ("rel.test", lambda: time.sleep(5)),
                     "onebox deploy (code change)": ("rel.test", deploy),
-                    "onebox rollback": ("rel.test", lambda: onebox("rollback", cwd=project)),
+                    "onebox rollback to the standby": ("rel.test", rollback),
+                    "onebox deploy ([deploy] standby = false)": (
+                        "rel.test",
+                        lambda run=run: deploy(run + 1000, standby=False),
+                    ),
+                    "onebox rollback without a standby": ("rel.test", rollback),
                     "naive: systemctl restart gunicorn": (
                         "naive.test",
                         lambda: server.ssh("systemctl restart naive"),
@@ -115,10 +137,20 @@ def main() -> None:
                     ),
                 }
                 for label, (domain, action) in methods.items():
-                    results.setdefault(label, []).append(under_load(server, domain, ca, action))
+                    server_seconds.clear()
+                    figures = under_load(server, domain, ca, action)
+                    if server_seconds:  # (the server's own time, SSH and the CLI left out)
+                        figures["server"] = server_seconds[0]
+                    results.setdefault(label, []).append(figures)
         finally:
             server.destroy()
     print_load_table(results, args.runs)
+    print("\nrollback, the server's own time (median s): ", end="")
+    print(", ".join(
+        f"{label}: {statistics.median(r['server'] for r in runs):.2f}"
+        for label, runs in results.items() if "server" in runs[0]
+    ))  # fmt: skip
+    print("targets: to the standby <= 0.5 s wall, without one <= 1.5 s (unloaded)")
     print_load_average(load_before)
 
 

@@ -84,6 +84,56 @@ def test_rollback_under_load_drops_nothing_and_goes_back(server12: Server, proje
     assert "version two" in page(server12)
 
 
+def test_rollback_to_the_standby_is_a_switch_under_load(server12: Server, project: Path):
+    """After a deploy the previous release stays up (the practice server has the memory):
+    rolling back to it starts nothing, drops nothing, and takes the server well under
+    half a second; the release rolled back from stops, after the answer."""
+    change_code(project, "version three")
+    deployed = onebox("deploy", cwd=project).stdout
+    assert "keep the standby" in deployed and "stays up on the" in deployed, deployed
+    status = onebox_json("status", cwd=project)["result"]
+    standby = status["standby"]
+    assert standby["release"] and standby["memory_mib"] > 0, standby
+    assert status["serving"]["worker_class"] == "gthread" and status["serving"]["threads"] == 4
+    with load(server12) as traffic:
+        result = onebox_json("rollback", cwd=project)["result"]
+    assert_clean(traffic)
+    assert result["standby"] and result["release"] == standby["release"], result
+    assert result["seconds"] < 0.5, result  # (measured: 0.04 s)
+    assert "version three" not in page(server12)
+    deadline = time.monotonic() + 60  # the newer slot stops once its connections are gone
+    while slot_states(project).count("active") > 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert slot_states(project).count("active") == 1
+    after = onebox("status", cwd=project).stdout
+    assert "standby  none: the rollback stopped release" in after, after
+
+
+def slot_states(project: Path) -> list[str]:
+    units = onebox_json("status", cwd=project)["result"]["units"]
+    return sorted(units.values())
+
+
+def test_without_a_standby_the_old_release_stops_and_status_says_why(
+    server12: Server, project: Path
+):
+    config = project / "onebox.toml"
+    original = config.read_text()
+    config.write_text(original.replace("[deploy]\n", "[deploy]\nstandby = false\n", 1))
+    try:
+        change_code(project, "no standby")
+        deployed = onebox("deploy", cwd=project).stdout
+        assert "no standby: [deploy] standby = false" in deployed, deployed
+        status = onebox("status", cwd=project).stdout
+        assert "standby  none: [deploy] standby = false" in status, status
+        with load(server12) as traffic:
+            result = onebox_json("rollback", cwd=project)["result"]
+        assert_clean(traffic)
+        assert not result["standby"] and result["seconds"] < 1.5, result
+    finally:
+        config.write_text(original)
+
+
 def test_unknown_or_live_release_is_refused(project: Path):
     unknown = onebox("rollback", "19990101-000000-000", cwd=project, check=False)
     assert unknown.returncode == 3 and "no release '19990101-000000-000'" in unknown.stderr

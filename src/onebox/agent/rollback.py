@@ -9,6 +9,7 @@ stand in the way (or, with --restore-db, the backup from before them is restored
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,9 +153,12 @@ def _rollback(request: RollbackRequest, paths: AppPaths) -> dict[str, Any]:
         site=site_for(paths, target),
         release=Release(paths.app, target, release_env(paths, target), request.manage),
     )
+    started = time.monotonic()
     with r.window, ThreadPoolExecutor(max_workers=1) as r.pool:
         run_steps(ROLLBACK_RESTORING if request.restore_db else ROLLBACK, r)
     return {
+        "seconds": round(time.monotonic() - started, 2),
+        "standby": r.warm,
         "release": target.name,
         "previous": live,
         "restored": r.restored,

@@ -30,9 +30,10 @@ def onebox(*args: str, cwd: Path | None = None) -> tuple[float, str]:
 class PracticeServer:
     """A practice server made for the run, reached with its own key over one SSH master."""
 
-    def __init__(self, name: str, debian: str = "12") -> None:
+    def __init__(self, name: str, debian: str = "12", create: bool = True) -> None:
         self.name = name
-        onebox("sandbox", "create", name, "--debian", debian)
+        if create:
+            onebox("sandbox", "create", name, "--debian", debian)
         boxes = json.loads(onebox("--json", "sandbox", "list")[1])["result"]
         self.address = next(box["address"] for box in boxes if box["name"] == name)
         box = SANDBOXES / name

@@ -73,7 +73,7 @@ APACHE_SITE = f"""Listen {APACHE_PORT}
 # for onebox's slots) before the app's own WSGI module is imported.
 APACHE_WSGI = f"""import os
 for name in ("{CURRENT}/.onebox/release.env", "{CURRENT}/.onebox/env-refs.env",
-             "/etc/onebox/{APP}.env"):
+             "/etc/apache2/bench.env"):
     if os.path.exists(name):
         for line in open(name):
             key, sep, value = line.rstrip("\\n").partition("=")
@@ -121,7 +121,10 @@ def set_up_apache(server: PracticeServer, processes: int, threads: int) -> None:
         "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench "
         "-keyout /etc/ssl/private/bench.key -out /etc/ssl/certs/bench.pem 2>/dev/null && "
         "echo > /etc/apache2/ports.conf && a2dissite -q 000-default && "
-        "a2enmod -q ssl wsgi >/dev/null && adduser -q www-data " + APP,
+        "a2enmod -q ssl wsgi >/dev/null && adduser -q www-data " + APP + " && "
+        # the secrets, readable by the mod_wsgi daemon's user (onebox's are root's only,
+        # read by systemd): on this throw-away server only
+        f"install -m 0640 -g {APP} /etc/onebox/{APP}.env /etc/apache2/bench.env",
     )
     subprocess.run(
         [*server.base, "cat > /etc/apache2/sites-available/bench.conf"],
@@ -138,6 +141,7 @@ def set_up_apache(server: PracticeServer, processes: int, threads: int) -> None:
 def set_up_gunicorn(server: PracticeServer, workers: int, threads: int) -> None:
     root(
         server,
+        "systemctl stop bench-gunicorn 2>/dev/null; "  # (--server: from an earlier run)
         f"systemd-run --quiet --unit bench-gunicorn --uid {APP} --gid {APP} "
         f"--working-directory {CURRENT} "
         f"-p EnvironmentFile={CURRENT}/.onebox/release.env "
@@ -179,19 +183,13 @@ CPU = (
 done
 getconf CLK_TCK"""
 )
-MEMORY = (
-    PIDS
-    + r"""for unit in {units}; do
-  rss=0; pss=0
-  for pid in $(pids $unit); do
-    set -- $(awk '/^Rss:/{{r=$2}} /^Pss:/{{p=$2}} END{{print r+0, p+0}}' /proc/$pid/smaps_rollup)
-    rss=$((rss + $1)); pss=$((pss + $2))
-  done
-  echo $unit $rss $pss
+MEMORY = PIDS + (
+    r"""for unit in {units}; do
+  for pid in $(pids $unit); do cat /proc/$pid/smaps_rollup 2>/dev/null; done |
+    awk -v unit=$unit '/^Rss:/{{r+=$2}} /^Pss:/{{p+=$2}} END{{print unit, r+0, p+0}}'
 done
-total=0; for f in /proc/[0-9]*/smaps_rollup; do
-  r=$(awk '/^Rss:/{{print $2}}' $f 2>/dev/null); total=$((total + ${{r:-0}}))
-done; echo server $total 0"""
+cat /proc/[0-9]*/smaps_rollup 2>/dev/null | awk '/^Rss:/{{r+=$2}} END{{print "server", r+0, 0}}'
+"""
 )
 
 
@@ -249,10 +247,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--server", help="an existing practice server with examples/mvp deployed (kept)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the practice server")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
     load_before = os.getloadavg()
+    if args.server:  # (for working on the benchmark itself)
+        run(PracticeServer(args.server, create=False), args)
+        return
     server = PracticeServer(f"bserve-{os.getpid()}")
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -262,7 +267,10 @@ def main() -> None:
             onebox("manage", "--", "shell", "-c", SEED, cwd=project)
             run(server, args)
     finally:
-        server.destroy()
+        if args.keep:
+            print(f"kept practice server {server.name}")
+        else:
+            server.destroy()
         print(f"\nload average before: {' '.join(f'{x:.2f}' for x in load_before)}")
         print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -89,8 +89,9 @@ def test_rollback_to_the_standby_is_a_switch_under_load(server12: Server, projec
     rolling back to it starts nothing, drops nothing, and takes the server well under
     half a second; the release rolled back from stops, after the answer."""
     change_code(project, "version three")
-    deployed = onebox("deploy", cwd=project).stdout
-    assert "keep the standby" in deployed and "stays up on the" in deployed, deployed
+    done = onebox("deploy", cwd=project)
+    deployed = done.stdout + done.stderr  # (the steps are on stderr)
+    assert "keep the standby" in deployed and "stays up as the standby" in deployed, deployed
     status = onebox_json("status", cwd=project)["result"]
     standby = status["standby"]
     assert standby["release"] and standby["memory_mib"] > 0, standby
@@ -122,7 +123,8 @@ def test_without_a_standby_the_old_release_stops_and_status_says_why(
     config.write_text(original.replace("[deploy]\n", "[deploy]\nstandby = false\n", 1))
     try:
         change_code(project, "no standby")
-        deployed = onebox("deploy", cwd=project).stdout
+        done = onebox("deploy", cwd=project)
+        deployed = done.stdout + done.stderr
         assert "no standby: [deploy] standby = false" in deployed, deployed
         status = onebox("status", cwd=project).stdout
         assert "standby  none: [deploy] standby = false" in status, status

@@ -260,11 +260,17 @@ def retire_old(c: Cutover) -> str | None:
         ):
             keep_standby(c.paths, old, new)
         standby.record(c.paths, True, c.keeps[1])
-        return f"release {c.old_release.name} stays up on the {c.old} slot ({c.keeps[1]})"
+        emit(
+            "log",
+            text=f"release {c.old_release.name} stays up as the standby ({c.old} slot, "
+            f"{c.keeps[1]}): `onebox rollback` only switches to it",
+        )
+        return None
     retire_later(c.paths, c.old, c.new, c.request.drain)
     if c.keeps and c.keeps[1]:
         standby.record(c.paths, False, c.keeps[1])
-        return f"no standby: {c.keeps[1]}"
+        emit("log", text=f"no standby: {c.keeps[1]}")
+        return None
     if c.old and c.old != c.new and c.old_release:  # (a rollback: the release it left stops)
         standby.record(c.paths, False, f"the rollback stopped release {c.old_release.name}")
     return None

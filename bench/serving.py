@@ -46,6 +46,7 @@ APACHE_PORT, GUNICORN_PORT = 8443, 8000
 
 APACHE_SITE = f"""Listen {APACHE_PORT}
 <VirtualHost *:{APACHE_PORT}>
+    Protocols h2 http/1.1
     SSLEngine on
     SSLCertificateFile /etc/ssl/certs/bench.pem
     SSLCertificateKeyFile /etc/ssl/private/bench.key
@@ -120,8 +121,8 @@ def set_up_apache(server: PracticeServer, processes: int, threads: int) -> None:
         "apache2 libapache2-mod-wsgi-py3 ssl-cert >/dev/null && rm /usr/sbin/policy-rc.d && "
         "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=bench "
         "-keyout /etc/ssl/private/bench.key -out /etc/ssl/certs/bench.pem 2>/dev/null && "
-        "echo > /etc/apache2/ports.conf && a2dissite -q 000-default && "
-        "a2enmod -q ssl wsgi >/dev/null && adduser -q www-data " + APP + " && "
+        "echo > /etc/apache2/ports.conf && (a2dissite -q 000-default || true) && "
+        "a2enmod -q ssl wsgi http2 >/dev/null && adduser -q www-data " + APP + " && "
         # the secrets, readable by the mod_wsgi daemon's user (onebox's are root's only,
         # read by systemd): on this throw-away server only
         f"install -m 0640 -g {APP} /etc/onebox/{APP}.env /etc/apache2/bench.env",
@@ -135,7 +136,7 @@ def set_up_apache(server: PracticeServer, processes: int, threads: int) -> None:
     subprocess.run(
         [*server.base, "cat > /etc/apache2/bench.wsgi"], input=APACHE_WSGI, text=True, check=True
     )
-    root(server, "a2ensite -q bench && apachectl configtest 2>&1 && systemctl start apache2")
+    root(server, "a2ensite -q bench && apachectl configtest 2>&1 && systemctl restart apache2")
 
 
 def set_up_gunicorn(server: PracticeServer, workers: int, threads: int) -> None:
@@ -234,6 +235,31 @@ def wrk(url: str, seconds: float, connections: int, headers: list[str]) -> dict[
     }
 
 
+def h2load(url: str, seconds: float, connections: int, headers: list[str]) -> dict[str, float]:
+    """nghttp2's h2load over HTTP/2: one stream at a time per connection, as wrk's."""
+    command = ["h2load", f"-c{connections}", "-t2", "-m1", f"-D{seconds:g}", "--warm-up-time=0"]
+    for header in headers:
+        command += ["-H", header]
+    out = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 60)
+    text = out.stdout
+    done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded", text)
+    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    if not done or not rate or "Application protocol: h2" not in text:
+        sys.exit(f"h2load {url} failed:\n{text}\n{out.stderr}")
+    codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx", text)
+    good = int(codes.group(1)) + int(codes.group(2)) if codes else 0
+    median = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", text)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    return {
+        "rps": float(rate.group(1)),
+        "requests": int(done.group(2)),
+        "bad": max(0, int(done.group(2)) - good),
+        "errors": int(done.group(1)) - int(done.group(3)),
+        # (h2load prints min, max, mean: the mean stands in for the median here)
+        "p50": float(median.group(1)) * scale[median.group(2)] if median else 0.0,
+    }
+
+
 def static_path(address: str) -> str:
     """The hashed URL of the guestbook's stylesheet, from the home page."""
     page = subprocess.run(
@@ -252,8 +278,8 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the practice server")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    if not (shutil.which("wrk") and shutil.which("h2load")):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "nghttp2-client"], check=True)
     load_before = os.getloadavg()
     if args.server:  # (for working on the benchmark itself)
         run(PracticeServer(args.server, create=False), args)
@@ -284,25 +310,33 @@ def run(server: PracticeServer, args: argparse.Namespace) -> None:
     address = server.address
     static = static_path(address)
     proto = ["X-Forwarded-Proto: https"]  # (gunicorn alone: Django's SECURE_PROXY_SSL_HEADER)
-    stacks = {
-        "onebox (Caddy -> gunicorn)": (f"https://{address}", ["caddy", f"onebox-{APP}@{slot}"], []),
-        "Apache + mod_wsgi": (f"https://{address}:{APACHE_PORT}", ["apache2"], []),
-        "gunicorn alone": (f"http://{address}:{GUNICORN_PORT}", ["bench-gunicorn"], proto),
+    onebox_units = ["caddy", f"onebox-{APP}@{slot}"]
+    stacks = {  # name: (URL, its process groups, extra headers, load tool)
+        "onebox (Caddy -> gunicorn)": (f"https://{address}", onebox_units, [], wrk),
+        "Apache + mod_wsgi": (f"https://{address}:{APACHE_PORT}", ["apache2"], [], wrk),
+        "gunicorn alone": (f"http://{address}:{GUNICORN_PORT}", ["bench-gunicorn"], proto, wrk),
+        "onebox, HTTP/2": (f"https://{address}", onebox_units, [], h2load),
+        "Apache + mod_wsgi, HTTP/2": (
+            f"https://{address}:{APACHE_PORT}",
+            ["apache2"],
+            [],
+            h2load,
+        ),
     }
     pages = {"home page (database)": "/", "static file": static}
-    all_units = [unit for _, units, _ in stacks.values() for unit in units]
-    for url, _, headers in stacks.values():  # warm-up: every worker imports Django
+    all_units = list(dict.fromkeys(unit for _, units, _, _ in stacks.values() for unit in units))
+    for url, _, headers, tool in stacks.values():  # warm-up: every worker imports Django
         for path in pages.values():
-            wrk(url + path, 2, args.connections, headers)
+            tool(url + path, 2, args.connections, headers)
     idle = memory(server, all_units)
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(args.rounds):
         for page, path in pages.items():
-            for stack, (url, units, headers) in stacks.items():
+            for stack, (url, units, headers, tool) in stacks.items():
                 if stack == "gunicorn alone" and path != "/":
                     continue
                 before = cpu_ns(server, units)
-                figures = wrk(url + path, args.seconds, args.connections, headers)
+                figures = tool(url + path, args.seconds, args.connections, headers)
                 after = cpu_ns(server, units)
                 for unit in units:
                     figures[f"cpu {unit}"] = (after[unit] - before[unit]) / figures["requests"]
@@ -355,7 +389,9 @@ def print_memory(idle: dict[str, tuple[float, float]], stacks: dict) -> None:
     print("\nidle memory after the warm-up, MiB")
     print("| stack | RSS | PSS |")
     print("|---|---|---|")
-    for stack, (_, units, _) in stacks.items():
+    for stack, (_, units, _, tool) in stacks.items():
+        if tool is h2load:
+            continue
         rss = sum(idle[unit][0] for unit in units)
         pss = sum(idle[unit][1] for unit in units)
         print(f"| {stack} ({' + '.join(units)}) | {rss:.0f} | {pss:.0f} |")

@@ -131,7 +131,8 @@ def test_without_a_standby_the_old_release_stops_and_status_says_why(
         with load(server12) as traffic:
             result = onebox_json("rollback", cwd=project)["result"]
         assert_clean(traffic)
-        assert not result["standby"] and result["seconds"] < 1.5, result
+        # (unloaded it takes about 1 s, bench/releases.py; here under load, on a shared box)
+        assert not result["standby"] and result["seconds"] < 5, result
     finally:
         config.write_text(original)
 
@@ -326,6 +327,8 @@ def columns(server: Server) -> str:
 # The deploy's own list of steps (onebox.agent.deploy.STEPS), less those this project
 # never reaches (no Redis, Caddy already running) and those that report no step.
 NOT_REACHED = {"redis", "start the proxy (it was not running)"}
+# Steps shown under another name when they run ("stop old release" keeps the standby).
+SHOWN = {"stop old release": "(stop old release|keep the standby)"}
 DEPLOY_STEPS = [
     entry.name
     for entry in STEPS
@@ -405,7 +408,7 @@ def test_killed_client_leaves_the_site_serving(server12: Server, project: Path, 
         if not line:
             break
         seen.append(line.strip())
-        reached = bool(re.search(rf"[✓·] {re.escape(after)}\b", line))
+        reached = bool(re.search(rf"[✓·] {SHOWN.get(after, re.escape(after))}\b", line))
     process.kill()  # SIGKILL: no handler runs, the SSH session just vanishes
     process.wait()
     assert reached, f"the deploy never reported {after!r}: {seen}"
@@ -509,13 +512,16 @@ def test_a_dry_run_says_what_the_run_then_does(server12: Server, project: Path):
             and "planned" in migration[0]
         )
         unit = planned_changes(plan, "systemd units")[0]
-        assert "-    --workers 2 \\\n" in unit["diff"] and "+    --workers 3 \\\n" in unit["diff"]
+        # (the unit's fallback for releases made before onebox sized them; the release's
+        # own number is in its release.env)
+        assert "-Environment=ONEBOX_WORKERS=2 " in unit["diff"]
+        assert "+Environment=ONEBOX_WORKERS=3 " in unit["diff"]
         start = planned_changes(plan, "start")[0]["target"]
         assert start.startswith("start onebox-rel@")
         # nothing changed: the same releases, the migration not applied, the old unit
         assert onebox_json("releases", cwd=project)["result"] == before
         assert "planned" not in server12.ssh("sqlite3 /srv/rel/shared/db/db.sqlite3 .tables")
-        assert "--workers 2" in server12.ssh("cat /etc/systemd/system/onebox-rel@.service")
+        assert "ONEBOX_WORKERS=2 " in server12.ssh("cat /etc/systemd/system/onebox-rel@.service")
         assert "dry run: nothing was done" in onebox("deploy", "--dry-run", cwd=project).stdout
 
         real = onebox_json("deploy", cwd=project)

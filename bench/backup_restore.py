@@ -2,12 +2,16 @@
 """Backup and restore of a 1M-row database: onebox beside the engine's own tools.
 
 For each engine (MariaDB, PostgreSQL) a fresh Debian 12 practice server runs examples/mvp
-with a guestbook table of --rows rows (about 200 MB). In the same run, alternating, it times:
+with a guestbook table of --rows rows (about 200 MB). In the same run it times, in an
+order that rotates from run to run:
   backup:  the raw dump tool into a file (`mariadb-dump --single-transaction --quick`,
-           `pg_dump -Fc`), the same dump piped into `restic backup --stdin` by hand (an
-           encrypted backup made the manual way), and `onebox backup` (the real CLI);
+           `pg_dump -Fc --compress=0`: uncompressed, as onebox dumps), the same dump piped
+           into `restic backup --stdin` by hand (an encrypted backup made the manual way:
+           the like-for-like row onebox's ratio is taken against), and `onebox backup`;
   restore: the raw loader (`mariadb DB < dump`, `pg_restore -d DB`) into an empty database,
-           and `onebox restore` (which also takes a safety backup and compares checksums).
+           `restic dump | loader` by hand (like for like), and `onebox restore` (which
+           also takes a safety backup and compares checksums).
+Each raw command pays a new SSH connection, as each onebox command does.
 While `onebox backup` runs, a bounded probe sends HTTPS requests to the site (keep-alive,
 at most 100 req/s and 120 s) and counts answers and failures. Prints medians and ratios.
 Needs root (practice servers).
@@ -22,6 +26,7 @@ import http.client
 import os
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +52,9 @@ FILL = {
 }
 RAW_DUMP = {
     "mysql": "mariadb-dump --single-transaction --quick {db} > /var/tmp/raw.dump",
-    "postgresql": "cd / && runuser -u postgres -- pg_dump -Fc {db} > /var/tmp/raw.dump",
+    "postgresql": (
+        "cd / && runuser -u postgres -- pg_dump -Fc --compress=0 {db} > /var/tmp/raw.dump"
+    ),
 }
 HAND_RESTIC = {
     "mysql": "mariadb-dump --single-transaction --quick {db}",
@@ -62,6 +69,17 @@ RAW_LOAD = {
         "cd / && runuser -u postgres -- dropdb --if-exists rawload && "
         "runuser -u postgres -- createdb rawload && "
         "runuser -u postgres -- pg_restore -d rawload < /var/tmp/raw.dump"
+    ),
+}
+HAND_LOAD = {
+    "mysql": (
+        "mariadb -e 'DROP DATABASE IF EXISTS handload; CREATE DATABASE handload' && "
+        "{repo} restic dump -q latest dump | mariadb handload"
+    ),
+    "postgresql": (
+        "cd / && runuser -u postgres -- dropdb --if-exists handload && "
+        "runuser -u postgres -- createdb handload && "
+        "{repo} restic dump -q latest dump | runuser -u postgres -- pg_restore -d handload"
     ),
 }
 HAND_REPO = (
@@ -129,26 +147,58 @@ def prepare(engine: str, rows: int, tmp: Path) -> tuple[PracticeServer, Path, Pa
     return server, project, ca
 
 
+def fresh(server: PracticeServer, command: str) -> float:
+    """A raw command over a new SSH connection (no master), as onebox's commands pay one."""
+    base, args = [], iter(server.base)
+    for arg in args:
+        if arg == "-o":
+            option = next(args)
+            if not option.startswith("Control"):
+                base += ["-o", option]
+        else:
+            base.append(arg)
+    base[-1:-1] = ["-o", "ControlPath=none"]  # (before the target, the last argument)
+    started = time.monotonic()
+    result = subprocess.run([*base, command], capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        sys.exit(f"ssh {command!r} failed:\n{result.stderr}")
+    return time.monotonic() - started
+
+
 def bench(engine: str, rows: int, runs: int, tmp: Path) -> dict[str, list[float]]:
     server, project, ca = prepare(engine, rows, tmp)
     times: dict[str, list[float]] = {}
     probes: list[Probe] = []
     try:
-        for _ in range(runs):
-            add = lambda key, value: times.setdefault(key, []).append(value)  # noqa: E731
-            add("backup: raw dump to a file", server.ssh(RAW_DUMP[engine].format(db="mvp")))
-            add(
-                "backup: dump | restic by hand",
-                server.ssh(
-                    f"{HAND_RESTIC[engine].format(db='mvp')} | {HAND_REPO} restic backup -q "
-                    "--stdin --stdin-filename dump"
-                ),
-            )
-            with Probe(server.address, ca) as probe:
-                add("backup: onebox backup", onebox("backup", cwd=project)[0])
-            probes.append(probe)
-            add("restore: raw loader", server.ssh(RAW_LOAD[engine]))
-            add("restore: onebox restore", onebox("restore", cwd=project)[0])
+        steps = {
+            "backup: raw dump to a file": lambda: fresh(server, RAW_DUMP[engine].format(db="mvp")),
+            "backup: dump | restic by hand": lambda: fresh(
+                server,
+                f"{HAND_RESTIC[engine].format(db='mvp')} | {HAND_REPO} restic backup -q "
+                "--stdin --stdin-filename dump",
+            ),
+            "backup: onebox backup": lambda: onebox("backup", cwd=project)[0],
+            "restore: raw loader": lambda: fresh(server, RAW_LOAD[engine]),
+            "restore: restic dump | loader by hand": lambda: fresh(
+                server, HAND_LOAD[engine].format(repo=HAND_REPO)
+            ),
+            "restore: onebox restore": lambda: onebox("restore", cwd=project)[0],
+        }
+
+        for run in range(runs):
+            names = list(steps)
+            # the backups before the restores (each restore reads one); their order turns
+            backups = [n for n in names if n.startswith("backup")]
+            restores = [n for n in names if n.startswith("restore")]
+            turn = run % len(backups)
+            for name in backups[turn:] + backups[:turn] + restores[turn:] + restores[:turn]:
+                if name == "backup: onebox backup":
+                    with Probe(server.address, ca) as probe:
+                        seconds = steps[name]()
+                    probes.append(probe)
+                else:
+                    seconds = steps[name]()
+                times.setdefault(name, []).append(seconds)
     finally:
         server.destroy()
     ok = sum(p.ok for p in probes)
@@ -169,20 +219,25 @@ def main() -> None:
     parser.add_argument("--engine", choices=["mysql", "postgresql"], action="append")
     args = parser.parse_args()
     results = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engine or ["mysql", "postgresql"]:
             results[engine] = bench(engine, args.rows, args.runs, Path(tmp))
     for engine, times in results.items():
         print(f"\n{engine}, {args.rows:,} rows, {args.runs} runs (median seconds)")
-        print(f"| {'step':<34} | median | min | max | ratio to raw |")
-        print(f"|{'-' * 36}|--------|-----|-----|--------------|")
+        print(f"| {'step':<38} | median | min | max | ratio to by hand |")
+        print(f"|{'-' * 40}|--------|-----|-----|------------------|")
         for key, values in times.items():
-            raw = times["backup: raw dump to a file" if "backup" in key else "restore: raw loader"]
-            ratio = statistics.median(values) / statistics.median(raw)
+            # against the like-for-like row: the same dump through restic, made by hand
+            like = "backup: dump | restic by hand" if "backup" in key else (
+                "restore: restic dump | loader by hand")  # fmt: skip
+            ratio = statistics.median(values) / statistics.median(times[like])
             print(
-                f"| {key:<34} | {statistics.median(values):6.2f} | {min(values):.2f} | "
+                f"| {key:<38} | {statistics.median(values):6.2f} | {min(values):.2f} | "
                 f"{max(values):.2f} | {ratio:.2f}x |"
             )
+    print(f"\nload average before: {' '.join(f'{x:.2f}' for x in load_before)}")
+    print(f"load average after:  {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

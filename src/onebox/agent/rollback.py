@@ -39,6 +39,13 @@ class Rollback(Cutover):
     backup: str = ""  # restored first (--restore-db)
     restored: dict | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.request.restore_db:
+            # the database goes back under it: the standby's open connections (persistent
+            # ones, a SQLite file replaced) would not see it; the release starts afresh
+            self.warm = False
+
     @property
     def target(self) -> Release:
         assert self.release is not None

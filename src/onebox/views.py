@@ -315,9 +315,7 @@ def releases_table(result: Data) -> View:
 def rollback_text(result: Data) -> str:
     seconds = f" in {result['seconds']}s" if "seconds" in result else ""
     how = " (the standby: a switch)" if result.get("standby") else ""
-    out = [
-        f"rolled back to release {result['release']} (was {result['previous']}){how}{seconds}"
-    ]
+    out = [f"rolled back to release {result['release']} (was {result['previous']}){how}{seconds}"]
     restored = result.get("restored")
     if restored:
         out.append(

@@ -61,6 +61,7 @@ class Cutover:
     # a rollback that only switches (standby.py). None: rollbacks, which keep none.
     standby: bool | str | None = None
     warm: bool = False  # the release already runs on the idle slot (the standby)
+    asgi: bool = False  # served as ASGI (websockets): no standby
     keeps: tuple[bool, str] | None = None  # the old release kept as the standby, and why
 
     def __post_init__(self) -> None:
@@ -247,7 +248,7 @@ def keeps_standby(c: Cutover) -> bool:
         elif c.standby is False:
             c.keeps = (False, "[deploy] standby = false")
         else:
-            c.keeps = standby.decide(c.paths, c.standby, c.old)
+            c.keeps = standby.decide(c.paths, c.standby, c.old, asgi=c.asgi)
     return c.keeps[0]
 
 

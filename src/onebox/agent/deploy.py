@@ -257,6 +257,7 @@ def begin(request: DeployRequest, payload: Path, paths: AppPaths) -> Deploy:
         values=build.release_env(request, paths),
         migrated={"applied": [], "backup": None, "breaking": []},
         standby=request.standby,
+        asgi=bool(request.serving.get("asgi")),
     )
     build.check_required(request.secrets, {**request.env, **d.secrets})
     return d

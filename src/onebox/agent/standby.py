@@ -72,10 +72,15 @@ def unit_pids(unit: str) -> list[int]:
     return []
 
 
-def decide(paths: AppPaths, wanted: bool | str, slot: str) -> tuple[bool, str]:
+def decide(paths: AppPaths, wanted: bool | str, slot: str, asgi: bool = False) -> tuple[bool, str]:
     """Whether the release on `slot` (no longer live) stays up as the standby, and why."""
     if wanted is False:
         return False, "[deploy] standby = false"
+    if asgi:  # (the old slot's stop is what sends websockets over: close code 1012)
+        return False, (
+            "the app is served as ASGI: its websockets move to the new release only once "
+            "the old one stops"
+        )
     free, total, cost = available_mib(), memory_mib(), unit_mib(paths.unit(slot))
     if wanted == "auto" and free < RESERVE_MIB:
         return False, (

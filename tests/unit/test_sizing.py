@@ -70,3 +70,36 @@ def test_the_agent_asks_the_path_the_release_answers():
     from onebox.agent import switch, wsgi_health
 
     assert switch.MIGRATIONS_PATH == wsgi_health.MIGRATIONS_PATH
+
+
+def test_a_standby_is_kept_only_where_memory_stays_free(monkeypatch, tmp_path):
+    from onebox.agent import standby
+    from onebox.agent.paths import AppPaths
+
+    paths = AppPaths("shop")
+    monkeypatch.setattr(standby, "unit_mib", lambda unit: 88)
+    monkeypatch.setattr(standby, "memory_mib", lambda: 1024)
+    monkeypatch.setattr(standby, "available_mib", lambda: 150)
+    kept, why = standby.decide(paths, "auto", "blue")
+    assert not kept and "too small: 150 MiB of 1024 MiB would stay free" in why
+    assert standby.decide(paths, True, "blue")[0]  # asked for: kept all the same
+    assert standby.decide(paths, False, "blue") == (False, "[deploy] standby = false")
+    monkeypatch.setattr(standby, "available_mib", lambda: 700)
+    assert standby.decide(paths, "auto", "blue") == (True, "88 MiB; 700 MiB of 1024 MiB free")
+    asgi = standby.decide(paths, True, "blue", asgi=True)
+    assert not asgi[0] and "websockets" in asgi[1]
+
+
+def test_available_memory_within_a_container_limit(tmp_path):
+    from onebox.agent import standby
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 24683452 kB\nMemAvailable: 23000000 kB\n")
+    cgroup = tmp_path / "cg"
+    cgroup.mkdir()
+    (cgroup / "memory.max").write_text(f"{1024 << 20}\n")
+    (cgroup / "memory.current").write_text(f"{900 << 20}\n")
+    (cgroup / "memory.stat").write_text(f"anon 1\ninactive_file {100 << 20}\nactive_file 5\n")
+    assert standby.available_mib(meminfo, cgroup) == 1024 - 900 + 100
+    (cgroup / "memory.max").write_text("max\n")
+    assert standby.available_mib(meminfo, cgroup) == 23000000 // 1024

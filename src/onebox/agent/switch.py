@@ -152,11 +152,17 @@ def fetch_page(sock_path: Path, host: str, path: str) -> tuple[int, str]:
 
 
 def _get(sock_path: Path, host: str, path: str) -> tuple[int, str]:
+    status, location, _ = _fetch(sock_path, host, path)
+    return status, location
+
+
+def _fetch(sock_path: Path, host: str, path: str) -> tuple[int, str, bytes]:
+    """(status, Location, body) of a GET on the slot's own socket."""
     connection = _UnixHTTPConnection(str(sock_path))
     try:
         connection.request("GET", path, headers=HEALTH_HEADERS | {"Host": host})
         response = connection.getresponse()
-        return response.status, response.getheader("Location", "")
+        return response.status, response.getheader("Location", ""), response.read()
     finally:
         connection.close()
 
@@ -188,16 +194,11 @@ def watch(paths: AppPaths, slot: str, host: str, path: str, seconds: float) -> s
 
 def get_json(sock_path: Path, host: str, path: str) -> dict | None:
     """A JSON answer of the slot's own (onebox_wsgi's), or None when it gives none."""
-    connection = _UnixHTTPConnection(str(sock_path))
     try:
-        connection.request("GET", path, headers=HEALTH_HEADERS | {"Host": host})
-        response = connection.getresponse()
-        body = response.read()
-        return json.loads(body) if response.status == 200 else None
+        status, _, body = _fetch(sock_path, host, path)
+        return json.loads(body) if status == 200 else None
     except (OSError, ValueError):
         return None
-    finally:
-        connection.close()
 
 
 def http_status(sock_path: Path, host: str, path: str) -> int:

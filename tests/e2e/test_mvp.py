@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -147,7 +148,15 @@ def test_status_and_env(server, project, deployed):
     assert status["release"]["release_id"] == deployed["release"]
     assert status["health"] == 200 and status["caddy"] == "active"
     logs = onebox("logs", "--host", server.host, "-n", "200", cwd=project)
-    assert "Booting worker" in logs.stdout and '"GET /health/ HTTP/1.1" 200' in logs.stdout
+    assert "Booting worker" in logs.stdout
+    # requests are in Caddy's access log, static files too (not in the journal)
+    assert fetch(f"https://{server.address}/?from=the-access-log", server.ca).status == 200
+    access = onebox("logs", "--access", "--host", server.host, "-n", "20", cwd=project).stdout
+    assert re.search(r" GET /\?from=the-access-log HTTP/[\d.]+ 200 \d+ B [\d.]+ ms\n", access)
+    raw = onebox("--json", "logs", "--access", "--host", server.host, "-n", "1", cwd=project)
+    assert json.loads(raw.stdout.splitlines()[-1])["request"]["uri"] == "/?from=the-access-log"
+    journal = onebox("logs", "--host", server.host, "-n", "50", cwd=project).stdout
+    assert "from=the-access-log" not in journal
 
 
 def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deployed):

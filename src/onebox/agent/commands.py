@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from . import background, history, manage_args
 from .env_refs import REFS_FILE
-from .paths import AppPaths
+from .paths import AGENT_HOME, AppPaths
 from .system import BASE_ENV
 
 APP = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -78,14 +78,21 @@ def app_paths(name: str) -> AppPaths:
 
 
 def logs(args: list[str]) -> tuple[list[str], dict[str, str]]:
-    """logs APP LINES [follow] [process NAME]: the web slots, processes, schedules and
-    backup timers, or only the process (or schedule) NAME."""
-    usage = "usage: logs APP LINES [follow] [process NAME]"
+    """logs APP LINES [follow] [process NAME | access [json]]: the web slots, processes,
+    schedules and backup timers, or only the process (or schedule) NAME, or the access
+    log Caddy writes (see access_log.py)."""
+    usage = "usage: logs APP LINES [follow] [process NAME | access [json]]"
     if len(args) < 2 or not args[1].isdigit():
         raise Refused(usage)
     paths, lines, rest = app_paths(args[0]), args[1], args[2:]
     follow = rest[:1] == ["follow"]
     rest = rest[1:] if follow else rest
+    if rest[:1] == ["access"]:
+        if rest[1:] not in ([], ["json"]):
+            raise Refused(usage)
+        argv = ["/usr/bin/python3", "-P", "-m", "onebox_agent.access_log"]
+        argv += [str(paths.access_log), lines, *(["follow"] if follow else []), *rest[1:]]
+        return argv, {**BASE_ENV, "PYTHONPATH": str(AGENT_HOME)}
     if rest and (len(rest) != 2 or rest[0] != "process" or not APP.match(rest[1])):
         raise Refused(usage)
     app = paths.app

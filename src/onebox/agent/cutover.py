@@ -20,7 +20,7 @@ from .drain import drained
 from .paths import AppPaths
 from .plan import Change, command, file_change
 from .protocol import AgentError, emit
-from .provision import install_caddy_config
+from .provision import ensure_access_log, install_caddy_config
 from .requests import SwitchRequest
 from .steps import Step
 from .switch import (
@@ -157,6 +157,7 @@ def health_check(c: Cutover) -> str:
 
 def caddy_site(c: Cutover) -> bool:
     if not c.apache:
+        ensure_access_log(c.paths)  # (a server set up before Caddy kept it)
         if c.old_site and c.old_site != c.site and "@draining" in c.old_site:
             with drained(c.paths):  # (a reload closes idle kept-alive connections)
                 return install_caddy_config(c.paths.caddy_site, c.site)

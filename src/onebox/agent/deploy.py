@@ -38,7 +38,7 @@ from .requests import DeployRequest
 from .steps import Each, Step, plan_steps, run_steps
 from .switch import live_slot
 from .system import apt_install, read_env_file
-from .venv import ensure_venv, prune_venvs
+from .venv import compile_code, ensure_venv, prune_venvs
 
 
 @dataclass(kw_only=True)
@@ -99,6 +99,7 @@ def build_packages(d: Deploy) -> bool:
 def virtualenv(d: Deploy) -> bool:
     venv, changed = ensure_venv(d.paths, d.request)
     os.symlink(venv, d.release_dir / ".venv")
+    compile_code(d.release_dir, d.paths.app)
     d.release = build.release_at(d.paths, d.release_dir, d.request, d.values, d.secrets)
     return changed
 

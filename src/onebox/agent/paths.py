@@ -31,6 +31,7 @@ UNIT_DIR = Path("/etc/systemd/system")
 TMPFILES_DIR = Path("/etc/tmpfiles.d")
 CADDYFILE = Path("/etc/caddy/Caddyfile")
 CADDY_SITES = Path("/etc/caddy/sites")
+CADDY_LOGS = Path("/var/log/caddy")  # each app's access log, written (and rolled) by Caddy
 CADDY_DROPIN = UNIT_DIR / "caddy.service.d" / "onebox.conf"
 APACHE_INCLUDES = Path("/etc/apache2/onebox")  # each app's site, included in its vhost
 
@@ -176,6 +177,10 @@ class AppPaths:
         return CADDY_SITES / f"{self.app}.caddy"
 
     @property
+    def access_log(self) -> Path:
+        return CADDY_LOGS / f"{self.app}-access.log"
+
+    @property
     def apache_site(self) -> Path:
         return APACHE_INCLUDES / f"{self.app}.conf"
 
@@ -209,6 +214,7 @@ class AppPaths:
             "state_dir": str(STATE),
             "logs": str(LOGS),
             "caddy_sites": str(CADDY_SITES),
+            "access_log": str(self.access_log),
             "apache_site": str(self.apache_site),
             "drains": str(DRAINS),
             "drain": str(self.drain),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -24,6 +26,7 @@ from .paths import (
     AGENT_HOME,
     CACHE,
     CADDY_DROPIN,
+    CADDY_LOGS,
     CADDY_SITES,
     CADDYFILE,
     ENTRY,
@@ -318,6 +321,7 @@ RuntimeDirectoryMode=0700
 
 def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
     ensure_dir(CADDY_SITES)
+    ensure_access_log(paths)
     if CADDYFILE.is_file():
         old = CADDYFILE.read_text()
         backup = CADDYFILE.with_name("Caddyfile.before-onebox")
@@ -335,6 +339,21 @@ def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
         run(["systemctl", "restart", "caddy"], what="starting Caddy")
         changed = True
     return changed or moved
+
+
+def ensure_access_log(paths: AppPaths) -> None:
+    """The app's access log file, Caddy's own before its site names it: `caddy validate`
+    (as root) would otherwise create it as root's, and Caddy could not open it."""
+    ensure_dir(CADDY_LOGS, mode=0o750, owner="caddy", group="caddy")
+    if paths.access_log.exists() or paths.access_log.is_symlink():
+        return
+    # (in Caddy's folder: never through a link it placed there)
+    fd = os.open(paths.access_log, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        caddy = pwd.getpwnam("caddy")
+        os.fchown(fd, caddy.pw_uid, caddy.pw_gid)
+    finally:
+        os.close(fd)
 
 
 def install_caddy_config(path: Path, content: str, reload: bool = True) -> bool:

@@ -36,7 +36,7 @@ from .paths import (
     AppPaths,
 )
 from .protocol import AgentError, ExitCode, emit
-from .provision import CADDY_DROPIN_TEXT, caddy_validate, ensure_app_user
+from .provision import CADDY_DROPIN_TEXT, caddy_validate, ensure_access_log, ensure_app_user
 from .requests import ProxyMoveRequest
 from .steps import Step, run_steps
 from .system import apt_install, ensure_dir, run, write_file
@@ -106,6 +106,7 @@ def caddy_files(m: Move, ports: str) -> None:
     """onebox's Caddyfile and site for `ports` ("moving" or "normal"), checked first."""
     paths = m.paths
     ensure_dir(CADDY_SITES)
+    ensure_access_log(paths)
     if write_file(CADDY_DROPIN, CADDY_DROPIN_TEXT):
         run(["systemctl", "daemon-reload"])
     ensure_app_user(paths.app, "caddy")  # Caddy reads the app's sockets and static files

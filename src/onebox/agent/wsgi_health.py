@@ -136,7 +136,7 @@ def close_after(start_response) -> None:
 
 
 def application(environ, start_response):
-    # In place: gunicorn's access log reads REMOTE_ADDR from this same dict afterwards.
+    # (Django's request.META is this dict: the app sees the client's address)
     if not environ.get("REMOTE_ADDR"):
         environ["REMOTE_ADDR"] = forwarded_client(environ)
     if not serving_live():

@@ -74,11 +74,14 @@ def logs(
     follow: bool = False,
     lines: int = 100,
     process: str | None = None,
+    access: str | None = None,
 ) -> int:
     """The journal of gunicorn and Django, the processes, the schedules and the backup
-    timers (or of the one process or schedule named)."""
+    timers (or of the one process or schedule named); or, with `access` ("text" or
+    "json"), the access log Caddy writes."""
     args = ["logs", project.config.app.name, str(lines), *(["follow"] if follow else [])]
     args += ["process", process] if process else []
+    args += ["access", *(["json"] if access == "json" else [])] if access else []
     with connect(project, host, reporter) as server:
         return server.ssh.interactive(server.ssh.agent_command(args))
 

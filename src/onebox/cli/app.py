@@ -155,10 +155,27 @@ def status(ctx: Context, host: str | None) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @lines_option(100, "lines")
 @click.option("--process", metavar="NAME", help="Only this process or schedule's log.")
+@click.option(
+    "--access",
+    is_flag=True,
+    help="The access log instead: one line per request (with --json, Caddy's JSON lines).",
+)
 @command
-def logs(ctx: Context, host: str | None, follow: bool, lines: int, process: str | None) -> int:
+def logs(
+    ctx: Context, host: str | None, follow: bool, lines: int, process: str | None, access: bool
+) -> int:
     """Show the app's log (gunicorn, Django, processes, schedules) from the journal."""
-    return api.logs(ctx.project(), host, ctx.reporter, follow=follow, lines=lines, process=process)
+    if access and process:
+        raise ConfigError("--access and --process show different logs", hint="give one of them")
+    return api.logs(
+        ctx.project(),
+        host,
+        ctx.reporter,
+        follow=follow,
+        lines=lines,
+        process=process,
+        access="json" if access and ctx.json else "text" if access else None,
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True})

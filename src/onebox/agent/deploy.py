@@ -159,8 +159,18 @@ def backup_before_migrating(d: Deploy) -> str:
 
 
 def run_migrate(d: Deploy) -> bool:
+    if nothing_to_migrate(d.settings):
+        return False  # (a Django start saved: measured 0.45 s of a code-only deploy)
     engine = d.request.engine
     return migrate.migrate(d.paths, d.built, d.settings, engine, d.backup)
+
+
+def nothing_to_migrate(settings: dict[str, Any]) -> bool:
+    """The database answered, no migration is pending and no app makes its tables without
+    migrations: `migrate` would apply nothing. (As Capistrano's conditionally_migrate,
+    but asking Django, not the diff: post_migrate receivers ran when the migrations did.)"""
+    answered = settings.get("APPLIED") is not None and settings.get("PENDING") is not None
+    return answered and not settings["PENDING"] and not settings.get("UNMIGRATED", ["?"])
 
 
 def freeze(d: Deploy) -> None:

@@ -21,7 +21,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
-disk = MigrationLoader(None, ignore_no_migrations=True).disk_migrations  # no database needed
+on_disk = MigrationLoader(None, ignore_no_migrations=True)  # no database needed
+disk = on_disk.disk_migrations
 name = lambda key: f"{key[0]}.{key[1]}"
 default = settings.DATABASES.get("default", {})
 sqlite = str(default.get("NAME") or "") if "sqlite3" in default.get("ENGINE", "") else ""
@@ -38,11 +39,19 @@ try:
     pending = [f"{m.app_label}.{m.name}" for m, backwards in plan]
 except Exception:
     applied = pending = None
+# Apps with models and no migrations: `migrate` makes their tables (syncdb), so it runs
+# even with nothing pending.
+from django.apps import apps
+unmigrated = sorted(
+    a.label for a in apps.get_app_configs() if a.label in on_disk.unmigrated_apps
+    and any(m._meta.managed and not m._meta.proxy for m in a.get_models())
+)
 print("ONEBOX-SETTINGS " + json.dumps({
     "SQLITE_IN_RELEASE": in_release,
     "MIGRATIONS": sorted(map(name, disk)),
     "APPLIED": applied,
     "PENDING": pending,
+    "UNMIGRATED": unmigrated,
     "STATIC_URL": str(settings.STATIC_URL or ""),
     "STATIC_ROOT": str(settings.STATIC_ROOT or ""),
     "MEDIA_URL": str(settings.MEDIA_URL or ""),

@@ -156,7 +156,14 @@ def plan_text(result: Data, what: str) -> str:
     return lines(*out)
 
 
-QUIET = {"prune", "processes", "maintenance page off"}  # steps that report nothing themselves
+# steps that report nothing themselves
+QUIET = {
+    "prune",
+    "processes",
+    "maintenance page off",
+    "free the idle slot",
+    "idle slot freed",
+}
 
 
 def change_lines(change: dict[str, str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,8 @@ from . import (
     redis_server,
     restore,
     site_check,
+    standby,
+    switch,
 )
 from . import deploy_plan as plan
 from .cutover import STARTUP, TRAFFIC, Cutover
@@ -37,7 +40,7 @@ from .releases import discard, new_release_id, prune
 from .requests import DeployRequest
 from .steps import Each, Step, plan_steps, run_steps
 from .switch import live_slot
-from .system import apt_install, read_env_file
+from .system import apt_install, read_env_file, run
 from .venv import compile_code, ensure_venv, prune_venvs
 
 
@@ -52,6 +55,7 @@ class Deploy(Cutover):
     release: Release | None = None
     settings: dict = field(default_factory=dict)  # Django's, read in the release
     pool: ThreadPoolExecutor | None = None
+    freeing: threading.Thread | None = None  # the standby on the idle slot, stopping
     checked: Future[list[dict]] | None = None  # `check --deploy`, beside collectstatic
     backup: dict | None = None  # taken before migrating
     migrated: dict = field(default_factory=dict)
@@ -109,6 +113,29 @@ def shell(what: str):
         d.built.shell(command, f"{what} command `{command}`")
 
     return action
+
+
+def free_idle_slot(d: Deploy) -> None:
+    """The standby on the idle slot (the release before the live one) begins stopping
+    now, beside the build: the new release starts in its place, and a gthread worker
+    takes up to a second to stop (measured: 0.9 s of a 4 s code-only deploy). A deploy
+    that fails after this leaves no standby: a rollback starts that release afresh."""
+    if not standby.running(d.paths, d.new):
+        return
+    paths, slot = d.paths, d.new
+
+    def stop() -> None:
+        switch.wait_unused(paths, slot)  # (the proxy's idle connections go first)
+        run(["systemctl", "stop", paths.unit(slot)], check=False)
+
+    d.freeing = threading.Thread(target=stop, name="free the idle slot", daemon=True)
+    d.freeing.start()
+
+
+def idle_slot_freed(d: Deploy) -> None:
+    """Before the new release starts there: a stop that came after it would stop it."""
+    if d.freeing is not None:
+        d.freeing.join()
 
 
 def settings(d: Deploy) -> str:
@@ -207,6 +234,7 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
     Step("build packages", build_packages, plan=plan.build_packages, idempotent=True),
     Step("virtualenv", virtualenv, plan=plan.virtualenv, idempotent=True),
     Each("build", lambda d: d.request.build, shell("build")),
+    Step("free the idle slot", free_idle_slot, quiet=True),
     Step("settings", settings, plan=plan.settings),
     Step("collectstatic", collectstatic, plan=plan.collectstatic),
     Step("django check --deploy", check_deploy, when=lambda d: "django" not in d.skip),
@@ -222,6 +250,7 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
     Each("release", lambda d: d.request.release, shell("release")),
     Step("freeze release", freeze, plan=plan.freeze),
     Step("systemd units", units, plan=plan.units, idempotent=True),
+    Step("idle slot freed", idle_slot_freed, quiet=True),
     *STARTUP,  # the release starts beside the live one (cutover.py)
     *TRAFFIC,  # traffic moves, probation, processes, the old slot stops
     # (if a breaking migration held the maintenance page up)

@@ -123,6 +123,8 @@ def free_idle_slot(d: Deploy) -> None:
     if not standby.running(d.paths, d.new):
         return
     paths, slot = d.paths, d.new
+    # (what `onebox status` says if this deploy fails; a deploy that succeeds says anew)
+    standby.record(paths, False, f"the deploy of release {d.request.release_id} took its slot")
 
     def stop() -> None:
         switch.wait_unused(paths, slot)  # (the proxy's idle connections go first)

@@ -36,6 +36,7 @@ def test_a_line_reads_as_when_who_what_and_how_long():
 def test_a_line_that_is_not_caddys_json_stays_as_it_is():
     assert access_log.format_entry("not json\n") == "not json"
     assert access_log.format_entry('{"msg": "x"}\n') == '{"msg": "x"}'
+    assert access_log.format_entry('{"ts": 1, "request": "x"}') == '{"ts": 1, "request": "x"}'
 
 
 def test_the_last_lines_and_where_reading_stopped(tmp_path):

@@ -30,6 +30,8 @@ def format_entry(line: str) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(entry["ts"])))
     except (ValueError, KeyError, TypeError):
         return line.rstrip("\n")
+    if not isinstance(request, dict):
+        return line.rstrip("\n")
     client = request.get("client_ip") or request.get("remote_ip", "-")  # (2.7+: client_ip)
     uri = request.get("uri", "-")
     milliseconds = float(entry.get("duration") or 0) * 1000
@@ -94,12 +96,12 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     lines, inode, offset = last_lines(log, int(count))
-    show(lines, raw, sys.stdout)
-    if "follow" in flags:
-        try:
+    try:
+        show(lines, raw, sys.stdout)
+        if "follow" in flags:
             show(follow(log, inode, offset), raw, sys.stdout)
-        except KeyboardInterrupt:
-            return 0
+    except (KeyboardInterrupt, BrokenPipeError):  # (stopped, or piped into `head`)
+        return 0
     return 0
 
 

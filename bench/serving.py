@@ -9,8 +9,9 @@ secrets, so the same Django settings and database):
 - Apache 2.4 + mod_wsgi in daemon mode, as a classic site has it: TLS on port 8443 (a
   self-signed certificate), keep-alive on, static files through `Alias`, an access log,
   the daemon given the processes and threads onebox's gunicorn has;
-- gunicorn alone: the same workers and threads, plain HTTP on port 8000, no proxy and no
-  sandbox: the floor under any proxy (the home page only: it serves no static files).
+- gunicorn alone: the same workers and threads, plain HTTP on port 8000, no proxy, no
+  sandbox and no access log (as onebox's slots): the floor under any proxy (the home
+  page only: it serves no static files).
 
 Each round runs wrk (Debian's, on this machine) against each stack in turn, interleaved:
 16 kept-alive connections, 2 threads, --seconds each, over HTTPS where the stack has it.
@@ -149,8 +150,8 @@ def set_up_gunicorn(server: PracticeServer, workers: int, threads: int) -> None:
         f"-p EnvironmentFile=-{CURRENT}/.onebox/env-refs.env "
         f"-p EnvironmentFile=/etc/onebox/{APP}.env "
         f"{CURRENT}/.venv/bin/gunicorn mvp.wsgi:application --bind 0.0.0.0:{GUNICORN_PORT} "
-        f"--workers {workers} --threads {threads} --worker-class gthread --keep-alive 10 "
-        "--access-logfile -",
+        # no access log, as onebox's slots (Caddy keeps it there)
+        f"--workers {workers} --threads {threads} --worker-class gthread --keep-alive 10",
     )
 
 

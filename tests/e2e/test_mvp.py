@@ -173,6 +173,13 @@ def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deploy
     assert result["release"] != deployed["release"]
     page = fetch(result["url"], server.ca).body
     assert "Deployed again with onebox." in page and "<strong>Ada</strong>" in page
+    # compiled once for the virtualenv, on each deploy for the release's code (the app
+    # cannot write them into its read-only release): no Django start compiles Django
+    compiled = server.ssh(
+        "cd /srv/mvp/current && test -f .venv/.onebox-bytecode && "
+        "ls .venv/lib/python3*/site-packages/django/__pycache__ guestbook/__pycache__"
+    )
+    assert "__init__.cpython-" in compiled and "views.cpython-" in compiled, compiled
 
 
 def test_failing_migration_keeps_the_site_serving(server, project, deployed):
@@ -195,6 +202,8 @@ def test_failing_migration_keeps_the_site_serving(server, project, deployed):
     status = onebox_json("status", "--host", server.host, cwd=project)["result"]
     assert status["release"]["release_id"] == live["release_id"]
     assert fetch(f"https://{server.address}/", server.ca).status == 200
+    # the standby's slot was freed as the build began: status names the deploy that took it
+    assert status["standby"]["why"].startswith("the deploy of release"), status["standby"]
 
 
 def test_changed_host_key_is_refused(server, project, deployed):

@@ -91,9 +91,9 @@ def main(argv: list[str]) -> int:
         return 2
     log = Path(path)
     if not log.is_file():
-        print(f"no access log at {log} yet: Caddy starts it with the first request after a "
-              "deploy (an app served by Apache keeps its log in /var/log/apache2)",
-              file=sys.stderr)  # fmt: skip
+        print(f"no access log at {log}: the site was last deployed by an onebox that kept "
+              "none (deploy again to start it), or Apache serves it (its vhost's CustomLog, "
+              "in /var/log/apache2 as a rule)", file=sys.stderr)  # fmt: skip
         return 1
     lines, inode, offset = last_lines(log, int(count))
     try:

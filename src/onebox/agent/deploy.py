@@ -130,6 +130,7 @@ def free_idle_slot(d: Deploy) -> None:
         switch.wait_unused(paths, slot)  # (the proxy's idle connections go first)
         run(["systemctl", "stop", paths.unit(slot)], check=False)
 
+    # (a thread of its own: the pool's one worker runs Django's deployment check)
     d.freeing = threading.Thread(target=stop, name="free the idle slot", daemon=True)
     d.freeing.start()
 

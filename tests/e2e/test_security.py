@@ -280,6 +280,50 @@ def test_security_updates_are_on_and_reboots_are_not(secured):
     assert "systemd-journald" not in stale and "systemd-manager" not in stale, stale
 
 
+# An unattended upgrade in the middle of its work: it holds unattended-upgrade's lock and
+# pid file, and on SIGTERM takes 3 s to finish its package.
+FAKE_UPGRADE = (
+    "import fcntl, os, signal, sys, time\n"
+    "fd = os.open('/run/unattended-upgrades.lock', os.O_RDWR | os.O_CREAT, 0o640)\n"
+    "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+    "open('/run/unattended-upgrades.pid', 'w').write(str(os.getpid()))\n"
+    "def finish(*_):\n"
+    "    time.sleep(3)\n"
+    "    open('/run/obx-upgrade.finished', 'w').write('1')\n"
+    "    os.unlink('/run/unattended-upgrades.pid')\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, finish)\n"
+    "open('/run/obx-upgrade.ready', 'w').write('1')\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
+)
+
+
+def test_an_upgrade_in_progress_is_waited_for_at_shutdown_with_no_process_waiting_all_day(
+    secured,
+):
+    server, _, _ = secured
+    assert server.ssh("systemctl is-active unattended-upgrades").strip() == "active"
+    assert "unattended-upgrade-shutdown" not in server.ssh("ps -eo args")
+    server.ssh("rm -f /run/obx-upgrade.*")
+    server.ssh(f"cat > /run/obx-upgrade.py <<'EOF'\n{FAKE_UPGRADE}EOF")
+    server.ssh("systemd-run --quiet --unit obx-upgrade python3 /run/obx-upgrade.py")
+    try:
+        deadline = time.monotonic() + 10
+        while server.ssh("test -e /run/obx-upgrade.ready && echo ready || true") != "ready\n":
+            assert time.monotonic() < deadline, "the simulated upgrade did not start"
+            time.sleep(0.2)
+        # what systemd does to the unit at shutdown
+        started = time.monotonic()
+        server.ssh("systemctl stop unattended-upgrades")
+        waited = time.monotonic() - started
+        assert server.ssh("cat /run/obx-upgrade.finished", check=False) == "1"
+        assert waited >= 2.5, f"the shutdown went on after {waited:.1f} s, mid-package"
+    finally:
+        server.ssh("systemctl stop obx-upgrade; systemctl reset-failed obx-upgrade", check=False)
+        server.ssh("systemctl start unattended-upgrades; rm -f /run/obx-upgrade.*")
+
+
 def test_history_says_who_did_what(secured):
     _, project, _ = secured
     entries = onebox_json("history", cwd=project)["result"]["entries"]

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .paths import UNIT_DIR
 from .plan import Change, enable_changes, files_change, package_changes
 from .system import APT_ENV, APT_WAIT, apt_install, run, write_file
 
@@ -19,6 +20,7 @@ PERIODIC = Path("/etc/apt/apt.conf.d/20auto-upgrades")
 POLICY = Path("/etc/apt/apt.conf.d/52onebox-unattended-upgrades")
 NEEDRESTART = Path("/etc/needrestart/conf.d/onebox.conf")
 PACKAGES = ["unattended-upgrades", "needrestart"]
+SHUTDOWN_GUARD = UNIT_DIR / "unattended-upgrades.service.d" / "onebox.conf"
 REBOOT_REQUIRED = Path("/run/reboot-required")
 
 PERIODIC_TEXT = """\
@@ -55,8 +57,37 @@ $nrconf{kernelhints} = 0;
 """
 
 
+# Debian's unattended-upgrades.service keeps a Python process (unattended-upgrade-shutdown
+# --wait-for-signal, 20 MiB of the server's memory, polling logind every few seconds
+# without python3-gi) waiting all day for the shutdown, to stop an upgrade in progress
+# between two packages. The same helper runs here only when the unit stops, at shutdown:
+# before apt-daily-upgrade.service is stopped (units stop in the reverse of After=), and
+# then the unit waits until the upgrade has let go of its lock, which Debian's helper does
+# not do without python3-gi.
+SHUTDOWN_GUARD_TEXT = """\
+# Written by `onebox setup`: at shutdown, stop an unattended upgrade between two packages
+# and wait for it, with no process waiting all day for the shutdown.
+[Unit]
+After=apt-daily-upgrade.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=
+ExecStart=/bin/true
+ExecStop=/usr/share/unattended-upgrades/unattended-upgrade-shutdown
+ExecStop=/usr/bin/python3 -c "import fcntl, os; fcntl.lockf(os.open( \\
+    '/run/unattended-upgrades.lock', os.O_RDWR | os.O_CREAT, 0o640), fcntl.LOCK_EX)"
+"""
+
+
 def plan(reboot_at: str) -> list[Change]:
-    files = {PERIODIC: PERIODIC_TEXT, POLICY: policy_text(reboot_at), NEEDRESTART: NEEDRESTART_TEXT}
+    files = {
+        PERIODIC: PERIODIC_TEXT,
+        POLICY: policy_text(reboot_at),
+        NEEDRESTART: NEEDRESTART_TEXT,
+        SHUTDOWN_GUARD: SHUTDOWN_GUARD_TEXT,
+    }
     timers = ["apt-daily.timer", "apt-daily-upgrade.timer"]
     return package_changes(PACKAGES) + files_change(files) + enable_changes(timers)
 
@@ -66,11 +97,23 @@ def ensure(reboot_at: str) -> bool:
     changed |= write_file(PERIODIC, PERIODIC_TEXT, mode=0o644)
     changed |= write_file(POLICY, policy_text(reboot_at), mode=0o644)
     changed |= write_file(NEEDRESTART, NEEDRESTART_TEXT, mode=0o644)
+    changed |= ensure_shutdown_guard()
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         if run(["systemctl", "is-enabled", timer], check=False).stdout.strip() != "enabled":
             run(["systemctl", "enable", "--now", "--quiet", timer], check=False)
             changed = True
     return changed
+
+
+def ensure_shutdown_guard() -> bool:
+    SHUTDOWN_GUARD.parent.mkdir(parents=True, exist_ok=True)
+    if not write_file(SHUTDOWN_GUARD, SHUTDOWN_GUARD_TEXT, mode=0o644):
+        return False
+    run(["systemctl", "daemon-reload"])
+    # (as the package's own upgrade does: the old helper, stopping, stops an upgrade in
+    # progress between two packages; the daily run finishes it)
+    run(["systemctl", "try-restart", "unattended-upgrades"], check=False)
+    return True
 
 
 def install_waiting(notes: list[str]) -> bool:
@@ -145,6 +188,10 @@ def remove() -> bool:
     existed = POLICY.exists() or PERIODIC.exists()
     for path in (POLICY, PERIODIC, NEEDRESTART):
         path.unlink(missing_ok=True)
+    if SHUTDOWN_GUARD.exists():
+        SHUTDOWN_GUARD.unlink()
+        run(["systemctl", "daemon-reload"], check=False)
+        run(["systemctl", "try-restart", "unattended-upgrades"], check=False)
     return existed
 
 

@@ -59,3 +59,4 @@ def test_no_template_spells_a_path_of_the_server_layout():
 def test_the_standalone_entry_agrees_with_the_layout():
     assert Path(entry_script.INSTALLED_AGENT) == paths.AGENT_HOME
     assert Path(entry_script.HISTORY) == paths.LOGS
+    assert Path(entry_script.AGENT_CACHE) == paths.AGENT_CACHE

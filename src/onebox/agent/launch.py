@@ -47,6 +47,7 @@ def launch(workdir: str) -> int:
     if run_dir.exists():  # never moved into an old one: its result would be this one's
         emit("error", message=f"run folder {run_dir} exists already; try again")
         return ExitCode.FAILED
+    agent = agent_path(root, run_dir)
     try:
         shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
     except OSError as exc:  # a full disk, most likely: said plainly, nothing else started
@@ -70,7 +71,7 @@ def launch(workdir: str) -> int:
             "--description=onebox " + request["action"],
             f"--property=StandardOutput=append:{events}",
             f"--property=StandardError=append:{run_dir / 'stderr'}",
-            f"--setenv=PYTHONPATH={run_dir}",
+            f"--setenv=PYTHONPATH={agent}",
             "--property=KillMode=mixed",
             "/usr/bin/python3",
             "-m",
@@ -85,6 +86,14 @@ def launch(workdir: str) -> int:
         emit("error", message="could not start the onebox agent", output=started.stderr)
         return ExitCode.FAILED
     return follow(run_dir, unit)
+
+
+def agent_path(workdir: Path, run_dir: Path) -> Path:
+    """Where the detached unit imports this agent from: the compiled copy the entry ran
+    it from (entry_script.compiled_agent), else the sources that came in the stream (in
+    workdir, moved to run_dir)."""
+    imported_from = Path(__file__).resolve().parent.parent
+    return run_dir if imported_from == workdir.resolve() else imported_from
 
 
 def follow(run_dir: Path, unit: str) -> int:

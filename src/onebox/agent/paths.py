@@ -15,6 +15,7 @@ AGENT_HOME = TOOLS / "agent"  # the installed agent, run by the entry and the ti
 UV = TOOLS / "uv" / "bin" / "uv"
 ENTRY = Path("/usr/local/sbin/onebox-agent")  # the deploy user's one sudo command
 CACHE = Path("/var/cache/onebox")
+AGENT_CACHE = CACHE / "agent"  # each shipped agent, compiled (entry_script.py)
 STATE = Path("/var/lib/onebox")
 RUNS = STATE / "runs"  # detached runs (launch.py)
 GUARDS = STATE / "guards"  # armed undos (guard.py)

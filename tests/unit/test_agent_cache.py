@@ -68,9 +68,7 @@ def test_only_the_sources_are_copied(cache: Path, tmp_path: Path):
     assert home is not None and not (Path(home) / "onebox_agent" / "notes.txt").exists()
 
 
-def test_copies_unused_for_a_week_are_removed_and_the_current_one_kept(
-    cache: Path, tmp_path: Path
-):
+def test_copies_unused_for_a_week_are_removed_and_the_current_one_kept(cache: Path, tmp_path: Path):
     current = entry_script.compiled_agent(str(shipped(tmp_path, "a", "VALUE = 1\n")))
     old = entry_script.compiled_agent(str(shipped(tmp_path, "b", "VALUE = 2\n")))
     recent = entry_script.compiled_agent(str(shipped(tmp_path, "c", "VALUE = 3\n")))

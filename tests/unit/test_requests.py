@@ -23,6 +23,19 @@ def test_every_action_the_agent_knows_has_its_own_request():
     assert set(HANDLED) == set(ACTIONS) - {"schedule"}  # (a timer's run: history only)
 
 
+def test_each_action_names_a_function_that_takes_what_it_is_given():
+    import importlib
+    import inspect
+
+    from onebox.agent.main import ACTIONS as HANDLED
+
+    for action, (module, function, takes) in HANDLED.items():
+        handler = getattr(importlib.import_module(f"onebox.agent.{module}"), function)
+        parameters = inspect.signature(handler).parameters.values()
+        required = [p for p in parameters if p.default is inspect.Parameter.empty]
+        assert len(required) == takes, action
+
+
 @pytest.mark.parametrize(
     "data, problem",
     [

@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import protocol
 from .protocol import AgentError, ExitCode
-from .requests import Request
+
+if TYPE_CHECKING:  # (the launcher imports this module before it needs any request)
+    from .requests import Request
 
 CANCELLABLE, CANCEL, COMMITTED = "cancellable", "cancel", "committed"
 _run_dir: Path | None = None  # the deploy's own run folder, while it may be cancelled

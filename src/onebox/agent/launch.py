@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from . import cancel, later
-from .main import DISK_FULL, disk_full, main
 from .paths import RUNS
 from .protocol import ExitCode, emit
 
@@ -35,6 +34,8 @@ def launch(workdir: str) -> int:
     root = Path(workdir)
     request = json.loads((root / "request.json").read_text())
     if request.get("action") not in DETACHED or os.geteuid() != 0:
+        from .main import main  # (here: a detached action needs it in its unit only)
+
         return main(workdir)
     clean_old_runs()
     # Who logged in: the detached unit no longer has sudo's environment to tell.
@@ -51,6 +52,8 @@ def launch(workdir: str) -> int:
     try:
         shutil.move(str(root), run_dir)  # out of the bootstrap's temp dir, removed when it exits
     except OSError as exc:  # a full disk, most likely: said plainly, nothing else started
+        from .main import DISK_FULL, disk_full
+
         shutil.rmtree(run_dir, ignore_errors=True)
         error = DISK_FULL if disk_full(exc) else None
         emit(
@@ -150,6 +153,8 @@ def detached(run_dir: str) -> int:
     """Inside the transient unit: run the action, then leave the exit code for the relay."""
     if json.loads((Path(run_dir) / "request.json").read_text()).get("action") == "deploy":
         cancel.open_for(Path(run_dir))
+    from .main import main
+
     code = main(run_dir)
     # Written whole, then renamed: the relay reads the file as soon as it exists, and an
     # empty one (caught between open and write) read as exit 1, whatever the action said.

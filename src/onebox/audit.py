@@ -7,7 +7,6 @@ response headers are. Bounded: each port is tried once, 1 s at most, 500 at a ti
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import re
 import socket
@@ -84,6 +83,8 @@ def result(name: str, ok: bool | None, detail: str, fix: str = "") -> Check:
 
 
 def open_ports(address: str, ports: list[int], workers: int = 500) -> list[int]:
+    import asyncio  # (here: only the audit scans, and it costs each command 30 ms)
+
     async def scan() -> list[int]:
         queue = iter(ports)
         found: list[int] = []

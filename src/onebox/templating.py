@@ -7,14 +7,19 @@ A project can override any template by putting a file of the same name in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
 import tomlkit
+
+if TYPE_CHECKING:
+    import jinja2
 
 BUILTIN = Path(__file__).parent / "templates"
 
 
 def environment(project_root: Path | None = None) -> jinja2.Environment:
+    import jinja2  # (here: most commands render nothing, and it costs each 30 ms)
+
     search = [str(BUILTIN)]
     if project_root is not None and (project_root / ".onebox" / "templates").is_dir():
         search.insert(0, str(project_root / ".onebox" / "templates"))

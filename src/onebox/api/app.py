@@ -4,7 +4,6 @@ release, the CA, the audit and the history.
 
 from __future__ import annotations
 
-from onebox import audit as outside
 from onebox import remote
 from onebox.agent.requests import (
     AuditRequest,
@@ -144,6 +143,8 @@ def audit(
         )
         inside = remote.call(server.ssh, remote.pack(request), reporter.event)
         address = server.ssh.hostname
+    from onebox import audit as outside  # (here: its TLS and port scan cost others 30 ms)
+
     checks = list(inside["checks"])
     if cfg.security.wants("firewall"):
         allowed = {*inside["ssh_ports"], 80, 443, *cfg.security.open_ports}

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""A code-only re-deploy, this onebox against another checkout of it, side by side.
+"""A code-only re-deploy (or a rollback), this onebox against another checkout of it.
 
 One Debian 12 practice server, examples/mvp set up and deployed once; then re-deploys of
 a one-line change, alternating A (this checkout) and B (the other one, run with its own
-src/ first on PYTHONPATH) on the same server: A B A B... Prints the median of each, the
-ratio, and the host's load average before and after (these machines are shared).
-Needs root (practice servers).
+src/ first on PYTHONPATH) on the same server: A B A B... With --rollback, each re-deploy
+(untimed) is followed by a timed `onebox rollback` to the standby it left, by the same
+checkout. Prints the median of each, the ratio, and the host's load average before and
+after (these machines are shared). Needs root (practice servers).
 
     git worktree add /tmp/before <rev>
-    uv run python bench/redeploy_ab.py --other /tmp/before --pairs 5
+    uv run python bench/redeploy_ab.py --other /tmp/before --pairs 5 [--rollback]
 """
 
 from __future__ import annotations
@@ -28,20 +29,20 @@ sys.path.insert(0, str(ROOT))
 from bench.common import PracticeServer, example_project, onebox  # noqa: E402
 
 
-def deploy(project: Path, host: str, src: Path | None) -> float:
+def deploy(project: Path, host: str, src: Path | None, action: str = "deploy") -> float:
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = str(src)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "onebox", "deploy", "--host", host],
+        [sys.executable, "-m", "onebox", action, "--host", host],
         cwd=project,
         env=env,
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
-        sys.exit(f"deploy ({src or 'this checkout'}) failed:\n{result.stderr}")
+        sys.exit(f"{action} ({src or 'this checkout'}) failed:\n{result.stderr}")
     return time.monotonic() - started
 
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="the other checkout")
     parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--rollback", action="store_true", help="time rollbacks instead")
     args = parser.parse_args()
     other = args.other.resolve() / "src"
     load_before = os.getloadavg()
@@ -64,12 +66,16 @@ def main() -> None:
             for n in range(args.pairs):
                 for label, src in (("A", None), ("B", other)):
                     views.write_text(views.read_text() + f"\n# change {label}{n}\n")
-                    times[label].append(deploy(project, host, src))
+                    seconds = deploy(project, host, src)
+                    if args.rollback:
+                        seconds = deploy(project, host, src, "rollback")
+                    times[label].append(seconds)
         finally:
             server.destroy()
     load_after = os.getloadavg()
     a, b = statistics.median(times["A"]), statistics.median(times["B"])
-    print(f"\ncode-only re-deploy of examples/mvp, {args.pairs} pairs, interleaved A B A B\n")
+    what = "rollback to the standby" if args.rollback else "code-only re-deploy"
+    print(f"\n{what} of examples/mvp, {args.pairs} pairs, interleaved A B A B\n")
     print("| onebox | median | min | max |")
     print("|---|---|---|---|")
     for label, what in (("A", "this checkout"), ("B", str(args.other))):

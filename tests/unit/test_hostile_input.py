@@ -4,6 +4,7 @@ function's (the server's side of each is proven in tests/e2e/test_hostile.py).""
 from __future__ import annotations
 
 import calendar
+import json
 import os
 import subprocess
 import threading
@@ -108,6 +109,25 @@ def test_the_exit_code_is_never_read_from_a_half_written_file(tmp_path, monkeypa
 
     threading.Thread(target=finish).start()
     assert launch.follow(tmp_path, "onebox-x") == 3
+
+
+def test_a_unit_gone_without_its_exit_code_is_reported_and_systemd_is_asked_seldom(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "events.jsonl").write_text("")
+    (tmp_path / "stderr").write_text("Killed")
+    asked: list[float] = []
+    monkeypatch.setattr(launch, "unit_running", lambda unit: asked.append(time.monotonic()))
+    monkeypatch.setattr(launch, "GONE_FOR", 0.3)
+    monkeypatch.setattr(launch, "ASK_SYSTEMD", 0.1)
+    started = time.monotonic()
+    assert launch.follow(tmp_path, "onebox-x") == launch.ExitCode.FAILED
+    assert 0.3 < time.monotonic() - started < 2
+    assert 4 <= len(asked) <= 8  # (every 0.1 s, not on each look at the files)
+    error = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (
+        error["message"] == "the onebox agent stopped unexpectedly" and "Killed" in error["output"]
+    )
 
 
 def test_run_folders_get_names_no_other_run_had(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ EXIT_FILE = "exit-code"
 # systemd answers nothing while it re-executes itself (an upgrade of systemd, or setup
 # after a libc update does that): a unit is gone only when it stays gone this long.
 GONE_FOR = 5.0
+POLL, ASK_SYSTEMD = 0.01, 0.5
 
 
 def launch(workdir: str) -> int:
@@ -100,9 +101,14 @@ def agent_path(workdir: Path, run_dir: Path) -> Path:
 
 
 def follow(run_dir: Path, unit: str) -> int:
-    """Relay the unit's events until it has finished; its exit code is ours."""
+    """Relay the unit's events until it has finished; its exit code is ours.
+
+    The files are looked at every POLL seconds (the answer waits for the next look), the
+    unit itself (a systemctl call) only every ASK_SYSTEMD: it matters only if the unit
+    died without its exit code."""
     events = run_dir / "events.jsonl"
     gone_since: float | None = None
+    asked = 0.0
     with events.open() as handle:
         while True:
             line = handle.readline()
@@ -118,15 +124,18 @@ def follow(run_dir: Path, unit: str) -> int:
                 value = int(code.read_text() or ExitCode.FAILED)
                 shutil.rmtree(run_dir, ignore_errors=True)
                 return value
+            time.sleep(POLL)
+            if time.monotonic() - asked < ASK_SYSTEMD:
+                continue
+            asked = time.monotonic()
             if unit_running(unit):
                 gone_since = None
             elif gone_since is None:
-                gone_since = time.monotonic()
-            elif time.monotonic() - gone_since > GONE_FOR:
+                gone_since = asked
+            elif asked - gone_since > GONE_FOR:
                 stderr = (run_dir / "stderr").read_text(errors="replace")[-2000:]
                 emit("error", message="the onebox agent stopped unexpectedly", output=stderr)
                 return ExitCode.FAILED
-            time.sleep(0.05)
 
 
 def unit_running(unit: str) -> bool:

@@ -242,7 +242,7 @@ def choose(paths: AppPaths, live: str | None, wanted: str | None) -> Path:
             raise AgentError(f"release {wanted} is already live", code=ExitCode.CONFIG)
         return paths.releases / wanted
     older = [p for p in releases if live is None or p.name < live]
-    running = standby.status(paths, live_slot(paths)).get("release")
+    running = standby.status(paths, live_slot(paths), memory=False).get("release")
     if running in [p.name for p in older]:
         # what served before the last deploy, kept running: not a newer one rolled back
         # from since (deploy A, B; roll back to A; deploy C: back to A, not to B)

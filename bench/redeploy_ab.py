@@ -5,8 +5,10 @@ One Debian 12 practice server, examples/mvp set up and deployed once; then re-de
 a one-line change, alternating A (this checkout) and B (the other one, run with its own
 src/ first on PYTHONPATH) on the same server: A B A B... With --rollback, each re-deploy
 (untimed) is followed by a timed `onebox rollback` to the standby it left, by the same
-checkout. Prints the median of each, the ratio, and the host's load average before and
-after (these machines are shared). Needs root (practice servers).
+checkout. With --upload-rate (e.g. 20mbit, a VPS's usual upload link), the practice
+server's link from this machine is limited to it for the run (a tc token bucket on its
+veth, removed at the end). Prints the median of each, the ratio, and the host's load
+average before and after (these machines are shared). Needs root (practice servers).
 
     git worktree add /tmp/before <rev>
     uv run python bench/redeploy_ab.py --other /tmp/before --pairs 5 [--rollback]
@@ -46,11 +48,29 @@ def deploy(project: Path, host: str, src: Path | None, action: str = "deploy") -
     return time.monotonic() - started
 
 
+def veth(address: str) -> str:
+    """This machine's end of the practice server's link (the route to its address)."""
+    route = subprocess.run(
+        ["ip", "-o", "route", "get", address], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return route[route.index("dev") + 1]
+
+
+def limit_link(address: str, rate: str) -> None:
+    """What this machine sends the server (the client's upload) at most `rate`."""
+    subprocess.run(
+        ["tc", "qdisc", "add", "dev", veth(address), "root", "tbf", "rate", rate,
+         "burst", "32kbit", "latency", "400ms"],
+        check=True,
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, required=True, help="the other checkout")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--rollback", action="store_true", help="time rollbacks instead")
+    parser.add_argument("--upload-rate", default="", help="limit the link, e.g. 20mbit")
     args = parser.parse_args()
     other = args.other.resolve() / "src"
     load_before = os.getloadavg()
@@ -63,6 +83,8 @@ def main() -> None:
         try:
             onebox("setup", cwd=project)
             deploy(project, host, None)
+            if args.upload_rate:
+                limit_link(server.address, args.upload_rate)
             for n in range(args.pairs):
                 for label, src in (("A", None), ("B", other)):
                     views.write_text(views.read_text() + f"\n# change {label}{n}\n")
@@ -71,10 +93,13 @@ def main() -> None:
                         seconds = deploy(project, host, src, "rollback")
                     times[label].append(seconds)
         finally:
+            if args.upload_rate:
+                subprocess.run(["tc", "qdisc", "del", "dev", veth(server.address), "root"])
             server.destroy()
     load_after = os.getloadavg()
     a, b = statistics.median(times["A"]), statistics.median(times["B"])
     what = "rollback to the standby" if args.rollback else "code-only re-deploy"
+    what += f" (upload link {args.upload_rate})" if args.upload_rate else ""
     print(f"\n{what} of examples/mvp, {args.pairs} pairs, interleaved A B A B\n")
     print("| onebox | median | min | max |")
     print("|---|---|---|---|")

@@ -89,6 +89,11 @@ class SSH:
             "ServerAliveInterval=15",
             "-o",
             "ServerAliveCountMax=4",
+            # Each call carries the agent's code (about 600 kB, a quarter of that
+            # compressed) and the project's files: on a VPS's usual upload link that is
+            # most of a code-only deploy's transfer (`bench/redeploy_ab.py --upload-rate`).
+            "-o",
+            "Compression=yes",
         ]
         if self.shared:
             opts += [

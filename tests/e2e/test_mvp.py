@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from onebox.agent import entry_script
+
 from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json
 
 pytestmark = pytest.mark.e2e
@@ -180,6 +182,17 @@ def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deploy
         "ls .venv/lib/python3*/site-packages/django/__pycache__ guestbook/__pycache__"
     )
     assert "__init__.cpython-" in compiled and "views.cpython-" in compiled, compiled
+    # the agent too, once per version: its copy is named by the hash of this onebox's
+    # sources, root's alone, touched by this deploy (what the pruning goes by)
+    version = entry_script._sources_hash(str(Path(entry_script.__file__).parent))
+    cache = server.ssh(
+        f"cd /var/cache/onebox/agent && stat -c '%a %U' . && ls && "
+        f"ls {version}/onebox_agent/__pycache__ && "
+        f"echo $(( $(date +%s) - $(stat -c %Y {version}) ))"
+    ).split()
+    assert cache[:3] == ["700", "root", version], cache
+    assert any(name.startswith("deploy.cpython-") for name in cache), cache
+    assert int(cache[-1]) < 300, cache
 
 
 def test_failing_migration_keeps_the_site_serving(server, project, deployed):

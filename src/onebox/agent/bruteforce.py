@@ -117,13 +117,3 @@ def wait_for_jail(timeout: float = 20) -> None:
         raise AgentError(
             f"fail2ban's {waiting[0]} jail did not start", output=status.stdout[-2000:]
         )
-
-
-def remove() -> bool:
-    if not JAIL.exists():
-        return False
-    JAIL.unlink()
-    FILTER.unlink(missing_ok=True)
-    if active():
-        run(["systemctl", "restart", "fail2ban"], check=False)
-    return True

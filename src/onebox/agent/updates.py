@@ -184,17 +184,6 @@ def pending_security_updates() -> list[str]:
     return sorted({m.group(1) for m in re.finditer(r"^Inst (\S+) .*-[Ss]ecurity", out, re.M)})
 
 
-def remove() -> bool:
-    existed = POLICY.exists() or PERIODIC.exists()
-    for path in (POLICY, PERIODIC, NEEDRESTART):
-        path.unlink(missing_ok=True)
-    if SHUTDOWN_GUARD.exists():
-        SHUTDOWN_GUARD.unlink()
-        run(["systemctl", "daemon-reload"], check=False)
-        run(["systemctl", "try-restart", "unattended-upgrades"], check=False)
-    return existed
-
-
 def state() -> dict[str, Any]:
     """For `onebox status` and `onebox audit`: enabled, reboot pending, stale services."""
     enabled = PERIODIC.is_file() and 'Unattended-Upgrade "1"' in PERIODIC.read_text()

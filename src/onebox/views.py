@@ -406,6 +406,26 @@ def pulled_text(result: Data) -> str:
     return f"backup {result['id']}: {result['engine']} dump saved to {result['file']}"
 
 
+def exported_text(result: Data) -> str:
+    size = result["bytes"] / (1 << 20)
+    base = "its base reused" if result["base_reused"] else "its base built"
+    folder = result["manifests"].rpartition("/")[0] or "."
+    lines = [
+        f"release {result['release']} exported as image {result['image']} ({size:.0f} MB, "
+        f"{base}): {result['image_file']}",
+        f"manifests: {result['manifests']} ({len(result['objects'])} objects); the secrets "
+        f"({len(result['secret_keys'])} values): {result['secret_file']} (0600, git-ignored)",
+        *[f"note: {warning}" for warning in result["warnings"]],
+        "to run it: push the image where the cluster pulls from, e.g.",
+        f"  skopeo copy oci-archive:{result['image_file']} docker://REGISTRY/{result['image']}",
+        "then, in order (the web pods wait for the migrations):",
+        f"  kubectl apply -f {result['secret_file']} -f {result['manifests']}",
+        f"  kubectl wait --for=condition=complete job/{result['migrate_job']} --timeout=10m",
+        f"(more: docs/kubernetes.md; the folder {folder} is yours to edit and commit)",
+    ]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------- security
 
 

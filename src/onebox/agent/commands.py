@@ -1,4 +1,4 @@
-"""The interactive commands of `onebox-agent` (logs, manage, dbshell, ca, dump).
+"""The interactive commands of `onebox-agent` (logs, manage, dbshell, ca, dump, export).
 
 Each builds its command line here, on the server, from arguments it checks, then replaces
 itself with it (exec): the user's terminal talks to journalctl, manage.py, the database
@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from . import background, history, manage_args
 from .env_refs import REFS_FILE
-from .paths import AGENT_HOME, AppPaths
+from .paths import AGENT_HOME, IMAGE_EXPORTS, AppPaths
 from .system import BASE_ENV
 
 APP = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -37,6 +37,7 @@ def run(argv: list[str]) -> int:
         "dbshell": dbshell,
         "ca": ca,
         "dump": dump,
+        "export": export,
     }
     if not argv or argv[0] not in builders:
         print(f"onebox-agent: unknown command; one of {', '.join(builders)}", file=sys.stderr)
@@ -68,6 +69,7 @@ RECORDED = {
     "dbshell": lambda args: "",
     "dump": lambda args: f"backup part {args[1]}" if len(args) > 1 else "",
     "logs": lambda args: "",
+    "export": lambda args: f"the {args[1]}" if len(args) > 1 else "",
 }
 
 
@@ -222,3 +224,19 @@ def dump(args: list[str]) -> tuple[list[str], dict[str, str]]:
     paths = app_paths(args[0])
     repo = repositories(paths, load_settings(paths))[0]
     return ["restic", "dump", "--quiet", "--no-lock", args[1], args[2]], repo.env
+
+
+def export(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """export APP image|secrets: the newest exported image (an oci-archive), or the
+    app's secrets as JSON (for a Kubernetes Secret; never written to a file here)."""
+    if len(args) != 2 or args[1] not in ("image", "secrets"):
+        raise Refused("usage: export APP image|secrets")
+    paths = app_paths(args[0])
+    if args[1] == "secrets":
+        argv = ["/usr/bin/python3", "-P", "-m", "onebox_agent.export", "secrets", paths.app]
+        return argv, {**BASE_ENV, "PYTHONPATH": str(AGENT_HOME)}
+    folder = IMAGE_EXPORTS / paths.app
+    archives = sorted(folder.glob("*.tar")) if folder.is_dir() else []
+    if not archives:
+        raise Refused("no image was exported: `onebox export kubernetes` makes one")
+    return ["cat", str(archives[-1])], dict(BASE_ENV)

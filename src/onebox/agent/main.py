@@ -43,6 +43,7 @@ ACTIONS: dict[str, tuple[str, str, int]] = {
     "confirm": ("guard", "confirm", 1),
     "cancel": ("cancel", "cancel", 1),
     "manage-args": ("manage_args", "stash", 1),
+    "export-image": ("export", "export_image", 1),
 }
 
 

@@ -163,6 +163,12 @@ class BackupRequest(Request):
 
 
 @dataclass(kw_only=True)
+class ExportRequest(Request):
+    action = "export-image"
+    workdir: str  # manage.py's folder in the release ("." at its top)
+
+
+@dataclass(kw_only=True)
 class BackupsRequest(Request):
     action = "backups"
 

@@ -27,6 +27,7 @@ from onebox.api.data import (
     restore,
     verify,
 )
+from onebox.api.export import export_kubernetes
 from onebox.api.provisioning import confirm_access, setup
 from onebox.api.releasing import cancel, deploy, releases, rollback
 from onebox.api.server import Reporter, Result, connect, resolve_target, unit_context
@@ -34,7 +35,7 @@ from onebox.api.server import Reporter, Result, connect, resolve_target, unit_co
 __all__ = [
     "Reporter", "Result", "audit", "backup", "backup_key", "backups", "caddy_root_ca",
     "cancel", "confirm_access", "connect", "db_pull", "db_shell", "deploy", "env_list",
-    "env_set", "env_unset", "history", "logs", "maintenance", "manage", "releases",
-    "resolve_target", "restore", "rollback", "run", "setup", "status", "unit_context",
+    "env_set", "env_unset", "export_kubernetes", "history", "logs", "maintenance", "manage",
+    "releases", "resolve_target", "restore", "rollback", "run", "setup", "status", "unit_context",
     "verify",
 ]  # fmt: skip

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import socket
 import subprocess
+import tarfile
+import time
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
+import yaml
 
 from onebox.agent import entry_script
 
 from .conftest import ROOT, Server, copy_project, fetch, onebox, onebox_json
+from .podman import Podman, playable
 
 pytestmark = pytest.mark.e2e
 
@@ -159,6 +166,99 @@ def test_status_and_env(server, project, deployed):
     assert json.loads(raw.stdout.splitlines()[-1])["request"]["uri"] == "/?from=the-access-log"
     journal = onebox("logs", "--host", server.host, "-n", "50", cwd=project).stdout
     assert "from=the-access-log" not in journal
+
+
+def test_export_kubernetes_runs_in_podman(server, project, deployed, tmp_path):
+    """The export: an image built on the server, manifests that pass Kubernetes' schemas,
+    the secrets in a file of their own; then podman plays it: migrations, then the app."""
+    folder = tmp_path / "k8s"
+    text = onebox(
+        "export", "kubernetes", "--host", server.host, "--output", str(folder), cwd=project
+    ).stdout
+    secrets = dict(
+        line.split("=", 1)
+        for line in server.ssh("cat /etc/onebox/mvp.env").splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    secret_value = secrets["SECRET_KEY"].strip('"')
+    assert "exported as image mvp:" in text and secret_value not in text, text
+    again = onebox_json(
+        "export", "kubernetes", "--host", server.host, "--output", str(folder), cwd=project
+    )["result"]
+    assert again["base_reused"] and again["release"] == deployed["release"], again
+    assert "SECRET_KEY" in again["secret_keys"] and again["warnings"][0].startswith("SQLite")
+    manifests, secret_file = Path(again["manifests"]), Path(again["secret_file"])
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    assert "*-secret.yaml" in (folder / ".gitignore").read_text()
+    assert secret_value not in manifests.read_text()
+    objects = [o for o in yaml.safe_load_all(manifests.read_text()) if o]
+    secret = next(yaml.safe_load_all(secret_file.read_text()))
+    for manifest in [*objects, secret]:  # the schemas of Kubernetes 1.31, no unknown field
+        kubernetes_validate.validate(manifest, "1.31", strict=True)
+    kinds = {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
+    assert {
+        "Deployment/mvp-web",
+        "Service/mvp",
+        "Ingress/mvp",
+        "PersistentVolumeClaim/mvp-data",
+        f"Job/mvp-migrate-{deployed['release']}",
+    } <= kinds
+    image = Path(again["image_file"])
+    assert secret_value.encode() not in _layers(image)  # nothing secret in the image
+    _play_in_podman(server, image, objects, secret, tmp_path / "podman")
+
+
+def _layers(archive: Path) -> bytes:
+    """Every layer of an oci-archive, uncompressed, end to end."""
+    data = b""
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            blob = tar.extractfile(member) if member.isfile() else None
+            content = blob.read() if blob else b""
+            if content[:2] == b"\x1f\x8b":
+                data += gzip.decompress(content)
+    return data
+
+
+def _play_in_podman(server, image: Path, objects: list, secret: dict, folder: Path) -> None:
+    podman = Podman(folder)
+    with socket.socket() as probe:  # a free port on loopback for the pod's proxy
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        podman.run("load", "--input", str(image))
+        shared, migrate, deployments = playable(objects, secret, port)
+        podman.play([*shared, migrate], "migrate")
+        code, logs = podman.wait_exited(f"{migrate['metadata']['name']}-migrate")
+        assert code == 0 and "Applying guestbook.0001_initial... OK" in logs, logs
+        podman.play([o for o in shared if o["kind"] == "ConfigMap"] + deployments, "web")
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while _status(f"{base}/.onebox/health") != 200:
+            assert time.monotonic() < deadline, podman.run("logs", "mvp-web-pod-0-app")
+            time.sleep(0.5)
+        headers = ["-H", f"Host: {server.address}", "-H", "X-Forwarded-Proto: https"]
+        page = _curl(f"{base}/", headers)
+        assert "<h1>Guestbook</h1>" in page, page  # Django, its database migrated by the Job
+        css = re.search(r'href="(/static/[^"]+\.css)"', page).group(1)
+        served = _curl(f"{base}{css}", [*headers, "--head"])
+        assert " 200" in served.splitlines()[0] and "immutable" in served, served  # by Caddy
+    finally:
+        podman.cleanup()
+
+
+def _status(url: str) -> int:
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-m", "5", "-w", "%{http_code}", url],
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout or 0)
+
+
+def _curl(url: str, args: list[str]) -> str:
+    out = subprocess.run(["curl", "-s", "-m", "10", *args, url], capture_output=True, text=True)
+    return out.stdout
 
 
 def test_redeploy_keeps_data_and_dry_run_changes_nothing(server, project, deployed):

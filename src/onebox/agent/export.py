@@ -62,7 +62,10 @@ def export_image(request: ExportRequest) -> dict[str, Any]:
     venv = (release / ".venv").resolve()
     python_home = _venv_home(venv)
     system_python = python_home.startswith("/usr/bin")
-    packages = sorted({*PACKAGES, *(["python3"] if system_python else []), *libraries(venv)})
+    compiled = [venv] if system_python else [venv, Path(python_home).resolve().parent]
+    packages = sorted(
+        {*PACKAGES, *(["python3"] if system_python else []), *libraries(*compiled, user=paths.app)}
+    )
     suite = os_release().get("VERSION_CODENAME", "")
     if not suite:
         raise AgentError("this server's Debian release is unknown (/etc/os-release)")
@@ -123,18 +126,21 @@ def os_release() -> dict[str, str]:
     return values
 
 
-def libraries(*folders: Path) -> set[str]:
+def libraries(*folders: Path, user: str) -> set[str]:
     """The Debian packages of the system libraries that the compiled modules under
     `folders` link to (a wheel's own bundled libraries excluded): what the image's base
     must have for them to load."""
     objects = [str(p) for folder in folders for p in folder.rglob("*.so*") if p.is_file()]
     found: set[str] = set()
     for start in range(0, len(objects), 200):
-        out = run(["ldd", *objects[start : start + 200]], check=False).stdout
+        # as the app: ldd may run what it inspects, and these files are the project's
+        argv = ["ldd", *objects[start : start + 200]]
+        out = run(argv, user=user, check=False).stdout
         for match in re.finditer(r"=> (/\S+)", out):
             library = match.group(1)
             if not any(library.startswith(str(folder)) for folder in folders):
-                found.add(os.path.realpath(library))
+                # dpkg knows a file by the path its package installed (/lib or /usr/lib)
+                found.update({library, os.path.realpath(library)})
     if not found:
         return set()
     owners = run(["dpkg", "-S", *sorted(found)], check=False).stdout
@@ -257,7 +263,9 @@ def _app_entries(
     for folder in (paths.root, venv.parent, release.parent):  # /srv/APP, venvs, releases
         tar.addfile(oci.directory(str(folder)[1:], 0o750, 0, GID))
     oci.add_tree(tar, venv, str(venv)[1:], owner=owner, parents=False)
-    oci.add_tree(tar, release, str(release)[1:], owner=owner, parents=False)
+    # (its [env] values that name secrets, resolved: they go in the Secret, not the image)
+    refs = f"/{str(release)[1:]}/{REFS_FILE}"
+    oci.add_tree(tar, release, str(release)[1:], owner=owner, skip=refs.__eq__, parents=False)
     oci.add_symlink(tar, str(paths.current)[1:], str(release.relative_to(paths.root)))
     if not system_python:  # the uv-managed Python the virtualenv was made with
         interpreter = Path(python_home).resolve().parent

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ class Podman:
             "CONTAINERS_CONF": str(folder / "containers.conf"),
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         }
-        self.base = ["podman", "--root", str(folder / "storage"), "--runroot", str(folder / "run")]
+        # (podman wants its run root's path under 50 characters: pytest's are longer)
+        self.runroot = Path(tempfile.mkdtemp(prefix="onebox-podman-"))
+        self.base = ["podman", "--root", str(folder / "storage"), "--runroot", str(self.runroot)]
 
     def run(self, *args: str, check: bool = True, timeout: float = 300) -> str:
         out = subprocess.run(
@@ -73,6 +76,7 @@ class Podman:
         self.run("pod", "rm", "--all", "--force", check=False)
         self.run("system", "reset", "--force", check=False, timeout=120)
         shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 def playable(

@@ -30,6 +30,7 @@ from typing import Any
 
 from . import oci
 from .env_refs import REFS_FILE
+from .lock import deploy_lock
 from .paths import IMAGE_BASES, IMAGE_EXPORTS, AppPaths
 from .protocol import AgentError, step
 from .releases import live_release, manifest
@@ -53,7 +54,14 @@ ARCHIVE_NAME = re.compile(r"^\d{8}-\d{6}-\d{3}\.tar$")
 
 
 def export_image(request: ExportRequest) -> dict[str, Any]:
+    """Under the deploy lock: no deploy switches or prunes the release meanwhile, and two
+    exports never write the same archive."""
     paths = AppPaths(request.app)
+    with deploy_lock(paths.lock, request.by, "export"):
+        return _export(request, paths)
+
+
+def _export(request: ExportRequest, paths: AppPaths) -> dict[str, Any]:
     release_id = live_release(paths)
     if not release_id:
         raise AgentError("nothing is deployed yet", hint="run `onebox deploy` first")

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 
 from onebox import kubernetes
-from onebox.agent import oci
+from onebox.agent import export, oci
 from onebox.config import Config
 
 EXPORTED = {
@@ -193,3 +193,24 @@ def test_layers_are_reproducible_and_the_archive_names_its_blobs(tmp_path: Path)
     manifest = json.loads(blobs[f"blobs/sha256/{digest[7:]}"])
     config_blob = json.loads(blobs[f"blobs/sha256/{manifest['config']['digest'][7:]}"])
     assert config_blob["rootfs"]["diff_ids"] == [first.diff_id]
+
+
+def test_the_image_base_comes_from_the_servers_own_mirror():
+    one_line = "deb [arch=amd64] http://mirror.example/debian bookworm main\n"
+    deb822 = "Types: deb\nURIs: http://deb.example/debian\nSuites: trixie trixie-updates\n"
+    security = (
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: trixie-security\n"
+    )
+    assert export.mirror_of("bookworm", [one_line]) == "http://mirror.example/debian"
+    assert export.mirror_of("trixie", [security + "\n" + deb822]) == "http://deb.example/debian"
+    assert export.mirror_of("trixie", []) == "http://deb.debian.org/debian"
+
+
+def test_the_url_prefixes_are_read_from_the_releases_caddy_site(tmp_path: Path):
+    site = tmp_path / "site.caddy"
+    site.write_text(
+        "\thandle_path /assets/* {\n\t\troot * /srv/shop/current/.onebox/static\n\t}\n"
+        "\thandle_path /uploads/* {\n\t\troot * /srv/shop/current/.onebox/media\n\t}\n"
+    )
+    assert export.url_prefixes(site) == {"static_url": "/assets/", "media_url": "/uploads/"}
+    assert export.url_prefixes(tmp_path / "none") == {}

@@ -229,17 +229,18 @@ def _debootstrap(root: Path, suite: str, packages: list[str]) -> None:
 
 def _mirror(suite: str) -> str:
     """The server's Debian mirror, from its one-line or deb822 sources."""
-    texts = [
-        p.read_text()
-        for p in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-        if p.is_file()
-    ]
-    for text in texts:
+    listed = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    return mirror_of(suite, [p.read_text() for p in listed if p.is_file()])
+
+
+def mirror_of(suite: str, sources: list[str]) -> str:
+    """The first mirror that serves `suite` in these sources files (either format)."""
+    for text in sources:
         one_line = re.search(rf"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+{suite}\s", text, re.M)
         if one_line:
             return one_line.group(1)
         for stanza in text.split("\n\n"):
-            fields = dict(re.findall(r"^(\w+):\s*(.*)$", stanza, re.M))
+            fields = dict(re.findall(r"^([\w-]+):\s*(.*)$", stanza, re.M))
             if suite in fields.get("Suites", "").split() and fields.get("URIs"):
                 return fields["URIs"].split()[0]
     return "http://deb.debian.org/debian"

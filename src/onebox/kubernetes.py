@@ -166,6 +166,15 @@ class Shared:
         self.python = f"{self.paths.current}/.venv/bin/python"
         self.manage = f"{self.paths.current}/{config.app.manage}"
 
+    def header(self, api_version: str, kind: str, name: str, component: str) -> Manifest:
+        """An object's apiVersion, kind and metadata, labelled as the app's `component`."""
+        labels = {"app.kubernetes.io/component": component}
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": _meta(name, self.app, **labels),
+        }
+
     def labels(self, component: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.app, "app.kubernetes.io/component": component}
 
@@ -242,13 +251,7 @@ def volume_claim(app: str) -> Manifest:
 def migrate_job(shared: Shared, release: str) -> Manifest:
     migrate = shared.container("migrate", [shared.python, shared.manage, "migrate", "--noinput"])
     return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta(
-            f"{shared.app}-migrate-{release}",
-            shared.app,
-            **{"app.kubernetes.io/component": "migrate"},
-        ),
+        **shared.header("batch/v1", "Job", f"{shared.app}-migrate-{release}", "migrate"),
         "spec": {
             "backoffLimit": 2,
             "ttlSecondsAfterFinished": 7 * 86400,
@@ -328,11 +331,7 @@ def web_deployment(
         ],
     )
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(
-            f"{shared.app}-web", shared.app, **{"app.kubernetes.io/component": "web"}
-        ),
+        **shared.header("apps/v1", "Deployment", f"{shared.app}-web", "web"),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": shared.labels("web")},
@@ -355,11 +354,7 @@ def process_deployment(
 ) -> Manifest:
     component = f"process-{name}"
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(
-            f"{shared.app}-{name}", shared.app, **{"app.kubernetes.io/component": component}
-        ),
+        **shared.header("apps/v1", "Deployment", f"{shared.app}-{name}", component),
         "spec": {
             "replicas": replicas,
             # a scheduler must never run twice, not even for a moment: old pods go first
@@ -378,11 +373,7 @@ def process_deployment(
 def cron_job(shared: Shared, name: str, argv: list[str], schedule: str, timeout: int) -> Manifest:
     component = f"schedule-{name}"
     return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": _meta(
-            f"{shared.app}-{name}", shared.app, **{"app.kubernetes.io/component": component}
-        ),
+        **shared.header("batch/v1", "CronJob", f"{shared.app}-{name}", component),
         "spec": {
             "schedule": schedule,
             "concurrencyPolicy": "Forbid",  # (as a systemd timer: no second run beside one)

@@ -214,3 +214,14 @@ def test_the_url_prefixes_are_read_from_the_releases_caddy_site(tmp_path: Path):
     )
     assert export.url_prefixes(site) == {"static_url": "/assets/", "media_url": "/uploads/"}
     assert export.url_prefixes(tmp_path / "none") == {}
+
+
+@pytest.mark.parametrize("image", ["shop:v1", "Shop", "reg.example/shop@sha256:ab", "a//b"])
+def test_an_image_name_with_a_tag_is_refused_before_connecting(tmp_path: Path, image: str):
+    from onebox.api.export import export_kubernetes
+    from onebox.config import Project
+    from onebox.errors import ConfigError
+
+    project = Project(root=tmp_path, source=tmp_path / "onebox.toml", config=config())
+    with pytest.raises(ConfigError, match="not an image name"):
+        export_kubernetes(project, None, None, output=tmp_path / "k8s", image=image)  # type: ignore[arg-type]

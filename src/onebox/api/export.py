@@ -23,6 +23,10 @@ from onebox.config import Project
 from onebox.errors import ConfigError, RemoteStepFailed
 from onebox.transport import SSH
 
+# registry[:port]/path/name, lowercase, no tag or digest (the release id is the tag)
+IMAGE_NAME = re.compile(
+    r"^([\w.-]+(:\d+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+)
 IMAGE_FILE = re.compile(r"^image-\d{8}-\d{6}-\d{3}\.tar$")
 # What the folder's .gitignore keeps out of git: the secrets and the image.
 IGNORED = "# written by `onebox export kubernetes`: secrets and images stay out of git\n"
@@ -39,6 +43,11 @@ def export_kubernetes(
     app = config.app.name
     if output.exists() and not output.is_dir():
         raise ConfigError(f"{output} is a file, not a folder", hint="name a folder for the export")
+    if image and not IMAGE_NAME.match(image):
+        raise ConfigError(
+            f"--image {image!r} is not an image name like registry.example.com/shop",
+            hint="lowercase, without a tag or digest: onebox tags the image with the release id",
+        )
     workdir = str(Path(config.app.manage).parent).strip(".") or "."
     # (checked before the server spends a minute on the image)
     for name, schedule in config.schedule.items():

@@ -34,10 +34,39 @@ ENGINES = ["sqlite", "mysql", "postgresql"]
 MARKER = "zebra-quartz-7781"  # a value only the app's data holds: grep for it in repositories
 
 
+S3_PORT = 9000
+# On the S3 host: a bucket's objects under a prefix, copied into a folder (for grep).
+S3_FETCH = f"""import pathlib, shutil, sys
+import boto3
+bucket, prefix, target = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
+                  aws_access_key_id="x", aws_secret_access_key="x")
+shutil.rmtree(target, ignore_errors=True)
+pathlib.Path(target).mkdir()
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+    for item in page.get("Contents", []):
+        s3.download_file(bucket, item["Key"], target + "/" + item["Key"].replace("/", "_"))
+"""
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "onebox-test", "AWS_SECRET_ACCESS_KEY": "onebox-test-secret"}
+
+
 @pytest.fixture(scope="session")
 def offsite(tmp_path_factory):
-    """The SFTP host of an off-site repository: a second practice server."""
-    yield from practice_server("offsite", "12", tmp_path_factory)
+    """The host of the off-site repositories, a second practice server: SFTP, and an
+    S3-compatible server (moto's server mode, from PyPI: the S3 API over HTTP, objects
+    kept in its memory; no S3 server is packaged in Debian 12)."""
+    servers = practice_server("offsite", "12", tmp_path_factory)
+    server = next(servers)
+    try:
+        server.ssh(
+            "apt-get install -y -qq python3-venv >/dev/null && python3 -m venv /opt/s3 && "
+            "/opt/s3/bin/pip install -q 'moto[server]==5.2.5' && "
+            f"systemd-run --quiet --unit s3 /opt/s3/bin/moto_server -H 0.0.0.0 -p {S3_PORT} && "
+            f"cat > /opt/s3/fetch.py <<'EOF'\n{S3_FETCH}EOF"
+        )
+        yield server
+    finally:
+        servers.close()  # (its own finally destroys the server)
 
 
 @dataclass
@@ -107,6 +136,8 @@ def make_app(engine: str, server: Server, offsite: Server | None, tmp: Path, nam
     location = ""
     if offsite and engine == "mysql":
         location = f"sftp:root@{offsite.address}:/srv/offsite/{name}"
+    elif offsite and engine == "postgresql":
+        location = f"s3:http://{offsite.address}:{S3_PORT}/onebox-offsite/{name}"
     elif offsite:
         location = f"/var/backups/onebox-offsite/{name}"
     config = project / "onebox.toml"
@@ -130,6 +161,12 @@ def app(request, server12: Server, offsite: Server, tmp_path_factory) -> App:
         assert any("off-site repository not ready" in note for note in setup["notes"])
         key = app.json("backup", "key")["ssh_public_key"]
         offsite.ssh(f"echo {shlex.quote(key)} >> /root/.ssh/authorized_keys")
+        assert "backups" in app.json("setup")["changed"]
+    if app.offsite.startswith("s3:"):
+        # Without its credentials the bucket refuses: setup says so, and after them makes it.
+        assert any("off-site repository not ready" in note for note in setup["notes"])
+        pairs = [f"{key}={value}" for key, value in S3_KEYS.items()]
+        app.cli("env", "set", "--backup", *pairs)
         assert "backups" in app.json("setup")["changed"]
     deployed = app.cli("deploy")
     if app.engine == "mysql":  # a compiled driver, added and built by onebox alone
@@ -286,6 +323,9 @@ def test_scheduled_backup_runs_from_its_timer(app: App):
 def offsite_files(app: App, offsite: Server) -> tuple[Server, str]:
     if app.offsite.startswith("sftp:"):
         return offsite, app.offsite.rpartition(":")[2]
+    if app.offsite.startswith("s3:"):  # the bucket's objects, fetched into a folder
+        offsite.ssh(f"/opt/s3/bin/python /opt/s3/fetch.py onebox-offsite {app.name} /tmp/s3-copy")
+        return offsite, "/tmp/s3-copy"
     return app.server, app.offsite
 
 

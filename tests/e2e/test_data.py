@@ -163,11 +163,11 @@ def app(request, server12: Server, offsite: Server, tmp_path_factory) -> App:
         offsite.ssh(f"echo {shlex.quote(key)} >> /root/.ssh/authorized_keys")
         assert "backups" in app.json("setup")["changed"]
     if app.offsite.startswith("s3:"):
-        # Without its credentials the bucket refuses: setup says so, and after them makes it.
-        assert any("off-site repository not ready" in note for note in setup["notes"])
+        # The credentials as a user sets them (moto's server takes any, or none: what this
+        # proves is restic's S3 backend under onebox, from init to restore, not the keys).
         pairs = [f"{key}={value}" for key, value in S3_KEYS.items()]
         app.cli("env", "set", "--backup", *pairs)
-        assert "backups" in app.json("setup")["changed"]
+        assert "AWS_ACCESS_KEY_ID" in app.server.ssh(f"cat /etc/onebox/{app.name}.backup.env")
     deployed = app.cli("deploy")
     if app.engine == "mysql":  # a compiled driver, added and built by onebox alone
         assert "added mysqlclient" in deployed.stderr

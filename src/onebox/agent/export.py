@@ -88,7 +88,9 @@ def _export(request: ExportRequest, paths: AppPaths) -> dict[str, Any]:
         with step("app layer (release and virtualenv)"):
             layer = oci.write_layer(
                 Path(tmp) / "app.tar.gz",
-                lambda tar: _app_entries(tar, paths, release, venv, python_home, system_python),
+                lambda tar: _app_entries(
+                    tar, paths, release, venv, python_home, system_python, base.path.parent
+                ),
             )
         archive = exports / f"{release_id}.tar"
         ref = f"{request.app}:{release_id}"
@@ -259,6 +261,7 @@ def _app_entries(
     venv: Path,
     python_home: str,
     system_python: bool,
+    base_folder: Path,
 ) -> None:
     """The app layer: the release and its virtualenv where the server has them, the
     current link, the shared folders (mount points) and the app's user."""
@@ -267,7 +270,6 @@ def _app_entries(
         # root's files, readable by the app's group, as on the server
         return (0, GID) if info.gid != 0 else (0, 0)
 
-    base = IMAGE_BASES
     tar.addfile(oci.directory("srv"))
     for folder in (paths.root, venv.parent, release.parent):  # /srv/APP, venvs, releases
         tar.addfile(oci.directory(str(folder)[1:], 0o750, 0, GID))
@@ -282,17 +284,12 @@ def _app_entries(
     tar.addfile(oci.directory(str(paths.shared)[1:], 0o750, 0, GID))
     for folder in (paths.db, paths.media):
         tar.addfile(oci.directory(str(folder)[1:], 0o770, UID, GID))
-    passwd, group = (_base_file(base, name) for name in ("passwd", "group"))
+    # the base's own users and groups, and the app's (the layer's file replaces the base's)
+    passwd, group = ((base_folder / name).read_text() for name in ("passwd", "group"))
     app = paths.app
     user = f"{app}:x:{UID}:{GID}::/nonexistent:/usr/sbin/nologin\n"
     oci.add_file(tar, "etc/passwd", (passwd + user).encode())
     oci.add_file(tar, "etc/group", (group + f"{app}:x:{GID}:\n").encode())
-
-
-def _base_file(bases: Path, name: str) -> str:
-    """The base's /etc/passwd or group (the newest base's: they are Debian's, the same)."""
-    found = sorted(bases.glob(f"*/{name}"), key=lambda p: p.stat().st_mtime)
-    return found[-1].read_text() if found else ""
 
 
 def image_config(paths: AppPaths, workdir: str, venv: Path) -> dict[str, Any]:

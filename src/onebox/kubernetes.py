@@ -161,7 +161,7 @@ class Shared:
         self.app = app
         self.image = image
         self.uid = int(exported.get("uid", 10001))
-        self.workdir = exported["config"]["workdir"]
+        self.workdir = exported["workdir"]
         self.paths = AppPaths(app)  # (the image keeps the server's layout)
         self.python = f"{self.paths.current}/.venv/bin/python"
         self.manage = f"{self.paths.current}/{config.app.manage}"

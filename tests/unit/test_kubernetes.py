@@ -28,7 +28,7 @@ EXPORTED = {
         "ONEBOX_THREADS": "4",
         "ONEBOX_WORKER_CLASS": "gthread",
     },
-    "config": {"workdir": "/srv/shop/current/src"},
+    "workdir": "/srv/shop/current/src",
 }
 
 

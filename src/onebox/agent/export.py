@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from . import oci
+from .backup import folder_size
 from .env_refs import REFS_FILE
 from .lock import deploy_lock
 from .paths import IMAGE_BASES, IMAGE_EXPORTS, AppPaths
 from .protocol import AgentError, step
-from .releases import live_release, manifest
+from .provision import os_release
+from .releases import live_release
 from .requests import ExportRequest
 from .system import BASE_ENV, apt_install, read_env_file, run, tail
 
@@ -76,10 +78,13 @@ def _export(request: ExportRequest, paths: AppPaths) -> dict[str, Any]:
     )
     suite = os_release().get("VERSION_CODENAME", "")
     if not suite:
-        raise AgentError("this server's Debian release is unknown (/etc/os-release)")
+        raise AgentError(
+            "this server's Debian release is unknown: /etc/os-release names no codename",
+            hint="the image's base is the server's own Debian release (12 or 13)",
+        )
     exports = IMAGE_EXPORTS / request.app
     exports.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _check_space(exports, _size(release) + _size(venv) + (600 << 20))
+    _check_space(exports, folder_size(release) + folder_size(venv) + (600 << 20))
     with step("base layer (Debian, Python, Caddy)") as state:
         base, reused = base_layer(suite, packages)
         state["changed"] = not reused
@@ -93,15 +98,13 @@ def _export(request: ExportRequest, paths: AppPaths) -> dict[str, Any]:
                 ),
             )
         archive = exports / f"{release_id}.tar"
-        ref = f"{request.app}:{release_id}"
         config = image_config(paths, request.workdir, venv)
-        digest = oci.write_archive(archive, [base, layer], config, ref)
+        digest = oci.write_archive(archive, [base, layer], config, f"{request.app}:{release_id}")
     for old in exports.iterdir():  # one image per app is kept: the newest
         if ARCHIVE_NAME.match(old.name) and old != archive:
             old.unlink()
     return {
         "release": release_id,
-        "ref": ref,
         "archive": str(archive),
         "bytes": archive.stat().st_size,
         "digest": digest,
@@ -109,13 +112,9 @@ def _export(request: ExportRequest, paths: AppPaths) -> dict[str, Any]:
         "packages": packages,
         "uid": UID,
         "urls": url_prefixes(release / ".onebox" / "site.caddy"),
-        "background": _background(release),
         "settings": read_env_file(release / ".onebox" / "release.env"),
-        "config": {"env": config["Env"], "workdir": config["WorkingDir"]},
+        "workdir": config["WorkingDir"],
         "seconds": round(time.monotonic() - started, 2),
-        "manifest": {
-            k: v for k, v in manifest(release).items() if k not in ("migrations", "migrated")
-        },
     }
 
 
@@ -126,14 +125,6 @@ def _venv_home(venv: Path) -> str:
         if key.strip() == "home":
             return value.strip()
     raise AgentError(f"the release's virtualenv ({venv}) has no pyvenv.cfg")
-
-
-def os_release() -> dict[str, str]:
-    values = {}
-    for line in Path("/etc/os-release").read_text().splitlines():
-        key, _, value = line.partition("=")
-        values[key] = value.strip('"')
-    return values
 
 
 def libraries(*folders: Path, user: str) -> set[str]:
@@ -325,15 +316,6 @@ def url_prefixes(site: Path) -> dict[str, str]:
     for match in re.finditer(r"handle_path (\S+)\* \{\s*root \* \S+/\.onebox/(static|media)", text):
         found[f"{match.group(2)}_url"] = match.group(1)
     return found
-
-
-def _background(release: Path) -> dict[str, Any]:
-    path = release / ".onebox" / "background.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _size(path: Path) -> int:
-    return sum(p.lstat().st_size for p in path.rglob("*"))
 
 
 def _check_space(folder: Path, needed: int) -> None:

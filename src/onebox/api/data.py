@@ -4,7 +4,6 @@ shell and dumps, and the maintenance page.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from onebox import remote
@@ -21,11 +20,11 @@ from onebox.api.server import (
     Result,
     _simple,
     connect,
+    download,
 )
 from onebox.config import Project
 from onebox.errors import (
     ConfigError,
-    RemoteStepFailed,
     UnsupportedError,
 )
 
@@ -93,21 +92,13 @@ def db_pull(
             )
         chosen = complete[-1]
         # The server's onebox-agent knows where the repository and its key are.
-        argv = server.ssh.agent_command(
-            ["dump", project.config.app.name, str(chosen["parts"]["db"]), str(chosen["dump_path"])]
-        )
-        partial = target.with_name(target.name + ".partial")
-        with partial.open("wb") as handle:  # streamed: a dump can be larger than memory
-            process = server.ssh.popen(argv, stdout=handle, stderr=subprocess.PIPE)
-            _, error = process.communicate()
-        if process.returncode != 0:
-            partial.unlink(missing_ok=True)
-            raise RemoteStepFailed(
-                f"downloading backup {chosen['id']} failed",
-                host=server.ssh.target.name,
-                output=error.decode(errors="replace")[-2000:],
-            )
-        partial.replace(target)
+        args = [
+            "dump",
+            project.config.app.name,
+            str(chosen["parts"]["db"]),
+            str(chosen["dump_path"]),
+        ]
+        download(server.ssh, args, target, f"downloading backup {chosen['id']}")
         return {
             "id": chosen["id"],
             "engine": chosen["engine"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import yaml
 
 from onebox import kubernetes, remote
 from onebox.agent.requests import ExportRequest
-from onebox.api.server import Reporter, Result, connect
+from onebox.api.server import Reporter, Result, connect, download
 from onebox.config import Project
-from onebox.errors import ConfigError, RemoteStepFailed
+from onebox.errors import ConfigError
 from onebox.transport import SSH
 
 # registry[:port]/path/name, lowercase, no tag or digest (the release id is the tag)
@@ -60,7 +59,7 @@ def export_kubernetes(
         exported = remote.call(server.ssh, remote.pack(request), reporter.event)
         output.mkdir(parents=True, exist_ok=True)
         archive = output / f"image-{exported['release']}.tar"
-        _download(server.ssh, ["export", app, "image"], archive)
+        download(server.ssh, ["export", app, "image"], archive, "downloading the image")
         secrets = _secrets(server.ssh, app)
     name = f"{image or app}:{exported['release']}"
     objects, secret, warnings = kubernetes.manifests(config, exported, name, secrets)
@@ -78,6 +77,7 @@ def export_kubernetes(
         "image_file": str(archive),
         "bytes": archive.stat().st_size,
         "digest": exported["digest"],
+        "base_packages": exported["packages"],
         "base_reused": exported["base_reused"],
         "manifests": str(manifests),
         "secret_file": str(secret_file),
@@ -104,21 +104,6 @@ def _write(path: Path, text: str, mode: int) -> None:
         handle.write(text)
     os.chmod(partial, mode)  # (an older .partial keeps its mode otherwise)
     partial.replace(path)
-
-
-def _download(ssh: SSH, args: list[str], target: Path) -> None:
-    partial = target.with_name(target.name + ".partial")
-    with partial.open("wb") as handle:  # streamed: an image is tens of MB
-        process = ssh.popen(ssh.agent_command(args), stdout=handle, stderr=subprocess.PIPE)
-        _, error = process.communicate()
-    if process.returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise RemoteStepFailed(
-            "downloading the image failed",
-            host=ssh.target.name,
-            output=error.decode(errors="replace")[-2000:],
-        )
-    partial.replace(target)
 
 
 def _secrets(ssh: SSH, app: str) -> dict[str, str]:

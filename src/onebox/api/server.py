@@ -26,6 +26,7 @@ from onebox.config import Project
 from onebox.detect import python_requirement
 from onebox.errors import (
     ConfigError,
+    RemoteStepFailed,
 )
 from onebox.python_support import check_requires_python
 from onebox.templating import render
@@ -188,3 +189,19 @@ def _simple(project: Project, host: str | None, reporter: Reporter, request: Req
     with connect(project, host, reporter) as server:
         request.app = project.config.app.name
         return remote.call(server.ssh, remote.pack(request), reporter.event)
+
+
+def download(ssh: SSH, agent_args: list[str], target: Path, what: str) -> None:
+    """Stream what the server's `onebox-agent AGENT_ARGS` prints into `target` (a dump,
+    an image: possibly larger than memory), through a .partial file renamed once whole;
+    on failure nothing is left and the error says `what` failed, with the server's words."""
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as handle:
+        process = ssh.popen(ssh.agent_command(agent_args), stdout=handle, stderr=subprocess.PIPE)
+        _, error = process.communicate()
+    if process.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise RemoteStepFailed(
+            f"{what} failed", host=ssh.target.name, output=error.decode(errors="replace")[-2000:]
+        )
+    partial.replace(target)

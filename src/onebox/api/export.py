@@ -8,7 +8,6 @@ manifest (written 0600, never printed) and writes the manifests (onebox/kubernet
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import yaml
 from onebox import kubernetes, remote
 from onebox.agent.requests import ExportRequest
 from onebox.api.server import Reporter, Result, connect, download
-from onebox.config import Project
+from onebox.config import Project, write_atomically
 from onebox.errors import ConfigError
 from onebox.transport import SSH
 
@@ -29,7 +28,7 @@ IMAGE_NAME = re.compile(
 IMAGE_FILE = re.compile(r"^image-\d{8}-\d{6}-\d{3}\.tar$")
 # What the folder's .gitignore keeps out of git: the secrets and the image.
 IGNORED = "# written by `onebox export kubernetes`: secrets and images stay out of git\n"
-IGNORED += "*-secret.yaml\nimage-*.tar\n*.partial\n"
+IGNORED += "*-secret.yaml\nimage-*.tar\n*.partial\n.*.onebox-tmp\n"
 
 
 def export_kubernetes(
@@ -65,9 +64,9 @@ def export_kubernetes(
     objects, secret, warnings = kubernetes.manifests(config, exported, name, secrets)
     manifests = output / f"{app}.yaml"
     secret_file = output / f"{app}-secret.yaml"
-    _write(manifests, kubernetes_yaml(objects, app), 0o644)
-    _write(secret_file, kubernetes_yaml([secret], app, secret=True), 0o600)
-    _write(output / ".gitignore", IGNORED, 0o644)
+    write_atomically(manifests, kubernetes_yaml(objects, app), 0o644)
+    write_atomically(secret_file, kubernetes_yaml([secret], app, secret=True), 0o600)
+    write_atomically(output / ".gitignore", IGNORED, 0o644)
     for old in output.iterdir():  # the image of an earlier export: 70 MB or more each
         if IMAGE_FILE.match(old.name) and old != archive:
             old.unlink()
@@ -95,15 +94,6 @@ def kubernetes_yaml(objects: list[dict[str, Any]], app: str, secret: bool = Fals
         head += "# The app's secrets (base64, not encrypted): keep this file out of git.\n"
     text = yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True, width=100)
     return head + str(text)
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(partial, mode)  # (an older .partial keeps its mode otherwise)
-    partial.replace(path)
 
 
 def _secrets(ssh: SSH, app: str) -> dict[str, str]:

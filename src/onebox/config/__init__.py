@@ -8,6 +8,7 @@ are errors with a did-you-mean, because a typo silently ignored is a production 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -314,11 +315,15 @@ def set_config_value(path: Path, section: str, key: str, value: str) -> bool:
     return True
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """All of the new file or none of it (never a half-written onebox.toml)."""
+def write_atomically(path: Path, text: str, mode: int = 0o666) -> None:
+    """All of the new file or none of it (never a half-written onebox.toml). `mode`: the
+    file's from its creation on, less the umask, as open() does (a secret's file is never
+    readable by others, not even for a moment)."""
     tmp = path.with_name(f".{path.name}.onebox-tmp")
     try:
-        tmp.write_text(text)
+        tmp.unlink(missing_ok=True)  # (one left by a killed run keeps its old mode)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as file:
+            file.write(text)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

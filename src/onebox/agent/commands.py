@@ -38,6 +38,7 @@ def run(argv: list[str]) -> int:
         "ca": ca,
         "dump": dump,
         "export": export,
+        "db-access": db_access,
     }
     if not argv or argv[0] not in builders:
         print(f"onebox-agent: unknown command; one of {', '.join(builders)}", file=sys.stderr)
@@ -70,6 +71,7 @@ RECORDED = {
     "dump": lambda args: f"backup part {args[1]}" if len(args) > 1 else "",
     "logs": lambda args: "",
     "export": lambda args: f"the {args[1]}" if len(args) > 1 else "",
+    "db-access": lambda args: "the database's password, for its app hosts' setup",
 }
 
 
@@ -224,6 +226,17 @@ def dump(args: list[str]) -> tuple[list[str], dict[str, str]]:
     paths = app_paths(args[0])
     repo = repositories(paths, load_settings(paths))[0]
     return ["restic", "dump", "--quiet", "--no-lock", args[1], args[2]], repo.env
+
+
+def db_access(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """db-access APP, on a database host: the CA's certificate and the app's password as
+    JSON, for the app hosts' setup (which reads it into memory and never prints it)."""
+    if len(args) != 1 or not APP.match(args[0]):
+        raise Refused("usage: db-access APP")
+    if not AppPaths(args[0]).db_host_password.is_file():
+        raise Refused(f"no database of {args[0]!r} on this host: `onebox setup` makes it")
+    argv = ["/usr/bin/python3", "-P", "-m", "onebox_agent.db_host", args[0]]
+    return argv, {**BASE_ENV, "PYTHONPATH": str(AGENT_HOME)}
 
 
 def export(args: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -174,6 +174,9 @@ class Engine:
             host = "localhost"
             password = values.get("DATABASE_PASSWORD") or secrets.token_urlsafe(24)
         url = f"{scheme}://{quote(user)}:{quote(password, safe='')}@{host}:{port}/{name}"
+        tls = self.tls_values()
+        if tls:  # (in the URL for dj-database-url and django-environ; libpq reads PG*)
+            url += f"?sslmode={tls['PGSSLMODE']}&sslrootcert={tls['PGSSLROOTCERT']}"
         wanted = {
             "DATABASE_URL": url,
             "DATABASE_NAME": name,
@@ -181,10 +184,18 @@ class Engine:
             "DATABASE_PASSWORD": password,
             "DATABASE_HOST": host,
             "DATABASE_PORT": str(port),
+            **tls,
         }
         changed = any(values.get(key) != value for key, value in wanted.items())
         values.update(wanted)
         return changed
+
+    def tls_values(self) -> dict[str, str]:
+        """A database host's ([servers] db): TLS, its certificate checked against the CA
+        setup brought and against the host's address (libpq's own variables)."""
+        if not (self.external and self.scheme == "postgres" and self.paths.database_ca.is_file()):
+            return {}
+        return {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(self.paths.database_ca)}
 
     @property
     def conn(self) -> dict[str, str]:

@@ -50,7 +50,8 @@ class PostgreSQL(Engine):
         args = ["--host", conn["host"], "--username", conn["user"], "--dbname", database]
         if conn["port"]:
             args += ["--port", conn["port"]]
-        return args, {"PGPASSWORD": conn["password"], "PGCONNECT_TIMEOUT": "10"}, None
+        env = {"PGPASSWORD": conn["password"], "PGCONNECT_TIMEOUT": "10", **self.tls_values()}
+        return args, env, None
 
     def _psql(self, database: str) -> tuple[list[str], dict[str, str], str | None]:
         args, env, user = self._access(database)
@@ -148,7 +149,7 @@ class PostgreSQL(Engine):
 
     def load(self, path: Path, scratch: bool = False) -> None:
         database = self.scratch_name() if scratch else self.database
-        if scratch:
+        if scratch and not self.scratch_kept():
             self.drop_scratch()
             self.sql(
                 f"CREATE DATABASE {pg_ident(database)} OWNER {pg_ident(self.role)} "
@@ -176,5 +177,21 @@ class PostgreSQL(Engine):
         finally:
             session.close()
 
+    def scratch_kept(self) -> bool:
+        """An external server's scratch database made for the app (a database host makes
+        it: the app's role may not create databases there), emptied, never dropped."""
+        if not self.external:
+            return False
+        found = f"SELECT 1 FROM pg_database WHERE datname = {pg_literal(self.scratch_name())}"
+        return bool(self.sql(found))
+
     def drop_scratch(self) -> None:
+        if self.scratch_kept():
+            self.sql(
+                "DROP SCHEMA IF EXISTS public CASCADE; "
+                f"CREATE SCHEMA public AUTHORIZATION {pg_ident(self.role)}",
+                self.scratch_name(),
+                what="emptying the scratch database",
+            )
+            return
         self.sql(f"DROP DATABASE IF EXISTS {pg_ident(self.scratch_name())}")

@@ -2,8 +2,9 @@
 
 onebox owns one table, `inet onebox`, in /etc/onebox/firewall.nft, included from Debian's
 /etc/nftables.conf (so nftables.service loads it at boot). Open: SSH (every port sshd
-listens on), HTTP, HTTPS (TCP, and UDP for HTTP/3), plus `[security] open_ports`.
-Everything else arriving from outside is dropped, the database ports included (they
+listens on), HTTP, HTTPS (TCP, and UDP for HTTP/3), plus `[security] open_ports`; on a
+database host ([servers] db) no HTTP, and the database's port from the app hosts' addresses
+only. Everything else arriving from outside is dropped, the database ports included (they
 listen on localhost too). Outgoing traffic and replies are untouched.
 
 The rules are checked (`nft -c`) before they are loaded, and loaded with a guard armed
@@ -41,9 +42,8 @@ table inet onebox {{
 		ct state invalid drop
 		iif "lo" accept
 		meta l4proto {{ 1, 58 }} accept comment "icmp, ipv6-icmp (path MTU, neighbour discovery)"
-		tcp dport {{ {tcp} }} accept comment "ssh, http, https and [security] open_ports"
-		udp dport {{ {udp} }} accept comment "http/3"
-	}}
+		tcp dport {{ {tcp} }} accept comment "{what}"
+{more}	}}
 }}
 """
 
@@ -60,15 +60,18 @@ def configure(app: str, security: dict) -> tuple[bool, bool]:
     wishes = [json.loads(p.read_text()) for p in sorted(WANTS.glob("*.json"))]
     if not any(w.get("firewall") for w in wishes):
         return remove(), False
-    ports = sorted({port for w in wishes if w.get("firewall") for port in w["open_ports"]})
-    return ensure(ports)
+    return ensure(ruleset(wishes))
 
 
 def wish_of(security: dict) -> dict[str, object]:
-    """This app's part in the server's firewall: on or not, and the ports it opens."""
+    """This app's part in the server's firewall: on or not, the ports it opens, whether
+    it serves the web here (not on a database host), and the ports it opens to some
+    addresses only ({"5432": ["10.0.0.11"]})."""
     return {
         "firewall": "firewall" not in security.get("skip", {}),
         "open_ports": sorted(set(security.get("open_ports", []))),
+        "web": security.get("web", True),
+        "allow": security.get("allow", {}),
     }
 
 
@@ -82,8 +85,7 @@ def plan(app: str, security: dict) -> list[Change]:
         return changes + (
             [Change("file", str(RULES), "removed")] if RULES.exists() or active() else []
         )
-    ports = sorted({port for w in wishes if w.get("firewall") for port in w["open_ports"]})
-    wanted = ruleset(ports)
+    wanted = ruleset(wishes)
     rules = file_change(RULES, wanted, mode=0o644)
     if not rules and not active():
         rules = [command(["nft", "-f", str(RULES)])]
@@ -99,18 +101,35 @@ def ssh_ports() -> list[int]:
     return ports or [22]
 
 
-def ruleset(open_ports: list[int]) -> str:
-    tcp = sorted({*ssh_ports(), 80, 443, *open_ports})
-    return TEMPLATE.format(tcp=", ".join(map(str, tcp)), udp="443")
+def ruleset(wishes: list[dict], ssh: list[int] | None = None) -> str:
+    """The rules for every app's wish (those with the firewall on)."""
+    wishes = [w for w in wishes if w.get("firewall")]
+    web = any(w.get("web", True) for w in wishes)  # (an older wish: a web app)
+    opened = {port for w in wishes for port in w["open_ports"]}
+    tcp = sorted({*(ssh_ports() if ssh is None else ssh), *((80, 443) if web else ()), *opened})
+    what = "ssh, http, https and [security] open_ports" if web else "ssh and [security] open_ports"
+    more = '\t\tudp dport { 443 } accept comment "http/3"\n' if web else ""
+    allowed: dict[int, set[str]] = {}
+    for wish in wishes:
+        for port, sources in wish.get("allow", {}).items():
+            allowed.setdefault(int(port), set()).update(sources)
+    for port, sources in sorted(allowed.items()):
+        for family in ("ip", "ip6"):
+            some = sorted(s for s in sources if (":" in s) == (family == "ip6"))
+            if some:
+                more += (
+                    f"\t\t{family} saddr {{ {', '.join(some)} }} tcp dport {port} accept "
+                    'comment "the app hosts only"\n'
+                )
+    return TEMPLATE.format(tcp=", ".join(map(str, tcp)), what=what, more=more)
 
 
 def active() -> bool:
     return run(["nft", "list", "table", "inet", "onebox"], check=False).returncode == 0
 
 
-def ensure(open_ports: list[int]) -> tuple[bool, bool]:
+def ensure(wanted: str) -> tuple[bool, bool]:
     """Write and load the rules; (changed, guard armed)."""
-    wanted = ruleset(open_ports)
     if RULES.exists() and RULES.read_text() == wanted and active():
         ensure_boot_include()
         return False, False

@@ -37,6 +37,12 @@ CADDY_SITES = Path("/etc/caddy/sites")
 CADDY_LOGS = Path("/var/log/caddy")  # each app's access log, written (and rolled) by Caddy
 CADDY_DROPIN = UNIT_DIR / "caddy.service.d" / "onebox.conf"
 APACHE_INCLUDES = Path("/etc/apache2/onebox")  # each app's site, included in its vhost
+# A database host ([servers] db, db_host.py): the CA that signs its certificate (root's
+# alone), each app's database password, and the certificate PostgreSQL serves.
+DB_HOST = ETC / "db-host"
+DB_CA_KEY, DB_CA_CERT = DB_HOST / "ca.key", DB_HOST / "ca.crt"
+POSTGRESQL_ETC = Path("/etc/postgresql")
+PG_TLS = POSTGRESQL_ETC / "onebox-tls"  # server.key and server.crt, the postgres user's
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,17 @@ class AppPaths:
     @property
     def secrets(self) -> Path:
         return ETC / f"{self.app}.env"
+
+    @property
+    def database_ca(self) -> Path:
+        """On an app host: the CA certificate the database host's certificate is checked
+        against (public; the app's user reads it: PGSSLROOTCERT)."""
+        return self.root / "database-ca.crt"
+
+    @property
+    def db_host_password(self) -> Path:
+        """On the database host: the app's database password (the app hosts get it)."""
+        return DB_HOST / f"{self.app}.password"
 
     @property
     def settings(self) -> Path:

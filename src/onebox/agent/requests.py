@@ -74,6 +74,15 @@ class SetupRequest(Request):
     proxy: str  # "caddy", or "apache": the server's own, kept in front ([apache])
     apache: Table
     dry_run: bool = False  # each step's plan, nothing changed (setup.py)
+    # "app": the app's host; "db": the database host ([servers] db, db_host.py), reached
+    # at `address` by the app hosts at `clients`
+    role: str = "app"
+    address: str = ""
+    clients: list[str] = field(default_factory=list)
+    # An app host whose database is on the database host: its CA's certificate (public),
+    # and the app's password made there (into the secrets, never shown)
+    database_ca: str = ""
+    database_password: str = ""
 
 
 @dataclass(kw_only=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import (
     adoption,
+    db_host,
     guard,
     hardening,
     isolation,
@@ -37,6 +38,7 @@ from .plan import Change, command, file_change, files_change, missing_dirs, pack
 from .provision import (
     BASE_PACKAGES,
     CADDY_DROPIN_TEXT,
+    SECRETS_HEADER,
     agent_files,
     check_calendar,
     check_supported,
@@ -57,7 +59,13 @@ from .provision import (
 )
 from .requests import SetupRequest
 from .steps import Step, plan_steps, run_steps
-from .system import group_members, read_env_file, user_exists
+from .system import (
+    format_env_file,
+    group_members,
+    read_env_file,
+    user_exists,
+    write_file,
+)
 
 
 @dataclass(kw_only=True)
@@ -222,6 +230,11 @@ def steps(s: Setup) -> list[Step[Setup]]:
         ),
         step("secrets file", lambda s: ensure_secrets(paths), plan_secrets),
         step(
+            "the database host's certificate and password",
+            database_access,
+            when=lambda s: bool(r.database_ca),
+        ),
+        step(
             "the adopted site's database password, into the secrets",
             lambda s: adoption.take_password(paths, r.apache),
             when=lambda s: s.adopted,
@@ -250,14 +263,49 @@ def steps(s: Setup) -> list[Step[Setup]]:
     ]
 
 
+def database_host_steps(s: Setup) -> list[Step[Setup]]:
+    """A database host's steps ([servers] db): no app, no web server; the hardening
+    with a firewall that opens the database's port to the app hosts alone."""
+    r = s.request
+    security = {**r.security, "web": False, "allow": {str(db_host.PORT): r.clients}}
+    return [
+        step("packages", lambda s: ensure_packages(s.packages, r.security, s.notes), plan_packages),
+        step(
+            "database host (PostgreSQL over TLS, for the app hosts)",
+            lambda s: db_host.ensure(s.paths.app, r.address, r.clients),
+        ),
+        step("onebox agent", lambda s: install_agent(), plan_agent),
+        *(
+            step(name, action, plan)
+            for name, action, plan in hardening.steps(
+                s.paths.app, security, r.login, s.debian, s.notes, s.guarded
+            )
+        ),
+    ]
+
+
+def database_access(s: Setup) -> bool:
+    """An app host of a database host: its CA's certificate (the app checks the server's
+    against it), and the app's password in the secrets."""
+    paths, r = s.paths, s.request
+    changed = write_file(paths.database_ca, r.database_ca, mode=0o644)
+    values = read_env_file(paths.secrets)
+    if values.get("DATABASE_PASSWORD") != r.database_password:
+        values["DATABASE_PASSWORD"] = r.database_password
+        write_file(paths.secrets, format_env_file(values, SECRETS_HEADER), mode=0o600)
+        changed = True
+    return changed
+
+
 def setup(request: SetupRequest) -> dict[str, Any]:
     """One setup at a time per server (two would meet on apt's lock, or in sshd's config);
     the second is refused with exit 7, naming the first. A dry run takes no lock."""
     s = begin(request)
+    listed = database_host_steps(s) if request.role == "db" else steps(s)
     if request.dry_run:
-        return {"dry_run": True, "plan": [asdict(p) for p in plan_steps(steps(s), s)]}
+        return {"dry_run": True, "plan": [asdict(p) for p in plan_steps(listed, s)]}
     with deploy_lock(SETUP_LOCK, request.by, f"setup of {request.app}"):
-        run_steps(steps(s), s)
+        run_steps(listed, s)
     locked = "ssh" not in request.security.get("skip", {}) and ssh_access.locked_down()
     # An undo still armed by an earlier setup that never got its confirmation (its
     # client was killed): confirmed over this run's new connection, or it fires later.
@@ -278,6 +326,8 @@ def begin(request: SetupRequest) -> Setup:
     db = engine_for(paths.app, request.database, read_env_file(paths.secrets))
     base = [p for p in BASE_PACKAGES if p != "caddy" or request.proxy != "apache"]
     packages = base + db.packages + (["redis-server"] if request.redis else [])
+    if request.role == "db":  # (the database server itself, and openssl for its CA)
+        packages = ["postgresql", "postgresql-client", "openssl", "ca-certificates"]
     packages += hardening.packages(request.security)
     return Setup(
         request=request, paths=paths, db=db, debian=str(found["os_version"]), packages=packages

@@ -4,10 +4,12 @@ changes to sshd and the firewall (and turn root login off).
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
-from onebox import no_deploy_user, remote
+from onebox import hosts, no_deploy_user, remote
 from onebox.agent.requests import (
     ConfirmRequest,
     SetupRequest,
@@ -15,6 +17,7 @@ from onebox.agent.requests import (
 from onebox.api.server import (
     Reporter,
     Result,
+    Server,
     check_python,
     connect,
     facts,
@@ -25,6 +28,7 @@ from onebox.api.server import (
 from onebox.config import Project, set_server_user
 from onebox.errors import (
     ConnectionFailed,
+    RemoteStepFailed,
 )
 from onebox.transport import DEPLOY_USER, SSH, Target
 
@@ -32,23 +36,101 @@ from onebox.transport import DEPLOY_USER, SSH, Target
 def setup(
     project: Project, host: str | None, reporter: Reporter, *, dry_run: bool = False
 ) -> Result:
+    """The app's host; with [servers] db, the database host first (or alone, --host it)."""
+    db = project.config.servers.db
+    access: dict[str, str] | None = None
+    db_result: Result | None = None
+    if db and host in (None, db):
+        db_result, access = _setup_host(project, db, reporter, dry_run, database_host_request)
+        if host == db:
+            return db_result
+    if db and access is None and not dry_run:
+        access = database_access(project, reporter)
+
+    def app_request(project: Project, server: Server) -> SetupRequest:
+        request = app_setup_request(project, server)
+        if access:
+            request.database_ca, request.database_password = access["ca"], access["password"]
+        return request
+
+    result, _ = _setup_host(project, host, reporter, dry_run, app_request)
+    if db_result is not None:
+        result["database_host"] = db_result
+    return result
+
+
+def app_setup_request(project: Project, server: Server) -> SetupRequest:
+    return SetupRequest(
+        app=project.config.app.name,
+        uv_version=uv_version(),
+        files=rendered_files(project, server.address),
+        security=project.config.security.model_dump(),
+        redis=project.config.redis,
+        database=project.config.database.model_dump(),
+        backup=project.config.backup.model_dump(),
+        **front_settings(project),
+    )
+
+
+def database_host_request(project: Project, server: Server) -> SetupRequest:
+    """[servers] db: PostgreSQL for the app's host, reached over TLS at the address the
+    app's database URL names, from the app host's addresses alone."""
+    cfg = project.config
+    return SetupRequest(
+        app=cfg.app.name,
+        uv_version=uv_version(),
+        files={},
+        security=cfg.security.model_dump(),
+        redis=None,
+        database={**cfg.database.model_dump(), "url": ""},  # (its own, local to it)
+        backup=cfg.backup.model_dump(),
+        proxy="caddy",
+        apache={},
+        role="db",
+        address=hosts.address_of(cfg.servers.db),
+        clients=hosts.ip_addresses(cfg.server.host),
+    )
+
+
+def database_access(project: Project, reporter: Reporter) -> dict[str, str]:
+    """The database host's CA certificate and the app's password (into memory only)."""
+    with connect(project, project.config.servers.db, reporter) as server:
+        return _read_access(project, server)
+
+
+def _read_access(project: Project, server: Server) -> dict[str, str]:
+    app = project.config.app.name
+    try:
+        out = server.ssh.run(server.ssh.agent_command(["db-access", app])).stdout
+        return dict(json.loads(out))
+    except (RemoteStepFailed, ValueError) as exc:
+        raise RemoteStepFailed(
+            f"the database host {server.ssh.target.name} has no database for {app} yet",
+            host=server.ssh.target.name,
+            output=getattr(exc, "output", None),
+            hint="run `onebox setup` without --host: it sets up the database host first",
+        ) from None
+
+
+def _setup_host(
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    dry_run: bool,
+    make_request: Callable[[Project, Server], SetupRequest],
+) -> tuple[Result, dict[str, str] | None]:
+    """One host's setup, then the new connections that confirm its changes; a database
+    host's access is read before they turn root's login off."""
     with connect(project, host, reporter) as server:
-        request = SetupRequest(
-            app=project.config.app.name,
-            uv_version=uv_version(),
-            files=rendered_files(project, server.address),
-            security=project.config.security.model_dump(),
-            redis=project.config.redis,
-            database=project.config.database.model_dump(),
-            backup=project.config.backup.model_dump(),
-            **front_settings(project),
-        )
+        request = make_request(project, server)
         found = facts(server, reporter)
-        check_python(project, found)
+        if request.role == "app":
+            check_python(project, found)
         request.dry_run = dry_run  # the server says what each step would change
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         if dry_run:
-            return {"host": server.ssh.target.name, "server": found, **result}
+            return {"host": server.ssh.target.name, "server": found, **result}, None
+        access = _read_access(project, server) if request.role == "db" else None
         lockdown = project.config.security.wants("ssh")
         if lockdown:
             # The deploy user exists now. Written before root login goes off, so that
@@ -66,7 +148,7 @@ def setup(
                 f'logs in as {DEPLOY_USER!r} from now on ([server] user = "{DEPLOY_USER}" '
                 f"written to {project.source.name})"
             )
-        return {"host": server.ssh.target.name, "server": found, **result}
+        return {"host": server.ssh.target.name, "server": found, **result}, access
 
 
 def confirm_access(

@@ -43,6 +43,7 @@ from onebox.config.sections import (
     EnvConfig,
     SecurityConfig,
     ServerConfig,
+    ServersConfig,
     _no_control_characters,
     _Section,
 )
@@ -58,6 +59,7 @@ __all__ = [
 class Config(_Section):
     app: AppConfig
     server: ServerConfig = ServerConfig()
+    servers: ServersConfig = ServersConfig()
     build: BuildConfig = BuildConfig()
     deploy: DeployConfig = DeployConfig()
     env: EnvConfig = EnvConfig()
@@ -113,6 +115,23 @@ class Config(_Section):
         return self
 
     @model_validator(mode="after")
+    def _database_host(self) -> Config:
+        db = self.servers.db
+        if not db:
+            return self
+        if self.database.engine != "postgresql":
+            raise ValueError(
+                "[servers] db sets up PostgreSQL on its own host: set [database] engine = "
+                '"postgresql" (MariaDB on a database host is not supported yet)'
+            )
+        if db == self.server.host:
+            raise ValueError(
+                "[servers] db names the app's own host: leave it out to keep the database "
+                "on the box, or name another host"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _deploy_user_needs_ssh(self) -> Config:
         if self.server.user == "onebox" and not self.security.wants("ssh"):
             raise ValueError(
@@ -155,7 +174,24 @@ def load_project(start: Path | None = None) -> Project:
             hint="run `onebox init` in your Django project first",
         )
     config, notes = with_procfile(source.parent, load_config(source))
+    config = with_database_host(config)
     return Project(root=source.parent, source=source, config=config, notes=notes)
+
+
+def with_database_host(config: Config) -> Config:
+    """[servers] db: to the app's host, the database is an external one at that host."""
+    if not config.servers.db:
+        return config
+    if config.database.url:
+        raise ConfigError(
+            "[servers] db and [database] url both say where the database is",
+            hint="keep url for a database onebox does not manage, db for one it sets up",
+        )
+    from onebox.hosts import database_url
+
+    url = database_url(config.app.name, config.servers.db)
+    database = config.database.model_copy(update={"url": url})
+    return config.model_copy(update={"database": database})
 
 
 def with_procfile(root: Path, config: Config) -> tuple[Config, tuple[str, ...]]:

@@ -221,6 +221,22 @@ class ServerConfig(_Section):
         return value.lower()
 
 
+class ServersConfig(_Section):
+    """Hosts with roles beside [server] host (the app's host): the database on a host of
+    its own, set up by onebox (db_host.py), reached by the app over TLS."""
+
+    db: str = ""
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        if value and not SSH_NAME.fullmatch(value):
+            raise ValueError(
+                'must be an address, a host name, user@host or sandbox:NAME, like "10.0.0.20"'
+            )
+        return value
+
+
 SERVER_PATH = re.compile(r"/[A-Za-z0-9._/@+-]*\Z")
 
 

@@ -19,10 +19,11 @@ def address_of(spec: str) -> str:
 
         return sandbox.load(spec.removeprefix("sandbox:")).target().host
     host = spec.rpartition("@")[2]
-    match = re.fullmatch(r"(.+):(\d+)", host)
-    if match and not host.startswith("["):
-        host = match.group(1)
-    return host.strip("[]")
+    bracketed = re.fullmatch(r"\[(.+)\](?::\d+)?", host)  # [2001:db8::5]:22
+    if bracketed:
+        return bracketed.group(1)
+    with_port = re.fullmatch(r"([^:]+):\d+", host)
+    return with_port.group(1) if with_port else host
 
 
 def database_url(app: str, db_spec: str) -> str:

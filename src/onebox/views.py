@@ -133,6 +133,13 @@ def init_text(target: str, found: Any, filled: list[str] | None, host: str) -> s
 
 
 def setup_text(result: Data) -> str:
+    """One line per host (several, with [servers]: each named with its role)."""
+    if "hosts" in result:
+        return lines(*(f"{one_setup(host)} [{host['role']}]" for host in result["hosts"]))
+    return one_setup(result)
+
+
+def one_setup(result: Data) -> str:
     if result["changed"]:
         return f"{result['host']}: set up ({', '.join(result['changed'])} changed)"
     return f"{result['host']}: already set up, nothing changed"
@@ -176,7 +183,13 @@ def change_lines(change: dict[str, str]) -> list[str]:
 
 
 def deploy_text(result: Data) -> str:
-    out = [f"deployed release {result['release']} in {result['seconds']}s"]
+    if "hosts" in result:  # a rolling deploy: each web host's own release name
+        names = ", ".join(f"{h['host']} {h['release']}" for h in result["hosts"])
+        out = [f"deployed to {len(result['hosts'])} web host(s), one at a time: {names}"]
+        if result.get("skipped"):
+            out.append(f"skipped: {', '.join(result['skipped'])} (they keep their release)")
+    else:
+        out = [f"deployed release {result['release']} in {result['seconds']}s"]
     migrated = result.get("migrations") or {}
     if migrated.get("applied"):
         backup = migrated.get("backup")
@@ -323,6 +336,8 @@ def rollback_text(result: Data) -> str:
     seconds = f" in {result['seconds']}s" if "seconds" in result else ""
     how = " (the standby: a switch)" if result.get("standby") else ""
     out = [f"rolled back to release {result['release']} (was {result['previous']}){how}{seconds}"]
+    if "hosts" in result:  # rolling: one line per web host
+        out = [f"{h['host']}: rolled back to release {h['release']}" for h in result["hosts"]]
     restored = result.get("restored")
     if restored:
         out.append(

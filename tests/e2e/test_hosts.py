@@ -1,17 +1,32 @@
-"""Hosts with roles: the example app on one practice server, its PostgreSQL on another
-([servers] db), set up by one `onebox setup`, reached over TLS from the app's host only."""
+"""Hosts with roles, on four practice servers: a load balancer (Caddy), two web hosts, and
+the database host (PostgreSQL), set up by one `onebox setup`; rolling deploys and
+rollbacks under steady load through the balancer; a web host powered off mid-deploy."""
 
 from __future__ import annotations
 
 import re
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Server, copy_project, edit, fetch, onebox, onebox_json, practice_server
+from onebox import sandbox
+
+from .conftest import (
+    ROOT,
+    Server,
+    copy_project,
+    edit,
+    fetch,
+    onebox,
+    onebox_background,
+    onebox_json,
+    practice_server,
+)
+from .load import Load
 
 pytestmark = pytest.mark.e2e
 
@@ -22,32 +37,50 @@ def db(tmp_path_factory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory) -> Iterator[Server]:
-    yield from practice_server("hostsweb", "12", tmp_path_factory)
+def web1(tmp_path_factory) -> Iterator[Server]:
+    yield from practice_server("hostsweb1", "12", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, db: Server, web: Server) -> Path:
+def web2(tmp_path_factory) -> Iterator[Server]:
+    yield from practice_server("hostsweb2", "12", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def lb(tmp_path_factory) -> Iterator[Server]:
+    yield from practice_server("hostslb", "12", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, db, web1, web2, lb) -> Path:
     root = copy_project(ROOT / "examples" / "mvp", tmp_path_factory.mktemp("hosts") / "mvp")
     config = root / "onebox.toml"
-    edit(config, 'host = "sandbox:demo"', f'host = "{web.host}"')
+    edit(config, 'host = "sandbox:demo"\n', "")  # (the first web host is the default)
     edit(config, 'user = "onebox"\n', "")  # (fresh servers: setup logs in as root first)
     edit(config, 'engine = "sqlite"', 'engine = "postgresql"')
-    config.write_text(config.read_text() + f'\n[servers]\ndb = "{db.host}"\n')
+    edit(config, "[deploy]\n", "[deploy]\nprobation = 3\n")
+    config.write_text(
+        config.read_text()
+        + f'\n[servers]\nweb = ["{web1.host}", "{web2.host}"]\nlb = "{lb.host}"\n'
+        + f'db = "{db.host}"\n'
+    )
     return root
 
 
 @pytest.fixture(scope="module")
-def deployed(project: Path, db: Server, web: Server) -> dict:
+def deployed(project: Path, db, web1, web2, lb) -> dict:
     setup = onebox_json("setup", cwd=project)["result"]
-    assert setup["host"] == web.host
-    database = setup["database_host"]
-    assert database["host"] == db.host
-    assert "database host (PostgreSQL over TLS, for the app hosts)" in database["changed"]
-    assert "the database host's certificate and password" in setup["changed"]
-    assert 'user = "onebox"' in (project / "onebox.toml").read_text()  # both locked down
+    roles = {host["host"]: host["role"] for host in setup["hosts"]}
+    assert roles == {db.host: "db", web1.host: "web", web2.host: "web", lb.host: "lb"}
+    changed = {host["host"]: host["changed"] for host in setup["hosts"]}
+    assert "database host (PostgreSQL over TLS, for the app hosts)" in changed[db.host]
+    assert "the database host's certificate and password" in changed[web2.host]
+    assert "load balancer (Caddy)" in changed[lb.host]
+    assert 'user = "onebox"' in (project / "onebox.toml").read_text()  # all locked down
     result = onebox_json("deploy", cwd=project)["result"]
-    web.ca.write_text(onebox("ca", cwd=project).stdout)
+    assert [h["host"] for h in result["hosts"]] == [web1.host, web2.host]
+    assert result["url"] == f"https://{lb.address}/" and result["problems"] == []
+    lb.ca.write_text(onebox("ca", "--host", lb.host, cwd=project).stdout)
     return result
 
 
@@ -62,81 +95,180 @@ def post_entry(url: str, ca: Path, jar: Path, name: str, message: str) -> int:
     return fetch(url, ca, args=("-b", str(jar), "-e", url, *form)).status
 
 
-def test_the_app_stores_its_data_on_the_database_host(deployed, db, web, tmp_path):
-    assert post_entry(deployed["url"], web.ca, tmp_path / "jar", "Ada", "on the db host") == 302
-    assert "<strong>Ada</strong>: on the db host" in fetch(deployed["url"], web.ca).body
+def serving(project: Path, host: Server) -> str:
+    status = onebox_json("status", "--host", host.host, cwd=project)["result"]
+    return status["release"]["release_id"]
+
+
+def change_code(project: Path, marker: str) -> None:
+    template = project / "guestbook" / "templates" / "guestbook" / "index.html"
+    text = re.sub(r"<!-- marker .*? -->", "", template.read_text())
+    template.write_text(
+        text.replace("<h1>Guestbook</h1>", f"<h1>Guestbook</h1><!-- marker {marker} -->")
+    )
+
+
+def markers(lb: Server, count: int = 12) -> set[str]:
+    pages = (fetch(f"https://{lb.address}/", lb.ca).body for _ in range(count))
+    return {
+        m.group(1) if m else "" for m in (re.search(r"<!-- marker (\S+) -->", p) for p in pages)
+    }
+
+
+def load_through(lb: Server) -> Load:
+    return Load(lb.address, lb.address, lb.ca, rate=15, limit=240)
+
+
+def test_setup_again_changes_nothing_on_any_host(project, deployed):
+    again = onebox_json("setup", cwd=project)["result"]
+    assert {h["host"]: h["changed"] for h in again["hosts"] if h["changed"]} == {}
+
+
+def test_the_balancer_serves_both_web_hosts_over_https(deployed, lb, web1, web2, tmp_path):
+    page = fetch(f"https://{lb.address}/", lb.ca)
+    assert page.status == 200 and "<h1>Guestbook</h1>" in page.body
+    assert "server" not in page.headers
+    plain = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{lb.address}/"],
+        capture_output=True,
+        text=True,
+    )
+    assert plain.stdout == "308"
+    for _ in range(20):
+        fetch(f"https://{lb.address}/?from=test", lb.ca)
+    for web in (web1, web2):  # each got some (least_conn breaks ties at random)
+        assert "/?from=test" in web.ssh("cat /var/log/caddy/mvp-access.log")
+    # A web host's own site answers only the balancer: its port is shut to others.
+    probe = f"timeout 5 bash -c 'echo > /dev/tcp/{web1.address}/8480' && echo open || echo shut"
+    assert lb.ssh(probe).strip() == "open"
+    assert web2.ssh(probe).strip() == "shut"
+
+
+def test_the_app_stores_its_data_on_the_database_host(deployed, db, web1, web2, lb, tmp_path):
+    url = f"https://{lb.address}/"
+    assert post_entry(url, lb.ca, tmp_path / "jar", "Ada", "on the db host") == 302
+    assert "<strong>Ada</strong>: on the db host" in fetch(url, lb.ca).body
     assert psql(db, "select name, message from guestbook_entry") == "Ada|on the db host\n"
-    # The app's connections come from its host, encrypted.
+    for _ in range(6):
+        fetch(url, lb.ca)
+    # The web hosts' connections (conn_max_age keeps them) come from them, encrypted.
     sessions = psql(
         db,
         "select client_addr, ssl from pg_stat_activity join pg_stat_ssl using (pid) "
         "where datname = 'mvp' and usename = 'mvp'",
-    )
-    assert sessions and all(line == f"{web.address}|t" for line in sessions.split())
-    # Nothing of the database lives on the app's host.
-    server = web.ssh("dpkg-query -W -f='${Status}' postgresql 2>&1", check=False)
-    assert "install ok installed" not in server
+    ).split()
+    assert sessions and set(sessions) <= {f"{web1.address}|t", f"{web2.address}|t"}
+    # Nothing of the database lives on a web host.
+    installed = web1.ssh("dpkg-query -W -f='${Status}' postgresql 2>&1", check=False)
+    assert "install ok installed" not in installed
 
 
-def test_the_database_is_reachable_from_the_app_host_only(deployed, db, web):
+def test_the_database_is_reachable_from_the_web_hosts_only(deployed, db, web1, web2, lb):
     probe = f"timeout 5 bash -c 'echo > /dev/tcp/{db.address}/5432' && echo open || echo shut"
-    assert web.ssh(probe).strip() == "open"
+    assert web1.ssh(probe).strip() == "open" and web2.ssh(probe).strip() == "open"
+    assert lb.ssh(probe).strip() == "shut"
     outside = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=20)
     assert outside.stdout.strip() == "shut"  # (this machine: the practice network's gateway)
     rules = db.ssh("nft list table inet onebox")
-    assert f"ip saddr {web.address} tcp dport 5432 accept" in rules
-    assert "tcp dport 22 accept" in rules and "443" not in rules  # no web server on the db host
+    assert f"ip saddr {{ {web1.address}, {web2.address} }} tcp dport 5432 accept" in rules
+    assert "tcp dport 22 accept" in rules and "443" not in rules  # no web server on it
     hba = db.ssh("cat /etc/postgresql/15/main/pg_hba.conf")
     assert hba.startswith("# onebox mvp begin")
-    assert f'hostssl "mvp","onebox_verify_mvp" "mvp" {web.address}/32 scram-sha-256' in hba
+    assert f'hostssl "mvp","onebox_verify_mvp" "mvp" {web2.address}/32 scram-sha-256' in hba
 
 
-def test_the_app_host_checks_the_database_certificate(deployed, db, web):
-    secrets = web.ssh("cat /etc/onebox/mvp.env")
+def test_the_web_hosts_check_the_database_certificate(deployed, db, web1):
+    secrets = web1.ssh("cat /etc/onebox/mvp.env")
     assert 'PGSSLMODE="verify-full"' in secrets
     assert "sslmode=verify-full&sslrootcert=/srv/mvp/database-ca.crt" in secrets
     password = re.search(r'^DATABASE_PASSWORD="(.+)"$', secrets, re.M).group(1)
     assert password == db.ssh("cat /etc/onebox/db-host/mvp.password")
     assert db.ssh("stat -c '%a %U' /etc/onebox/db-host/ca.key").split() == ["600", "root"]
-    assert password not in db.ssh("ps -eo args") + web.ssh("ps -eo args")
+    assert password not in db.ssh("ps -eo args") + web1.ssh("ps -eo args")
     connect = (
         f"PGPASSWORD={shlex.quote(password)} PGSSLMODE=verify-full PGSSLROOTCERT={{ca}} "
         f"psql -X -At -h {db.address} -U mvp -d mvp -c 'select 1'"
     )
-    assert web.ssh(connect.format(ca="/srv/mvp/database-ca.crt")).strip() == "1"
+    assert web1.ssh(connect.format(ca="/srv/mvp/database-ca.crt")).strip() == "1"
     # Another CA's certificate (the system's) does not vouch for it: refused.
-    refused = web.ssh(connect.format(ca="/etc/ssl/certs/ca-certificates.crt") + " 2>&1", False)
+    refused = web1.ssh(connect.format(ca="/etc/ssl/certs/ca-certificates.crt") + " 2>&1", False)
     assert "certificate verify failed" in refused
     # Without TLS, the database host admits nobody.
-    plain = web.ssh(connect.format(ca="x").replace("verify-full", "disable") + " 2>&1", False)
+    plain = web1.ssh(connect.format(ca="x").replace("verify-full", "disable") + " 2>&1", False)
     assert "no pg_hba.conf entry" in plain and "no encryption" in plain
+
+
+def test_a_rolling_deploy_under_load_drops_nothing(project, deployed, lb, web1, web2):
+    change_code(project, "two")
+    before = {web.name: serving(project, web) for web in (web1, web2)}
+    with load_through(lb) as load:
+        started = time.monotonic()
+        deploy = onebox("deploy", cwd=project)
+        out = deploy.stdout + deploy.stderr
+        seconds = time.monotonic() - started
+    print(
+        f"rolling deploy {seconds:.1f}s under load: {load.ok}, longest gap {load.longest_gap:.2f}s"
+    )
+    assert load.failures == [] and load.total > 100
+    assert out.index(f"{web1.host} (1/2): traffic to") < out.index(f"{web2.host} (2/2): traffic to")
+    assert markers(lb) == {"two"}
+    after = {web.name: serving(project, web) for web in (web1, web2)}
+    assert all(after[web] > before[web] for web in after)
+
+
+def test_a_rolling_rollback_under_load_drops_nothing(project, deployed, lb, web1, web2):
+    with load_through(lb) as load:
+        result = onebox_json("rollback", cwd=project)["result"]
+    print(f"rolling rollback under load: {load.ok}, longest gap {load.longest_gap:.2f}s")
+    assert load.failures == [] and load.total > 20
+    assert [h["host"] for h in result["hosts"]] == [web1.host, web2.host]
+    assert all(h["standby"] for h in result["hosts"])  # (each a switch to its standby)
+    assert markers(lb) == {""}  # the first release, before any marker
+
+
+def test_a_web_host_powered_off_mid_deploy(project, deployed, lb, web1, web2):
+    change_code(project, "three")
+    first = serving(project, web1)
+    with load_through(lb) as load:
+        deploy = onebox_background("deploy", cwd=project)
+        out = []
+        for line in deploy.stdout:
+            out.append(line)
+            if f"{web2.host} (2/2): traffic to" in line:  # (web1 has switched: probation 3 s)
+                sandbox.stop(web2.name, log=lambda _: None)
+        deploy.wait(timeout=300)
+        text = "".join(out)
+        assert deploy.returncode != 0
+        assert f"the rolling deploy stopped on {web2.host}" in text
+        assert f"{web1.host} went back to the release it served" in text
+        assert f"`onebox deploy --skip-host {web2.host}`" in text
+        time.sleep(2)  # (the balancer's health checks: every second)
+        assert markers(lb) == {""}  # web1 serves the release it served, alone
+    # Only requests in flight to web2 as it went down may have failed.
+    print(f"web2 powered off under load: {load.ok}, failed {load.failures}")
+    assert len(load.failures) <= 8 and load.longest_gap < 5
+    assert serving(project, web1) == first
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode != 0
+    assert f"web host {web2.host} does not answer, so nothing was deployed" in refused.stderr
+    skipped = onebox_json("deploy", "--skip-host", web2.host, cwd=project)["result"]
+    assert [h["host"] for h in skipped["hosts"]] == [web1.host]
+    assert skipped["skipped"] == [web2.host] and skipped["problems"] == []
+    assert markers(lb) == {"three"}
+    # Back on, web2 serves what it served; the next deploy brings every host level.
+    sandbox.start(web2.name, log=lambda _: None)
+    onebox("deploy", cwd=project)
+    time.sleep(2)
+    assert markers(lb, 20) == {"three"}
 
 
 def test_backup_verify_and_restore_of_the_database_host(project, deployed, db):
     backup = onebox_json("backup", cwd=project)["result"]
     assert backup["manifest"]["engine"] == "postgresql"
+    rows = psql(db, "select name, message from guestbook_entry order by id")
+    assert rows.startswith("Ada|on the db host\n")  # (then the load's entries)
     psql(db, "delete from guestbook_entry")
-    verified = onebox("backup", "verify", cwd=project)
-    assert "restored identical" in verified.stdout
+    assert "restored identical" in onebox("backup", "verify", cwd=project).stdout
     restored = onebox("restore", backup["id"], cwd=project, input="")
     assert f"restored backup {backup['id']}" in restored.stdout
-    assert psql(db, "select name from guestbook_entry") == "Ada\n"
-
-
-def test_setup_again_changes_nothing_on_either_host(project):
-    again = onebox_json("setup", cwd=project)["result"]
-    assert again["changed"] == [] and again["database_host"]["changed"] == []
-
-
-def test_a_database_host_needs_postgresql(project, tmp_path):
-    config = project / "onebox.toml"
-    original = config.read_text()
-    try:
-        config.write_text(original.replace('engine = "postgresql"', 'engine = "mysql"'))
-        result = onebox("setup", "--dry-run", cwd=project, check=False)
-        assert result.returncode != 0
-        assert "[servers] db sets up PostgreSQL on its own host: set [database] engine" in (
-            result.stderr
-        )
-    finally:
-        config.write_text(original)
+    assert psql(db, "select name, message from guestbook_entry order by id") == rows

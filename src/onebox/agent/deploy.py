@@ -270,6 +270,11 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
 ]
 
 
+# A rolling deploy's part on each web host (request.hold): the release built and healthy
+# beside the live one, the live site as it was; the client then switches host by host.
+HELD = STEPS[: next(i for i, s in enumerate(STEPS) if s.name == "switch traffic")]
+
+
 def deploy(request: DeployRequest, payload: Path) -> dict[str, Any]:
     paths = AppPaths(request.app)
     check_supported()
@@ -318,10 +323,13 @@ def _deploy(d: Deploy) -> dict[str, Any]:
     if "django" in d.skip:
         emit("log", text=f"django check --deploy skipped: {d.skip['django']}")
     with d.window, ThreadPoolExecutor(max_workers=1) as d.pool:
-        run_steps(STEPS, d)
+        run_steps(HELD if request.hold else STEPS, d)
+    # (a held release serves nobody yet: its switch checks the site)
+    checked = {} if request.hold else site_check.after_switch(paths, request)
     return {
+        "held": request.hold,
         # what stands between visitors and the new release (maintenance mode, say)
-        **site_check.after_switch(paths, request),
+        **checked,
         "hooks_failed": d.hooks_failed,
         "release": request.release_id,
         "slot": live_slot(paths),

@@ -27,6 +27,7 @@ LISTS_STAMP = STATE / "apt-lists.stamp"
 MAINTENANCE = STATE / "maintenance"
 DRAINS = STATE / "drain"  # while DRAINS/<app> exists, the proxy closes each connection
 MOVE_PORTS = {80: 8080, 443: 8443}  # Caddy's ports while Apache still holds 80 and 443
+BALANCED_PORT = 8480  # a web host's site for the load balancer ([servers] lb), plain HTTP
 CADDY_CERTS = Path("/etc/caddy/certs")  # an adopted site's certificate, for Caddy
 LOGS = Path("/var/log/onebox")  # the history (history.py)
 FIREWALL_RULES = ETC / "firewall.nft"

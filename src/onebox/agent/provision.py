@@ -341,6 +341,23 @@ def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
     return changed or moved
 
 
+def ensure_balancer(caddyfile: str) -> bool:
+    """A load balancer's Caddy ([servers] lb): its own Caddyfile, no app's site."""
+    if CADDYFILE.is_file():
+        old = CADDYFILE.read_text()
+        backup = CADDYFILE.with_name("Caddyfile.before-onebox")
+        if "[servers] lb" not in old and CADDY_MARK not in old and not backup.exists():
+            write_file(backup, old)  # the user's own Caddyfile is never lost
+    moved = write_file(CADDY_DROPIN, CADDY_DROPIN_TEXT)
+    if moved:
+        run(["systemctl", "daemon-reload"])
+    changed = install_caddy_config(CADDYFILE, caddyfile, reload=not moved)
+    if moved or not site_check.caddy_active():
+        run(["systemctl", "restart", "caddy"], what="starting Caddy")
+        changed = True
+    return changed or moved
+
+
 def ensure_access_log(paths: AppPaths) -> None:
     """The app's access log file, Caddy's own before its site names it: `caddy validate`
     (as root) would otherwise create it as root's, and Caddy could not open it."""

@@ -127,6 +127,9 @@ class DeployRequest(SwitchRequest):
     serving: Table  # [app] workers, threads, worker_class (None: derived), asgi: sizing.py
     release_id: str = ""  # made on the server, from its clock
     dry_run: bool = False  # the plan of each step, nothing changed (deploy_plan.py)
+    # A rolling deploy's first part ([servers] web): built, started on the idle slot and
+    # healthy, traffic not moved; `rollback` to it then switches (rolling.py, client)
+    hold: bool = False
 
 
 @dataclass(kw_only=True)
@@ -135,6 +138,9 @@ class RollbackRequest(SwitchRequest):
     release: str | None
     force: bool
     restore_db: bool
+    # A rolling deploy's switch to the release it held: the old one kept as a deploy
+    # keeps it ([deploy] standby), None for a plain rollback (which keeps none)
+    standby: bool | str | None = None
 
 
 @dataclass(kw_only=True)

@@ -159,6 +159,7 @@ def _rollback(request: RollbackRequest, paths: AppPaths) -> dict[str, Any]:
         release_dir=target,
         site=site_for(paths, target),
         release=Release(paths.app, target, release_env(paths, target), request.manage),
+        standby=request.standby,
     )
     started = time.monotonic()
     with r.window, ThreadPoolExecutor(max_workers=1) as r.pool:

@@ -44,6 +44,7 @@ from .provision import (
     check_supported,
     ensure_app_user,
     ensure_backups,
+    ensure_balancer,
     ensure_caddy,
     ensure_database,
     ensure_layout,
@@ -284,6 +285,22 @@ def database_host_steps(s: Setup) -> list[Step[Setup]]:
     ]
 
 
+def balancer_steps(s: Setup) -> list[Step[Setup]]:
+    """A load balancer's steps ([servers] lb): Caddy with its Caddyfile, the hardening."""
+    r = s.request
+    return [
+        step("packages", lambda s: ensure_packages(s.packages, r.security, s.notes), plan_packages),
+        step("load balancer (Caddy)", lambda s: ensure_balancer(r.files["caddyfile"])),
+        step("onebox agent", lambda s: install_agent(), plan_agent),
+        *(
+            step(name, action, plan)
+            for name, action, plan in hardening.steps(
+                s.paths.app, r.security, r.login, s.debian, s.notes, s.guarded
+            )
+        ),
+    ]
+
+
 def database_access(s: Setup) -> bool:
     """An app host of a database host: its CA's certificate (the app checks the server's
     against it), and the app's password in the secrets."""
@@ -301,7 +318,8 @@ def setup(request: SetupRequest) -> dict[str, Any]:
     """One setup at a time per server (two would meet on apt's lock, or in sshd's config);
     the second is refused with exit 7, naming the first. A dry run takes no lock."""
     s = begin(request)
-    listed = database_host_steps(s) if request.role == "db" else steps(s)
+    roles = {"db": database_host_steps, "lb": balancer_steps, "app": steps}
+    listed = roles[request.role](s)
     if request.dry_run:
         return {"dry_run": True, "plan": [asdict(p) for p in plan_steps(listed, s)]}
     with deploy_lock(SETUP_LOCK, request.by, f"setup of {request.app}"):
@@ -328,6 +346,8 @@ def begin(request: SetupRequest) -> Setup:
     packages = base + db.packages + (["redis-server"] if request.redis else [])
     if request.role == "db":  # (the database server itself, and openssl for its CA)
         packages = ["postgresql", "postgresql-client", "openssl", "ca-certificates"]
+    elif request.role == "lb":
+        packages = ["caddy", "ca-certificates", "curl"]
     packages += hardening.packages(request.security)
     return Setup(
         request=request, paths=paths, db=db, debian=str(found["os_version"]), packages=packages

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from onebox import hosts, no_deploy_user, remote
+from onebox.agent.paths import BALANCED_PORT, CADDYFILE
 from onebox.agent.requests import (
     ConfirmRequest,
     SetupRequest,
@@ -18,11 +19,13 @@ from onebox.api.server import (
     Reporter,
     Result,
     Server,
+    balancer_addresses,
     check_python,
     connect,
     facts,
     front_settings,
     rendered_files,
+    tls_internal,
     uv_version,
 )
 from onebox.config import Project, set_server_user
@@ -30,41 +33,64 @@ from onebox.errors import (
     ConnectionFailed,
     RemoteStepFailed,
 )
+from onebox.templating import render
 from onebox.transport import DEPLOY_USER, SSH, Target
 
 
 def setup(
     project: Project, host: str | None, reporter: Reporter, *, dry_run: bool = False
 ) -> Result:
-    """The app's host; with [servers] db, the database host first (or alone, --host it)."""
-    db = project.config.servers.db
+    """Every host of the project, by its role: the database host first, then each web
+    host, then the load balancer; or the one --host names."""
+    cfg = project.config
+    db, lb = cfg.servers.db, cfg.servers.lb
+    several = host is None and (db or lb or len(cfg.web_hosts) > 1)
+    chosen = [host] if host else ([db] if db else []) + cfg.web_hosts + ([lb] if lb else [])
     access: dict[str, str] | None = None
-    db_result: Result | None = None
-    if db and host in (None, db):
-        db_result, access = _setup_host(project, db, reporter, dry_run, database_host_request)
-        if host == db:
-            return db_result
-    if db and access is None and not dry_run:
-        access = database_access(project, reporter)
+    results: list[Result] = []
+    for name in chosen:
+        if several:
+            reporter.notice(f"setting up {name} ({role_of(project, name)})")
+        if db and name == db:
+            result, access = _setup_host(project, db, reporter, dry_run, database_host_request)
+        elif lb and name == lb:
+            result, _ = _setup_host(project, lb, reporter, dry_run, balancer_request)
+        else:
+            if db and access is None and not dry_run:
+                access = database_access(project, reporter)
+            result, _ = _setup_host(project, name, reporter, dry_run, web_request(access))
+        results.append({**result, "role": role_of(project, name)})
+    if not several:
+        return results[0]
+    web = next(r for r in results if r["role"] == "web")  # (the first web host's, at the top)
+    return {**web, "hosts": results}
 
-    def app_request(project: Project, server: Server) -> SetupRequest:
+
+def role_of(project: Project, host: str) -> str:
+    servers = project.config.servers
+    return "db" if host == servers.db else "lb" if host == servers.lb else "web"
+
+
+def web_request(access: dict[str, str] | None) -> Callable[[Project, Server], SetupRequest]:
+    def make(project: Project, server: Server) -> SetupRequest:
         request = app_setup_request(project, server)
         if access:
             request.database_ca, request.database_password = access["ca"], access["password"]
         return request
 
-    result, _ = _setup_host(project, host, reporter, dry_run, app_request)
-    if db_result is not None:
-        result["database_host"] = db_result
-    return result
+    return make
 
 
 def app_setup_request(project: Project, server: Server) -> SetupRequest:
+    security = project.config.security.model_dump()
+    balancer = balancer_addresses(project)
+    if balancer:  # (the load balancer's way in: its site on the web host, plain HTTP)
+        security["allow"] = {str(BALANCED_PORT): balancer}
     return SetupRequest(
         app=project.config.app.name,
         uv_version=uv_version(),
         files=rendered_files(project, server.address),
-        security=project.config.security.model_dump(),
+        security=security,
         redis=project.config.redis,
         database=project.config.database.model_dump(),
         backup=project.config.backup.model_dump(),
@@ -72,9 +98,37 @@ def app_setup_request(project: Project, server: Server) -> SetupRequest:
     )
 
 
+def balancer_request(project: Project, server: Server) -> SetupRequest:
+    """[servers] lb: Caddy in front of the web hosts, HTTPS for the site's address."""
+    cfg = project.config
+    upstreams = [ip for host in cfg.web_hosts for ip in hosts.ip_addresses(host)]
+    caddyfile = render(
+        "balancer.caddy.j2",
+        project.root,
+        app=cfg.app.name,
+        address=server.address,
+        tls_internal=tls_internal(project, server.address),
+        upstreams=[f"{'[' + ip + ']' if ':' in ip else ip}:{BALANCED_PORT}" for ip in upstreams],
+        health_path=cfg.app.health_check_path,
+        caddyfile=str(CADDYFILE),
+    )
+    return SetupRequest(
+        app=cfg.app.name,
+        uv_version=uv_version(),
+        files={"caddyfile": caddyfile},
+        security=cfg.security.model_dump(),
+        redis=None,
+        database={"engine": "sqlite", "url": ""},  # (none on it)
+        backup=cfg.backup.model_dump(),
+        proxy="caddy",
+        apache={},
+        role="lb",
+    )
+
+
 def database_host_request(project: Project, server: Server) -> SetupRequest:
-    """[servers] db: PostgreSQL for the app's host, reached over TLS at the address the
-    app's database URL names, from the app host's addresses alone."""
+    """[servers] db: PostgreSQL for the web hosts, reached over TLS at the address the
+    app's database URL names, from the web hosts' addresses alone."""
     cfg = project.config
     return SetupRequest(
         app=cfg.app.name,
@@ -88,7 +142,7 @@ def database_host_request(project: Project, server: Server) -> SetupRequest:
         apache={},
         role="db",
         address=hosts.address_of(cfg.servers.db),
-        clients=hosts.ip_addresses(cfg.server.host),
+        clients=sorted({ip for host in cfg.web_hosts for ip in hosts.ip_addresses(host)}),
     )
 
 

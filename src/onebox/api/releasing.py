@@ -16,6 +16,7 @@ from onebox.agent.requests import (
 from onebox.api.server import (
     Reporter,
     Result,
+    Server,
     _simple,
     check_python,
     connect,
@@ -26,9 +27,10 @@ from onebox.api.server import (
 from onebox.config import Project
 from onebox.detect import settings_switches
 from onebox.errors import (
+    ConfigError,
     OneboxError,
 )
-from onebox.lock import lock
+from onebox.lock import Lock, lock
 from onebox.python_support import check_django_python
 from onebox.release_contents import check_settings_shipped, explain_missing_module
 
@@ -40,7 +42,24 @@ def deploy(
     *,
     dry_run: bool = False,
     allow_breaking: bool = False,
+    skip_hosts: tuple[str, ...] = (),
 ) -> Result:
+    """One host's deploy; with several web hosts ([servers] web) and no --host, a rolling
+    deploy across them (rolling.py)."""
+    cfg = project.config
+    if host is None and (len(cfg.web_hosts) > 1 or skip_hosts) and not dry_run:
+        from onebox.api import rolling
+
+        return rolling.deploy(project, reporter, allow_breaking=allow_breaking, skip=skip_hosts)
+    files = collect_files(project, reporter)
+    with connect(project, host, reporter) as server:
+        request = deploy_request(project, server, reporter, files, allow_breaking)
+        request.dry_run = dry_run  # the server says what each step would change
+        result = call_deploy(project, server, files, request, reporter)
+        return {"host": server.ssh.target.name, **result}
+
+
+def collect_files(project: Project, reporter: Reporter) -> bundle.Bundle:
     cfg = project.config
     for note in project.notes:
         reporter.notice(note)
@@ -56,73 +75,107 @@ def deploy(
             f"shipping {path} ({size // (1024 * 1024)} MB), which git does not track: if it "
             f'is not part of the app, add it to [build] exclude (exclude = ["{path}"])'
         )
-    with connect(project, host, reporter) as server:
-        found = facts(server, reporter)
-        python = check_python(project, found)
+    return files
+
+
+def deploy_request(
+    project: Project,
+    server: Server,
+    reporter: Reporter,
+    files: bundle.Bundle,
+    allow_breaking: bool,
+    *,
+    background_here: bool = True,
+    locks: dict[str, Lock] | None = None,
+) -> DeployRequest:
+    """What the server builds and runs; `background_here` False: a web host other than
+    the first, which runs no [processes] or [schedule] (they run once, on the first)."""
+    cfg = project.config
+    found = facts(server, reporter)
+    python = check_python(project, found)
+    locked = (locks or {}).get(python)
+    if locked is None:  # (a rolling deploy's hosts share one lock per Python)
         locked = lock(
             project.root, cfg.build.requirements, python, cfg.database.engine, bool(cfg.app.asgi)
         )
         if locked.note:
             reporter.notice(locked.note)
-        check_django_python(locked.text, python)
-        lock_hash = locked.hash
-        if cfg.server.python:  # its own virtualenv, never one made with the system Python
-            lock_hash = hashlib.sha256(f"{lock_hash}|python{python}".encode()).hexdigest()[:16]
-        request = DeployRequest(
-            app=cfg.app.name,
-            commit=files.commit,
-            address=server.address,
-            settings=cfg.app.settings,
-            manage=cfg.app.manage,
-            health_path=cfg.app.health_check_path,
-            health_pages=cfg.app.health_pages,
-            collectstatic=cfg.build.collectstatic,
-            build=cfg.deploy.build,
-            before_migrate=cfg.deploy.before_migrate,
-            release=cfg.deploy.release,
-            after_switch=cfg.deploy.after_switch,
-            env=cfg.env.vars,
-            secrets=cfg.env.secrets,
-            lock=locked.text,
-            lock_hash=lock_hash,
-            python=cfg.server.python,
-            python_mirror=cfg.server.python_mirror,
-            packages=[*locked.packages, *cfg.build.packages],
-            files=rendered_files(project, server.address),
-            engine=cfg.database.engine,
-            keep=cfg.deploy.keep,
-            probation=cfg.deploy.probation,
-            drain=cfg.deploy.drain,
-            standby=cfg.deploy.standby,
-            security_skip=cfg.security.skip,
-            switches=settings_switches(project.root, cfg.app.manage, cfg.app.settings),
-            allow_breaking=allow_breaking,
-            redis=cfg.redis,
-            background=background.request_part(project, unit_context(project, server.address)),
-            serving={
-                "workers": cfg.app.workers,
-                "threads": cfg.app.threads,
-                "worker_class": cfg.app.worker_class,
-                "asgi": bool(cfg.app.asgi),
-            },
-        )
-        request.dry_run = dry_run  # the server says what each step would change
-        stream = remote.pack(request, project.root, files.files)
-        try:
-            result = remote.call(server.ssh, stream, reporter.event)
-        except OneboxError as exc:
-            left_out = explain_missing_module(project.root, cfg.app.manage, files, exc.output or "")
-            if left_out:
-                exc.hint = left_out
-            raise
-        return {
-            "host": server.ssh.target.name,
-            "url": f"https://{server.address}/",
-            "commit": files.commit,
-            "files": len(files.files),
-            "bytes": files.size,
-            **result,
-        }
+        if locks is not None:
+            locks[python] = locked
+    check_django_python(locked.text, python)
+    lock_hash = locked.hash
+    if cfg.server.python:  # its own virtualenv, never one made with the system Python
+        lock_hash = hashlib.sha256(f"{lock_hash}|python{python}".encode()).hexdigest()[:16]
+    context = unit_context(project, server.address)
+    alone = project if background_here else without_background(project)
+    return DeployRequest(
+        app=cfg.app.name,
+        commit=files.commit,
+        address=server.address,
+        settings=cfg.app.settings,
+        manage=cfg.app.manage,
+        health_path=cfg.app.health_check_path,
+        health_pages=cfg.app.health_pages,
+        collectstatic=cfg.build.collectstatic,
+        build=cfg.deploy.build,
+        before_migrate=cfg.deploy.before_migrate,
+        release=cfg.deploy.release,
+        after_switch=cfg.deploy.after_switch,
+        env=cfg.env.vars,
+        secrets=cfg.env.secrets,
+        lock=locked.text,
+        lock_hash=lock_hash,
+        python=cfg.server.python,
+        python_mirror=cfg.server.python_mirror,
+        packages=[*locked.packages, *cfg.build.packages],
+        files=rendered_files(project, server.address),
+        engine=cfg.database.engine,
+        keep=cfg.deploy.keep,
+        probation=cfg.deploy.probation,
+        drain=cfg.deploy.drain,
+        standby=cfg.deploy.standby,
+        security_skip=cfg.security.skip,
+        switches=settings_switches(project.root, cfg.app.manage, cfg.app.settings),
+        allow_breaking=allow_breaking,
+        redis=cfg.redis,
+        background=background.request_part(alone, context),
+        serving={
+            "workers": cfg.app.workers,
+            "threads": cfg.app.threads,
+            "worker_class": cfg.app.worker_class,
+            "asgi": bool(cfg.app.asgi),
+        },
+    )
+
+
+def without_background(project: Project) -> Project:
+    config = project.config.model_copy(update={"processes": {}, "schedule": {}})
+    return project.model_copy(update={"config": config})
+
+
+def call_deploy(
+    project: Project,
+    server: Server,
+    files: bundle.Bundle,
+    request: DeployRequest,
+    reporter: Reporter,
+) -> Result:
+    stream = remote.pack(request, project.root, files.files)
+    try:
+        result = remote.call(server.ssh, stream, reporter.event)
+    except OneboxError as exc:
+        cfg = project.config
+        left_out = explain_missing_module(project.root, cfg.app.manage, files, exc.output or "")
+        if left_out:
+            exc.hint = left_out
+        raise
+    return {
+        "url": f"https://{server.address}/",
+        "commit": files.commit,
+        "files": len(files.files),
+        "bytes": files.size,
+        **result,
+    }
 
 
 def cancel(project: Project, host: str | None, reporter: Reporter) -> Result:
@@ -147,6 +200,17 @@ def rollback(
     with restore_db, the database first goes back to the backup taken before the newer
     migrations (behind the maintenance page)."""
     cfg = project.config
+    if host is None and len(cfg.web_hosts) > 1:
+        if release or restore_db:
+            raise ConfigError(
+                "with several web hosts, a rollback to a named release or with --restore-db "
+                "is made host by host",
+                hint="`onebox releases --host NAME` lists a host's releases; then "
+                "`onebox rollback RELEASE --host NAME` (each host names its own)",
+            )
+        from onebox.api import rolling
+
+        return rolling.rollback(project, reporter, force=force)
     with connect(project, host, reporter) as server:
         request = RollbackRequest(
             app=cfg.app.name,

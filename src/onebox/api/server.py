@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from uv import find_uv_bin
 
-from onebox import remote, sandbox
-from onebox.agent.paths import MOVE_PORTS, AppPaths
+from onebox import hosts, remote, sandbox
+from onebox.agent.paths import BALANCED_PORT, MOVE_PORTS, AppPaths
 from onebox.agent.requests import (
     FactsRequest,
     Request,
@@ -76,10 +76,22 @@ def connect(project: Project, host: str | None, reporter: Reporter) -> Iterator[
     target = resolve_target(host or project.config.server.host, project)
     ssh = SSH(target, on_notice=reporter.notice)
     try:
-        address = project.config.server.domain or ssh.hostname
-        yield Server(ssh=ssh, address=address)
+        yield Server(ssh=ssh, address=site_address(project) or ssh.hostname)
     finally:
         ssh.close()
+
+
+def site_address(project: Project) -> str:
+    """What browsers use, if not the host's own address: the domain, or the address of
+    the load balancer in front of the web hosts."""
+    cfg = project.config
+    return cfg.server.domain or (hosts.address_of(cfg.servers.lb) if cfg.servers.lb else "")
+
+
+def balancer_addresses(project: Project) -> list[str]:
+    """The load balancer's addresses, which the web hosts take client addresses from."""
+    lb = project.config.servers.lb
+    return hosts.ip_addresses(lb) if lb else []
 
 
 def tls_internal(project: Project, address: str) -> bool:
@@ -116,6 +128,8 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
         "tls_files": " ".join(map(str, paths.caddy_cert)) if cfg.apache.cert else "",
         "ports": "normal",
         "move_ports": MOVE_PORTS,
+        "balancer": " ".join(balancer_addresses(project)),
+        "balanced_port": BALANCED_PORT,
     }
 
 

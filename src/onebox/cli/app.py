@@ -127,11 +127,30 @@ def setup(ctx: Context, host: str | None, dry_run: bool) -> None:
     is_flag=True,
     help="Run migrations that would break the serving release, behind the maintenance page.",
 )
+@click.option(
+    "--skip-host",
+    "skip_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A web host ([servers] web) left out of this deploy: one that is down.",
+)
 @command
-def deploy(ctx: Context, host: str | None, dry_run: bool, allow_breaking: bool) -> None:
-    """Build a release from this project, ship it, migrate, and switch to it."""
+def deploy(
+    ctx: Context,
+    host: str | None,
+    dry_run: bool,
+    allow_breaking: bool,
+    skip_hosts: tuple[str, ...],
+) -> None:
+    """Build a release from this project, ship it, migrate, and switch to it (with
+    several web hosts: on each, then switched one host at a time)."""
     result = api.deploy(
-        ctx.project(), host, ctx.reporter, dry_run=dry_run, allow_breaking=allow_breaking
+        ctx.project(),
+        host,
+        ctx.reporter,
+        dry_run=dry_run,
+        allow_breaking=allow_breaking,
+        skip_hosts=skip_hosts,
     )
     if dry_run:
         ctx.done(result, views.plan_text(result, f"a deploy of release {result['release']}"))

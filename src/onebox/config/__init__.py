@@ -114,6 +114,37 @@ class Config(_Section):
             )
         return self
 
+    @property
+    def web_hosts(self) -> list[str]:
+        """The hosts the app runs on: [servers] web, else [server] host."""
+        return self.servers.web or [self.server.host]
+
+    @model_validator(mode="after")
+    def _roles(self) -> Config:
+        servers = self.servers
+        if servers.web and self.server.host and self.server.host not in servers.web:
+            raise ValueError(
+                f"[server] host {self.server.host!r} is not one of [servers] web: leave host "
+                "out (the first web host is the default for other commands), or add it to web"
+            )
+        lb = servers.lb
+        if lb and (lb in self.web_hosts or lb == servers.db):  # (db's own check: below)
+            raise ValueError(
+                "[servers] gives one host two roles: the web hosts, the load balancer and "
+                "the database host are separate servers"
+            )
+        several = len(self.web_hosts) > 1
+        if several and self.database.engine == "sqlite":
+            raise ValueError(
+                "several web hosts share one database, and SQLite is a file on one of them: "
+                'set [database] engine = "postgresql" and [servers] db (or [database] url)'
+            )
+        if several and not servers.lb:
+            raise ValueError(
+                "several web hosts need a load balancer in front of them: set [servers] lb"
+            )
+        return self
+
     @model_validator(mode="after")
     def _database_host(self) -> Config:
         db = self.servers.db
@@ -124,7 +155,7 @@ class Config(_Section):
                 "[servers] db sets up PostgreSQL on its own host: set [database] engine = "
                 '"postgresql" (MariaDB on a database host is not supported yet)'
             )
-        if db == self.server.host:
+        if db in self.web_hosts:
             raise ValueError(
                 "[servers] db names the app's own host: leave it out to keep the database "
                 "on the box, or name another host"
@@ -174,12 +205,16 @@ def load_project(start: Path | None = None) -> Project:
             hint="run `onebox init` in your Django project first",
         )
     config, notes = with_procfile(source.parent, load_config(source))
-    config = with_database_host(config)
+    config = with_hosts(config)
     return Project(root=source.parent, source=source, config=config, notes=notes)
 
 
-def with_database_host(config: Config) -> Config:
-    """[servers] db: to the app's host, the database is an external one at that host."""
+def with_hosts(config: Config) -> Config:
+    """[servers] web: its first host is the one commands act on unless --host says
+    otherwise; [servers] db: to the web hosts, the database is an external one there."""
+    if config.servers.web and not config.server.host:
+        server = config.server.model_copy(update={"host": config.servers.web[0]})
+        config = config.model_copy(update={"server": server})
     if not config.servers.db:
         return config
     if config.database.url:

@@ -222,18 +222,30 @@ class ServerConfig(_Section):
 
 
 class ServersConfig(_Section):
-    """Hosts with roles beside [server] host (the app's host): the database on a host of
-    its own, set up by onebox (db_host.py), reached by the app over TLS."""
+    """Hosts with roles: the web hosts (default: [server] host alone), a load balancer
+    in front of them (Caddy, set up by onebox), and the database on a host of its own
+    (PostgreSQL, set up by onebox: db_host.py), reached by the web hosts over TLS."""
 
+    web: list[str] = []
+    lb: str = ""
     db: str = ""
 
-    @field_validator("db")
+    @field_validator("lb", "db")
     @classmethod
-    def _db(cls, value: str) -> str:
+    def _host(cls, value: str) -> str:
         if value and not SSH_NAME.fullmatch(value):
             raise ValueError(
                 'must be an address, a host name, user@host or sandbox:NAME, like "10.0.0.20"'
             )
+        return value
+
+    @field_validator("web")
+    @classmethod
+    def _web(cls, value: list[str]) -> list[str]:
+        for host in value:
+            cls._host(host)
+        if len(set(value)) != len(value):
+            raise ValueError("names a host twice")
         return value
 
 

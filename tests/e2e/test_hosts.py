@@ -119,9 +119,13 @@ def load_through(lb: Server) -> Load:
     return Load(lb.address, lb.address, lb.ca, rate=15, limit=240)
 
 
-def test_setup_again_changes_nothing_on_any_host(project, deployed):
+def test_setup_again_changes_nothing_on_any_host(project, deployed, web1, web2):
     again = onebox_json("setup", cwd=project)["result"]
     assert {h["host"]: h["changed"] for h in again["hosts"] if h["changed"]} == {}
+    # One database, backed up once: from the first web host.
+    timer = "systemctl is-active onebox-mvp-backup.timer"
+    assert web1.ssh(timer).strip() == "active"
+    assert web2.ssh(timer, check=False).strip() != "active"
 
 
 def test_the_balancer_serves_both_web_hosts_over_https(deployed, lb, web1, web2, tmp_path):

@@ -83,3 +83,78 @@ def test_pg_hba_admits_the_app_hosts_over_tls_first(tmp_path):
     assert "2001:db8::11/128 scram-sha-256" in block
     assert db_host.subject_name("10.0.0.20") == "IP:10.0.0.20"
     assert db_host.subject_name("db.internal") == "DNS:db.internal"
+
+
+FOUR = """
+[app]
+name = "shop"
+settings = "shop.settings"
+wsgi = "shop.wsgi:application"
+
+[database]
+engine = "postgresql"
+
+[servers]
+web = ["10.0.0.11", "10.0.0.12"]
+lb = "10.0.0.10"
+db = "10.0.0.20"
+"""
+
+
+def test_several_web_hosts_the_first_is_the_default_host(tmp_path):
+    config = project(tmp_path, FOUR).config
+    assert config.web_hosts == ["10.0.0.11", "10.0.0.12"]
+    assert config.server.host == "10.0.0.11"  # what other commands act on without --host
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('lb = "10.0.0.10"\n', ""), "several web hosts need a load balancer"),
+        (('lb = "10.0.0.10"', 'lb = "10.0.0.12"'), "gives one host two roles"),
+        (('web = ["10.0.0.11", "10.0.0.12"]', 'web = ["10.0.0.11", "10.0.0.11"]'), "twice"),
+        (('db = "10.0.0.20"', 'db = "10.0.0.11"'), "names the app's own host"),
+        (
+            ("[servers]", '[server]\nhost = "10.0.0.99"\n\n[servers]'),
+            "[server] host '10.0.0.99' is not one of [servers] web",
+        ),
+    ],
+)
+def test_roles_that_cannot_work_are_refused(tmp_path, change, expected):
+    with pytest.raises(ConfigError) as info:
+        project(tmp_path, FOUR.replace(*change))
+    assert expected in info.value.message
+
+
+def test_several_web_hosts_cannot_share_sqlite(tmp_path):
+    text = FOUR.replace('engine = "postgresql"', 'engine = "sqlite"').replace(
+        'db = "10.0.0.20"\n', ""
+    )
+    with pytest.raises(ConfigError) as info:
+        project(tmp_path, text)
+    assert "SQLite is a file on one of them" in info.value.message
+
+
+def test_skip_host_must_name_a_web_host(tmp_path):
+    from onebox.api.rolling import chosen_hosts
+
+    loaded = project(tmp_path, FOUR)
+    assert chosen_hosts(loaded, ("10.0.0.12",)) == ["10.0.0.11"]
+    with pytest.raises(ConfigError, match=r"--skip-host 10\.0\.0\.99 is not one of the web hosts"):
+        chosen_hosts(loaded, ("10.0.0.99",))
+    with pytest.raises(ConfigError, match="leaves no web host"):
+        chosen_hosts(loaded, ("10.0.0.11", "10.0.0.12"))
+
+
+def test_the_balancer_and_the_web_hosts_site(tmp_path):
+    from onebox.api.provisioning import balancer_request
+    from onebox.api.server import Server, rendered_files
+
+    loaded = project(tmp_path, FOUR)
+    server = Server(ssh=None, address="10.0.0.10")  # type: ignore[arg-type]  # (not used)
+    caddyfile = balancer_request(loaded, server).files["caddyfile"]
+    assert "reverse_proxy 10.0.0.11:8480 10.0.0.12:8480 {" in caddyfile
+    assert "health_uri /" in caddyfile and "Host 10.0.0.10" in caddyfile
+    site = rendered_files(loaded, "10.0.0.10")["site"]
+    assert "10.0.0.10, http://:8480 {" in site
+    assert "trusted_proxies 10.0.0.10" in site

@@ -58,7 +58,8 @@ def setup(
         else:
             if db and access is None and not dry_run:
                 access = database_access(project, reporter)
-            result, _ = _setup_host(project, name, reporter, dry_run, web_request(access))
+            first = name == cfg.web_hosts[0]
+            result, _ = _setup_host(project, name, reporter, dry_run, web_request(access, first))
         results.append({**result, "role": role_of(project, name)})
     if not several:
         return results[0]
@@ -71,8 +72,17 @@ def role_of(project: Project, host: str) -> str:
     return "db" if host == servers.db else "lb" if host == servers.lb else "web"
 
 
-def web_request(access: dict[str, str] | None) -> Callable[[Project, Server], SetupRequest]:
+def web_request(
+    access: dict[str, str] | None, first: bool = True
+) -> Callable[[Project, Server], SetupRequest]:
+    """A web host's setup; the database and media are backed up from the first one
+    alone (the others' timers off: one database, backed up once)."""
+
     def make(project: Project, server: Server) -> SetupRequest:
+        if not first:
+            backup = project.config.backup.model_copy(update={"schedule": "off", "verify": "off"})
+            config = project.config.model_copy(update={"backup": backup})
+            project = project.model_copy(update={"config": config})
         request = app_setup_request(project, server)
         if access:
             request.database_ca, request.database_password = access["ca"], access["password"]

@@ -266,36 +266,34 @@ def steps(s: Setup) -> list[Step[Setup]]:
 
 def database_host_steps(s: Setup) -> list[Step[Setup]]:
     """A database host's steps ([servers] db): no app, no web server; the hardening
-    with a firewall that opens the database's port to the app hosts alone."""
+    with a firewall that opens the database's port to the web hosts alone."""
     r = s.request
     security = {**r.security, "web": False, "allow": {str(db_host.PORT): r.clients}}
-    return [
-        step("packages", lambda s: ensure_packages(s.packages, r.security, s.notes), plan_packages),
-        step(
-            "database host (PostgreSQL over TLS, for the app hosts)",
-            lambda s: db_host.ensure(s.paths.app, r.address, r.clients),
-        ),
-        step("onebox agent", lambda s: install_agent(), plan_agent),
-        *(
-            step(name, action, plan)
-            for name, action, plan in hardening.steps(
-                s.paths.app, security, r.login, s.debian, s.notes, s.guarded
-            )
-        ),
-    ]
+    serve = step(
+        "database host (PostgreSQL over TLS, for the app hosts)",
+        lambda s: db_host.ensure(s.paths.app, r.address, r.clients),
+    )
+    return host_steps(s, serve, security)
 
 
 def balancer_steps(s: Setup) -> list[Step[Setup]]:
     """A load balancer's steps ([servers] lb): Caddy with its Caddyfile, the hardening."""
     r = s.request
+    serve = step("load balancer (Caddy)", lambda s: ensure_balancer(r.files["caddyfile"]))
+    return host_steps(s, serve, r.security)
+
+
+def host_steps(s: Setup, serve: Step[Setup], security: dict[str, Any]) -> list[Step[Setup]]:
+    """A host without the app: its packages, what it serves, the agent, the hardening."""
+    r = s.request
     return [
         step("packages", lambda s: ensure_packages(s.packages, r.security, s.notes), plan_packages),
-        step("load balancer (Caddy)", lambda s: ensure_balancer(r.files["caddyfile"])),
+        serve,
         step("onebox agent", lambda s: install_agent(), plan_agent),
         *(
             step(name, action, plan)
             for name, action, plan in hardening.steps(
-                s.paths.app, r.security, r.login, s.debian, s.notes, s.guarded
+                s.paths.app, security, r.login, s.debian, s.notes, s.guarded
             )
         ),
     ]

@@ -212,15 +212,33 @@ def rollback(
 
         return rolling.rollback(project, reporter, force=force)
     with connect(project, host, reporter) as server:
-        request = RollbackRequest(
-            app=cfg.app.name,
-            release=release,
-            force=force,
-            restore_db=restore_db,
-            address=server.address,
-            health_path=cfg.app.health_check_path,
-            manage=cfg.app.manage,
-            drain=cfg.deploy.drain,
-        )
+        request = rollback_request(project, server, release, force, restore_db=restore_db)
         result = remote.call(server.ssh, remote.pack(request), reporter.event)
         return {"host": server.ssh.target.name, "url": f"https://{server.address}/", **result}
+
+
+def rollback_request(
+    project: Project,
+    server: Server,
+    release: str | None,
+    force: bool,
+    *,
+    restore_db: bool = False,
+    probation: float = 0,
+    standby: bool | str | None = None,
+) -> RollbackRequest:
+    """A rollback onto `release` (None: the one before the live one); a rolling deploy's
+    switch onto its held release passes the deploy's probation and standby."""
+    cfg = project.config
+    return RollbackRequest(
+        app=cfg.app.name,
+        release=release,
+        force=force,
+        restore_db=restore_db,
+        address=server.address,
+        health_path=cfg.app.health_check_path,
+        manage=cfg.app.manage,
+        drain=cfg.deploy.drain,
+        probation=probation,
+        standby=standby,
+    )

@@ -15,8 +15,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from onebox import remote
-from onebox.agent.requests import RollbackRequest
-from onebox.api.releasing import call_deploy, collect_files, deploy_request
+from onebox.api.releasing import call_deploy, collect_files, deploy_request, rollback_request
 from onebox.api.server import Reporter, Result, Server, connect
 from onebox.config import Project
 from onebox.errors import ConfigError, ConnectionFailed, OneboxError
@@ -119,18 +118,14 @@ def switch(
     server: Server, project: Project, reporter: Reporter, release: str | None, *, standby: bool
 ) -> dict[str, Any]:
     """The agent's rollback onto `release` (a deploy's held one: it runs already)."""
-    cfg = project.config
-    request = RollbackRequest(
-        app=cfg.app.name,
-        release=release,
+    deploy = project.config.deploy
+    request = rollback_request(
+        project,
+        server,
+        release,
         force=not standby,  # (going back: the newer migrations were applied by this deploy)
-        restore_db=False,
-        address=server.address,
-        health_path=cfg.app.health_check_path,
-        manage=cfg.app.manage,
-        drain=cfg.deploy.drain,
-        probation=cfg.deploy.probation if standby else 0,
-        standby=cfg.deploy.standby if standby else None,
+        probation=deploy.probation if standby else 0,
+        standby=deploy.standby if standby else None,
     )
     return remote.call(server.ssh, remote.pack(request), reporter.event)
 
@@ -196,15 +191,5 @@ def rollback(project: Project, reporter: Reporter, *, force: bool) -> Result:
 
 
 def rollback_one(server: Server, project: Project, reporter: Reporter, force: bool) -> Result:
-    cfg = project.config
-    request = RollbackRequest(
-        app=cfg.app.name,
-        release=None,
-        force=force,
-        restore_db=False,
-        address=server.address,
-        health_path=cfg.app.health_check_path,
-        manage=cfg.app.manage,
-        drain=cfg.deploy.drain,
-    )
+    request = rollback_request(project, server, None, force)
     return remote.call(server.ssh, remote.pack(request), reporter.event)

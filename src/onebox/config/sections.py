@@ -45,6 +45,15 @@ def is_hostname(value: str) -> bool:
     return 0 < len(value) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
 
 
+def check_host(value: str) -> str:
+    """[server] host and [servers]' hosts: how onebox reaches a server over SSH."""
+    if value and not SSH_NAME.fullmatch(value):
+        raise ValueError(
+            'must be an address, a host name, user@host or sandbox:NAME, like "203.0.113.7"'
+        )
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -193,11 +202,7 @@ class ServerConfig(_Section):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        if value and not SSH_NAME.fullmatch(value):
-            raise ValueError(
-                'must be an address, a host name, user@host or sandbox:NAME, like "203.0.113.7"'
-            )
-        return value
+        return check_host(value)
 
     @field_validator("user")
     @classmethod
@@ -233,17 +238,13 @@ class ServersConfig(_Section):
     @field_validator("lb", "db")
     @classmethod
     def _host(cls, value: str) -> str:
-        if value and not SSH_NAME.fullmatch(value):
-            raise ValueError(
-                'must be an address, a host name, user@host or sandbox:NAME, like "10.0.0.20"'
-            )
-        return value
+        return check_host(value)
 
     @field_validator("web")
     @classmethod
     def _web(cls, value: list[str]) -> list[str]:
         for host in value:
-            cls._host(host)
+            check_host(host)
         if len(set(value)) != len(value):
             raise ValueError("names a host twice")
         return value

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 
@@ -33,6 +34,7 @@ def database_url(app: str, db_spec: str) -> str:
     return f"postgres://{name}@{f'[{host}]' if ':' in host else host}:{PORT}/{name}"
 
 
+@functools.cache  # (each render of the units asks again: once per command is enough)
 def ip_addresses(spec: str) -> list[str]:
     """The addresses a host's connections come from, for the firewall and pg_hba.conf
     of another: its address, or what its name resolves to here."""

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .database import db_name, pg_ident, pg_literal
+from .database import db_name, pg_literal
 from .db_postgresql import PostgreSQL
 from .paths import DB_CA_CERT, DB_CA_KEY, DB_HOST, PG_TLS, POSTGRESQL_ETC, AppPaths
 from .protocol import AgentError
@@ -78,17 +78,14 @@ def ensure_role(app: str) -> bool:
     # The verification's scratch database, the app's own: its role creates none here.
     scratch = engine.scratch_name()
     if not engine.sql(f"SELECT 1 FROM pg_database WHERE datname = {pg_literal(scratch)}"):
-        engine.sql(
-            f"CREATE DATABASE {pg_ident(scratch)} OWNER {pg_ident(engine.role)} TEMPLATE template0",
-            what="creating the verification's scratch database",
-        )
+        engine.create_scratch()
         changed = True
     return changed
 
 
 def hba_block(app: str, clients: list[str]) -> str:
     name = db_name(app)
-    scratch = f"onebox_verify_{name}"[:63]  # (PostgreSQL.scratch_name: the verification's)
+    scratch = PostgreSQL(AppPaths(app), "", {}).scratch_name()  # (the verification's)
     lines = [f"# onebox {app} begin: the app hosts, over TLS, with the app's password"]
     for client in clients:
         network = ipaddress.ip_network(client)  # (a bare address: its /32 or /128)

@@ -151,10 +151,7 @@ class PostgreSQL(Engine):
         database = self.scratch_name() if scratch else self.database
         if scratch and not self.scratch_kept():
             self.drop_scratch()
-            self.sql(
-                f"CREATE DATABASE {pg_ident(database)} OWNER {pg_ident(self.role)} "
-                "TEMPLATE template0"
-            )
+            self.create_scratch()
         self.sql(
             "DROP SCHEMA IF EXISTS public CASCADE; "
             f"CREATE SCHEMA public AUTHORIZATION {pg_ident(self.role)}",
@@ -176,6 +173,13 @@ class PostgreSQL(Engine):
             return self._checksums(session)
         finally:
             session.close()
+
+    def create_scratch(self) -> None:
+        self.sql(
+            f"CREATE DATABASE {pg_ident(self.scratch_name())} OWNER {pg_ident(self.role)} "
+            "TEMPLATE template0",
+            what="creating the verification's scratch database",
+        )
 
     def scratch_kept(self) -> bool:
         """An external server's scratch database made for the app (a database host makes

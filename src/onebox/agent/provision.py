@@ -322,6 +322,18 @@ RuntimeDirectoryMode=0700
 def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
     ensure_dir(CADDY_SITES)
     ensure_access_log(paths)
+    # (and a restart if Caddy started before the app's shared folder was mounted without
+    # links: it would still follow them)
+    return install_caddyfile(caddyfile, restart=not public_files.caddy_sees_mount(paths))
+
+
+def ensure_balancer(caddyfile: str) -> bool:
+    """A load balancer's Caddy ([servers] lb): its own Caddyfile, no app's site."""
+    return install_caddyfile(caddyfile)
+
+
+def install_caddyfile(caddyfile: str, restart: bool = False) -> bool:
+    """onebox's Caddyfile in place (the user's own kept beside it) and Caddy running it."""
     if CADDYFILE.is_file():
         old = CADDYFILE.read_text()
         backup = CADDYFILE.with_name("Caddyfile.before-onebox")
@@ -333,26 +345,8 @@ def ensure_caddy(paths: AppPaths, caddyfile: str) -> bool:
     # A reload reaches Caddy at the new config's admin address: where that moved (off
     # TCP, onto the socket), only a restart gets there.
     changed = install_caddy_config(CADDYFILE, caddyfile, reload=not moved)
-    # One restart, for whichever reason: stopped, its admin API moved, or started before
-    # the app's shared folder was mounted without links (it would still follow them).
-    if moved or not site_check.caddy_active() or not public_files.caddy_sees_mount(paths):
-        run(["systemctl", "restart", "caddy"], what="starting Caddy")
-        changed = True
-    return changed or moved
-
-
-def ensure_balancer(caddyfile: str) -> bool:
-    """A load balancer's Caddy ([servers] lb): its own Caddyfile, no app's site."""
-    if CADDYFILE.is_file():
-        old = CADDYFILE.read_text()
-        backup = CADDYFILE.with_name("Caddyfile.before-onebox")
-        if "[servers] lb" not in old and CADDY_MARK not in old and not backup.exists():
-            write_file(backup, old)  # the user's own Caddyfile is never lost
-    moved = write_file(CADDY_DROPIN, CADDY_DROPIN_TEXT)
-    if moved:
-        run(["systemctl", "daemon-reload"])
-    changed = install_caddy_config(CADDYFILE, caddyfile, reload=not moved)
-    if moved or not site_check.caddy_active():
+    # One restart, for whichever reason: stopped, its admin API moved, or the caller's.
+    if moved or restart or not site_check.caddy_active():
         run(["systemctl", "restart", "caddy"], what="starting Caddy")
         changed = True
     return changed or moved

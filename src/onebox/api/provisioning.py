@@ -164,16 +164,24 @@ def database_access(project: Project, reporter: Reporter) -> dict[str, str]:
 
 def _read_access(project: Project, server: Server) -> dict[str, str]:
     app = project.config.app.name
-    try:
-        out = server.ssh.run(server.ssh.agent_command(["db-access", app])).stdout
-        return dict(json.loads(out))
-    except (RemoteStepFailed, ValueError) as exc:
+    answer = server.ssh.run(server.ssh.agent_command(["db-access", app]), check=False)
+    said = answer.stderr.decode(errors="replace")
+    if answer.returncode == 0:
+        return dict(json.loads(answer.stdout))
+    if "no database of" in said:  # (the agent's own refusal: commands.db_access)
         raise RemoteStepFailed(
             f"the database host {server.ssh.target.name} has no database for {app} yet",
             host=server.ssh.target.name,
-            output=getattr(exc, "output", None),
             hint="run `onebox setup` without --host: it sets up the database host first",
-        ) from None
+        )
+    raise RemoteStepFailed(
+        f"reading the database's password on {server.ssh.target.name} failed "
+        f"(exit {answer.returncode})",
+        host=server.ssh.target.name,
+        output=said[-2000:],
+        hint="its onebox agent may be older than this onebox: `onebox setup --host "
+        f"{server.ssh.target.name}` installs it again",
+    )
 
 
 def _setup_host(

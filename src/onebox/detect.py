@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from onebox.config.sections import S3_SECRETS, MediaConfig
 from onebox.detect_background import propose
 from onebox.errors import ProjectError
 from onebox.settings_env import Switch, env_reads, literal_settings, switches
@@ -20,6 +21,13 @@ from onebox.settings_env import Switch, env_reads, literal_settings, switches
 SKIP_DIRS = {".git", ".venv", "venv", "env", "node_modules", "__pycache__", ".tox", ".onebox"}
 PRODUCTION_NAMES = ("production", "prod", "live", "deploy")
 # Variables onebox itself provides to the app, so they need no `onebox env set`.
+# django-storages' S3 backends, by their dotted names (s3 since 1.14, s3boto3 before)
+S3_BACKEND = re.compile(r"storages\.backends\.s3(?:boto3)?\b")
+# What [media] storage = "s3" gives the app, the keys it asks for included
+MEDIA_PROVIDED = {
+    *MediaConfig(storage="s3", bucket="x-media", endpoint="https://x", region="x1").env(),
+    *S3_SECRETS,
+}
 PROVIDED_ENV = {
     "SECRET_KEY",
     "DJANGO_SECRET_KEY",
@@ -115,6 +123,7 @@ class Detected:
     processes: dict[str, str] = field(default_factory=dict)
     redis: dict[str, str] | None = None
     background_reasons: list[str] = field(default_factory=list)
+    media_storage: str = "local"  # "s3": the settings store uploads with django-storages
 
 
 def detect(root: Path, settings: str | None = None) -> Detected:
@@ -157,6 +166,15 @@ def detect(root: Path, settings: str | None = None) -> Detected:
         )
     detected.background_reasons = background.reasons
     provided = PROVIDED_ENV | set(refs) | background.provided_env
+    if S3_BACKEND.search(settings_text):
+        detected.media_storage = "s3"
+        provided |= MEDIA_PROVIDED  # ([media] gives them, and asks for the keys itself)
+        detected.notes.append(
+            "media: the settings store files with django-storages' S3 backend, so "
+            '[media] storage = "s3" is proposed: set its bucket (and endpoint, for a '
+            "provider other than AWS), then `onebox env set AWS_ACCESS_KEY_ID=- "
+            "AWS_SECRET_ACCESS_KEY=-`"
+        )
     detected.required_env = [n for n in reads.required if n not in provided]
     detected.optional_env = [n for n in reads.optional if n not in provided]
     if refs:

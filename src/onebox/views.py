@@ -211,6 +211,20 @@ def site_lines(result: Data) -> list[str]:
 
 
 def status_text(result: Data) -> str:
+    """One server's state; several web hosts: each one's, then the problems of all."""
+    if "hosts" not in result:
+        return one_status(result)
+    parts = [
+        f"server   {h['host']}\nPROBLEM  does not answer: {h['unreachable']}"
+        if "unreachable" in h
+        else one_status({**h, "problems": []})
+        for h in result["hosts"]
+    ]
+    problems = [f"PROBLEM  {problem}" for problem in result["problems"]]
+    return "\n\n".join(parts) + ("\n\n" + lines(*problems) if problems else "")
+
+
+def one_status(result: Data) -> str:
     release = result.get("release") or {}
     missing = "(its files are missing)" if result.get("live_slot") else "(none deployed)"
     server = result["server"]
@@ -411,10 +425,13 @@ def backups_table(result: Data) -> View:
 
 
 def restore_text(result: Data) -> str:
-    return (
+    text = (
         f"restored backup {result['restored']} (from the {result['from']} repository)\n"
         f"the data as it was before is in backup {result['safety_backup']}"
     )
+    if result.get("media_bucket"):
+        text += f"\nmedia {result['media_bucket']}"
+    return text
 
 
 def pulled_text(result: Data) -> str:

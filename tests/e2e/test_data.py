@@ -19,54 +19,20 @@ import pytest
 
 from .conftest import (
     ROOT,
+    S3_KEYS,
+    S3_PORT,
     Server,
     copy_project,
     fetch,
     half_failing_migration,
     onebox,
     onebox_json,
-    practice_server,
 )
 
 pytestmark = pytest.mark.e2e
 
 ENGINES = ["sqlite", "mysql", "postgresql"]
 MARKER = "zebra-quartz-7781"  # a value only the app's data holds: grep for it in repositories
-
-
-S3_PORT = 9000
-# On the S3 host: a bucket's objects under a prefix, copied into a folder (for grep).
-S3_FETCH = f"""import pathlib, shutil, sys
-import boto3
-bucket, prefix, target = sys.argv[1:]
-s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:{S3_PORT}", region_name="us-east-1",
-                  aws_access_key_id="x", aws_secret_access_key="x")
-shutil.rmtree(target, ignore_errors=True)
-pathlib.Path(target).mkdir()
-for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-    for item in page.get("Contents", []):
-        s3.download_file(bucket, item["Key"], target + "/" + item["Key"].replace("/", "_"))
-"""
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "onebox-test", "AWS_SECRET_ACCESS_KEY": "onebox-test-secret"}
-
-
-@pytest.fixture(scope="session")
-def offsite(tmp_path_factory):
-    """The host of the off-site repositories, a second practice server: SFTP, and an
-    S3-compatible server (moto's server mode, from PyPI: the S3 API over HTTP, objects
-    kept in its memory; no S3 server is packaged in Debian 12)."""
-    servers = practice_server("offsite", "12", tmp_path_factory)
-    server = next(servers)
-    try:
-        server.ssh(
-            "apt-get install -y -qq python3-venv >/dev/null && python3 -m venv /opt/s3 && "
-            "/opt/s3/bin/pip install -q 'moto[server]==5.2.5' && "
-            f"systemd-run --quiet --unit s3 /opt/s3/bin/moto_server -H 0.0.0.0 -p {S3_PORT} && "
-            f"cat > /opt/s3/fetch.py <<'EOF'\n{S3_FETCH}EOF"
-        )
-        yield server
-    finally:
-        servers.close()  # (its own finally destroys the server)
 
 
 @dataclass

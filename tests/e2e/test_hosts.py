@@ -1,9 +1,13 @@
 """Hosts with roles, on four practice servers: a load balancer (Caddy), two web hosts, and
 the database host (PostgreSQL), set up by one `onebox setup`; rolling deploys and
-rollbacks under steady load through the balancer; a web host powered off mid-deploy."""
+rollbacks under steady load through the balancer; a web host powered off mid-deploy;
+media in an S3 bucket (moto's server, on the off-site practice server test_data.py
+shares) that both web hosts use, backed up and restored."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shlex
 import subprocess
@@ -17,6 +21,8 @@ from onebox import sandbox
 
 from .conftest import (
     ROOT,
+    S3_KEYS,
+    S3_PORT,
     Server,
     copy_project,
     edit,
@@ -29,6 +35,14 @@ from .conftest import (
 from .load import Load
 
 pytestmark = pytest.mark.e2e
+
+
+# [deploy] after_switch: a line per run, on the host it ran on
+SWITCHED = "echo ran >> /srv/mvp/shared/state/after-switch"
+
+
+def hook_runs(web: Server) -> int:
+    return int(web.ssh("cat /srv/mvp/shared/state/after-switch 2>/dev/null | wc -l"))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +72,7 @@ def project(tmp_path_factory, db, web1, web2, lb) -> Path:
     edit(config, 'host = "sandbox:demo"\n', "")  # (the first web host is the default)
     edit(config, 'user = "onebox"\n', "")  # (fresh servers: setup logs in as root first)
     edit(config, 'engine = "sqlite"', 'engine = "postgresql"')
-    edit(config, "[deploy]\n", "[deploy]\nprobation = 3\n")
+    edit(config, "[deploy]\n", f"[deploy]\nprobation = 3\nafter_switch = [{SWITCHED!r}]\n")
     config.write_text(
         config.read_text()
         + f'\n[servers]\nweb = ["{web1.host}", "{web2.host}"]\nlb = "{lb.host}"\n'
@@ -119,9 +133,15 @@ def load_through(lb: Server) -> Load:
     return Load(lb.address, lb.address, lb.ca, rate=15, limit=240)
 
 
-def test_setup_again_changes_nothing_on_any_host(project, deployed, web1, web2):
+def test_setup_again_changes_nothing_on_any_host(project, deployed, db, web1, web2):
     again = onebox_json("setup", cwd=project)["result"]
     assert {h["host"]: h["changed"] for h in again["hosts"] if h["changed"]} == {}
+    only = onebox_json("setup", "--role", "db", cwd=project)["result"]
+    assert [(h["host"], h["role"]) for h in only["hosts"]] == [(db.host, "db")]
+    # `onebox status`: each web host, and whether they serve the same code.
+    status = onebox_json("status", cwd=project)["result"]
+    assert [h["host"] for h in status["hosts"]] == [web1.host, web2.host]
+    assert status["problems"] == []
     # One database, backed up once: from the first web host.
     timer = "systemctl is-active onebox-mvp-backup.timer"
     assert web1.ssh(timer).strip() == "active"
@@ -205,19 +225,32 @@ def test_the_web_hosts_check_the_database_certificate(deployed, db, web1):
 def test_a_rolling_deploy_under_load_drops_nothing(project, deployed, lb, web1, web2):
     change_code(project, "two")
     before = {web.name: serving(project, web) for web in (web1, web2)}
+    hooks = hook_runs(web1), hook_runs(web2)
     with load_through(lb) as load:
         started = time.monotonic()
-        deploy = onebox("deploy", cwd=project)
-        out = deploy.stdout + deploy.stderr
+        deploy = onebox_background("deploy", cwd=project)
+        lines, other = [], None
+        for line in deploy.stdout:
+            lines.append(line)
+            if f"{web2.host} (2/2): the release" in line:
+                # The roll holds every web host: nothing else deploys to one meanwhile.
+                other = onebox("rollback", "--host", web2.host, cwd=project, check=False)
+                assert other.returncode != 0
+                assert "a rolling operation holds every web host: rolling deploy" in other.stderr
+        assert deploy.wait(timeout=300) == 0
+        out = "".join(lines)
         seconds = time.monotonic() - started
     print(
         f"rolling deploy {seconds:.1f}s under load: {load.ok}, longest gap {load.longest_gap:.2f}s"
     )
     assert load.failures == [] and load.total > 100
     assert out.index(f"{web1.host} (1/2): traffic to") < out.index(f"{web2.host} (2/2): traffic to")
+    assert other is not None  # (it was tried)
     assert markers(lb) == {"two"}
     after = {web.name: serving(project, web) for web in (web1, web2)}
     assert all(after[web] > before[web] for web in after)
+    # [deploy] after_switch ran once, on the first web host, once both served the release.
+    assert (hook_runs(web1), hook_runs(web2)) == (hooks[0] + 1, hooks[1])
 
 
 def test_a_rolling_rollback_under_load_drops_nothing(project, deployed, lb, web1, web2):
@@ -259,11 +292,14 @@ def test_a_web_host_powered_off_mid_deploy(project, deployed, lb, web1, web2):
     assert [h["host"] for h in skipped["hosts"]] == [web1.host]
     assert skipped["skipped"] == [web2.host] and skipped["problems"] == []
     assert markers(lb) == {"three"}
+    status = onebox("status", cwd=project, check=False)
+    assert status.returncode != 0 and f"PROBLEM  {web2.host}: " in status.stdout
     # Back on, web2 serves what it served; the next deploy brings every host level.
     sandbox.start(web2.name, log=lambda _: None)
     onebox("deploy", cwd=project)
     time.sleep(2)
     assert markers(lb, 20) == {"three"}
+    assert onebox_json("status", cwd=project)["result"]["problems"] == []
 
 
 def test_backup_verify_and_restore_of_the_database_host(project, deployed, db):
@@ -276,3 +312,163 @@ def test_backup_verify_and_restore_of_the_database_host(project, deployed, db):
     restored = onebox("restore", backup["id"], cwd=project, input="")
     assert f"restored backup {backup['id']}" in restored.stdout
     assert psql(db, "select name, message from guestbook_entry order by id") == rows
+
+
+BUCKET = "mvp-media"
+S3_CLIENT = (
+    "import boto3, json; s3 = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', "
+    "region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x'); "
+)
+
+
+def s3(offsite: Server, code: str) -> str:
+    """Python with a boto3 client of the S3 server, run on its host."""
+    return offsite.ssh("/opt/s3/bin/python -c " + shlex.quote(S3_CLIENT + code))
+
+
+def on_web_host(lb: Server, web: Server, curl: str) -> str:
+    """A request to one web host's own site, sent as the balancer sends it: from its host
+    (the only address that port admits), over plain HTTP, X-Forwarded-Proto https."""
+    return lb.ssh(
+        f"curl -s --max-time 30 -H 'Host: {lb.address}' -H 'X-Forwarded-Proto: https' "
+        f"{curl} http://{web.address}:8480/"
+    )
+
+
+def upload_through(lb: Server, web: Server, name: str, content: str) -> None:
+    lb.ssh(f"printf %s {shlex.quote(content)} > /tmp/{name}")
+    page = on_web_host(lb, web, "-D -")
+    cookie = re.search(r"csrftoken=([^;\s]+)", page).group(1)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    form = (
+        f"-H 'Cookie: csrftoken={cookie}' -H 'Origin: https://{lb.address}' "
+        f"-F csrfmiddlewaretoken={token} -F name=Grace -F message={name} "
+        f"-F attachment=@/tmp/{name} -o /dev/null -w '%{{http_code}}'"
+    )
+    assert on_web_host(lb, web, form) == "302"
+
+
+def slots_running(web: Server) -> int:
+    units = "systemctl list-units 'onebox-mvp@*' --state=active --plain --no-legend"
+    return len(web.ssh(units).splitlines())
+
+
+def attachment_urls(page: str) -> list[str]:
+    return [html.unescape(u) for u in re.findall(r'<a href="([^"]+)">attachment</a>', page)]
+
+
+def test_media_uploaded_through_web1_is_served_by_web2(
+    project, deployed, lb, web1, web2, offsite, tmp_path
+):
+    requirements = project / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "django-storages[s3]==1.14.6\n")
+    endpoint = f"http://{offsite.address}:{S3_PORT}"
+    (project / "onebox.toml").write_text(
+        (project / "onebox.toml").read_text()
+        + f'\n[media]\nstorage = "s3"\nbucket = "{BUCKET}"\nendpoint = "{endpoint}"\n'
+        + 'region = "us-east-1"\n'
+    )
+    # Without the keys nothing is built; without the bucket no host switches.
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode != 0
+    assert "the app needs AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in refused.stderr
+    pairs = [f"{key}={value}" for key, value in S3_KEYS.items()]
+    onebox("env", "set", *pairs, cwd=project)  # (on every web host)
+    assert "AWS_SECRET_ACCESS_KEY" in web2.ssh("cat /etc/onebox/mvp.env")
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode != 0
+    assert f"the media bucket '{BUCKET}' does not answer" in refused.stderr
+    assert "create the bucket at your provider" in refused.stderr
+    assert markers(lb) == {"three"}
+    s3(offsite, f"s3.create_bucket(Bucket='{BUCKET}')")
+    # A host that refuses the release after another built it: that one stops it again.
+    onebox("env", "unset", "--host", web2.host, "AWS_SECRET_ACCESS_KEY", cwd=project)
+    refused = onebox("deploy", cwd=project, check=False)
+    assert refused.returncode != 0
+    assert f"the rolling deploy stopped on {web2.host}: the app needs AWS_SECRET_ACCESS_KEY" in (
+        refused.stderr
+    )
+    assert slots_running(web1) == 1 and markers(lb) == {"three"}  # (its live one alone)
+    onebox("env", "set", "--host", web2.host, pairs[1], cwd=project)
+    edit(project / "onebox.toml", "probation = 3\n", "probation = 3\nbatch = 2\n")
+    deployed = onebox("deploy", cwd=project)
+    assert deployed.stderr.count("✓ media storage") == 2  # (checked on each web host)
+    for web in (web1, web2):  # [deploy] batch = 2: both switched at once
+        assert f"✓ {web.host}: switch traffic" in deployed.stderr
+    upload_through(lb, web1, "shared.txt", "uploaded through web1")
+    # web2 lists it, with the bucket's address for it; the file is in the bucket alone.
+    urls = attachment_urls(on_web_host(lb, web2, ""))
+    assert urls and urls[-1].startswith(f"{endpoint}/{BUCKET}/attachments/shared")
+    got = subprocess.run(["curl", "-s", "--max-time", "20", urls[-1]], capture_output=True)
+    assert got.stdout == b"uploaded through web1"
+    for web in (web1, web2):
+        assert web.ssh("find /srv/mvp/shared/media -type f | wc -l").strip() == "0"
+
+
+def test_backup_and_restore_of_media_in_the_bucket(project, deployed, lb, web1, offsite):
+    backup = onebox_json("backup", cwd=project)["result"]
+    copied = backup["manifest"]["media"]["bucket"]
+    assert copied["bucket"] == BUCKET and copied["objects"] == 1 and copied["fetched"] == 1
+    keys = f"[o['Key'] for o in s3.list_objects_v2(Bucket='{BUCKET}').get('Contents', [])]"
+    (key,) = json.loads(s3(offsite, f"print(json.dumps({keys}))"))
+    # The next backup fetches nothing that did not change.
+    again = onebox_json("backup", cwd=project)["result"]["manifest"]["media"]["bucket"]
+    assert again["objects"] == 1 and again["fetched"] == 0
+    s3(offsite, f"s3.delete_object(Bucket='{BUCKET}', Key='{key}')")
+    upload_through(lb, web1, "later.txt", "uploaded after the backup")
+    restored = onebox("restore", backup["id"], cwd=project, input="")
+    assert f"media bucket {BUCKET}: 1 of 1 file(s) put back; 1 object(s) the backup" in (
+        restored.stdout
+    )
+    after = json.loads(s3(offsite, f"print(json.dumps({keys}))"))
+    assert key in after and len(after) == 2  # (the later upload stays)
+    body = s3(offsite, f"print(s3.get_object(Bucket='{BUCKET}', Key='{key}')['Body'].read())")
+    assert body.strip() == "b'uploaded through web1'"
+
+
+CADDY_ROOT_CA = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+# The provider's balancer, as a user configures it: HTTPS for the site's name, to each web
+# host's port 8480, health checks on onebox's path (any Host answers it).
+EXTERNAL_CADDYFILE = """shop.test {{
+	tls internal
+	reverse_proxy {web1}:8480 {web2}:8480 {{
+		lb_policy round_robin
+		health_uri /.onebox/health
+		health_interval 1s
+	}}
+}}
+"""
+
+
+def test_behind_an_external_load_balancer(project, deployed, lb, web1, web2, offsite, tmp_path):
+    """lb = "external": a balancer onebox does not set up (a cloud provider's; here the
+    off-site practice server's Caddy, set up by hand). The web hosts admit it alone."""
+    config = project / "onebox.toml"
+    edit(
+        config, f'lb = "{lb.host}"\n', f'lb = "external"\nlb_addresses = ["{offsite.address}/32"]\n'
+    )
+    edit(config, 'domain = ""', 'domain = "shop.test"')
+    setup = onebox_json("setup", cwd=project)["result"]
+    assert [h["role"] for h in setup["hosts"]] == ["db", "web", "web"]  # (no balancer host)
+    assert onebox_json("deploy", cwd=project)["result"]["url"] == "https://shop.test/"
+    caddyfile = EXTERNAL_CADDYFILE.format(web1=web1.address, web2=web2.address)
+    offsite.ssh(
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq caddy >/dev/null && "
+        f"cat > /etc/caddy/Caddyfile <<'EOF'\n{caddyfile}EOF\nsystemctl reload caddy && sleep 2"
+    )
+    ca = tmp_path / "external-ca.pem"
+    ca.write_text(
+        offsite.ssh("cat /var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt")
+    )
+    resolve = f"shop.test:443:{offsite.address}"
+    for _ in range(12):
+        page = fetch("https://shop.test/?from=external", ca, resolve=resolve)
+        assert page.status == 200 and "<h1>Guestbook</h1>" in page.body
+    for web in (web1, web2):  # each got some (the balancer's round robin)
+        assert "/?from=external" in web.ssh("cat /var/log/caddy/mvp-access.log")
+        site = web.ssh("cat /etc/caddy/sites/mvp.caddy")
+        assert f"trusted_proxies {offsite.address}/32" in site
+    # Port 8480 is the external balancer's now: onebox's former balancer host is refused.
+    probe = f"timeout 5 bash -c 'echo > /dev/tcp/{web1.address}/8480' && echo open || echo shut"
+    assert offsite.ssh(probe).strip() == "open"
+    assert lb.ssh(probe).strip() == "shut"

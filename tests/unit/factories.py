@@ -18,5 +18,6 @@ def deploy_request(**values: Any) -> DeployRequest:
         "switches": {}, "allow_breaking": False, "redis": None, "background": {},
         "standby": "auto",
         "serving": {"workers": None, "threads": None, "worker_class": None, "asgi": False},
+        "media": {"storage": "local", "bucket": "", "endpoint": "", "region": ""},
     }  # fmt: skip
     return DeployRequest(**{**defaults, **values})

@@ -284,3 +284,40 @@ def test_worker_settings_that_cannot_work_are_refused(tmp_path, app, says):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert says in str(info.value)
+
+
+def test_media_in_a_bucket_gives_the_app_its_settings_and_wants_the_keys(tmp_path):
+    text = GOOD + (
+        '\n[media]\nstorage = "s3"\nbucket = "shop-media"\n'
+        'endpoint = "https://fsn1.your-objectstorage.com/"\nregion = "eu-central"\n'
+    )
+    media = load_config(write(tmp_path, text)).media
+    assert media.shared and media.secrets == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    env = media.env()
+    # django-storages' names, boto3's own, and cookiecutter-django's DJANGO_AWS_*
+    assert env["AWS_STORAGE_BUCKET_NAME"] == env["DJANGO_AWS_STORAGE_BUCKET_NAME"] == "shop-media"
+    assert (
+        env["AWS_S3_ENDPOINT_URL"]
+        == env["AWS_ENDPOINT_URL_S3"]
+        == ("https://fsn1.your-objectstorage.com")
+    )
+    assert env["AWS_DEFAULT_REGION"] == env["AWS_S3_REGION_NAME"] == "eu-central"
+    # The keys are secrets on the server: the DJANGO_ names refer to them, never hold them.
+    assert env["DJANGO_AWS_SECRET_ACCESS_KEY"] == "${AWS_SECRET_ACCESS_KEY}"
+    assert load_config(write(tmp_path, GOOD)).media.env() == {}
+
+
+@pytest.mark.parametrize(
+    ("media", "says"),
+    [
+        ('storage = "s3"', "needs the bucket's name"),
+        ('storage = "s3"\nbucket = "Shop_Media"', "must be an S3 bucket name"),
+        ('storage = "s3"\nbucket = "m"\nendpoint = "s3.example.com"', "the S3 API's URL"),
+        ('bucket = "shop-media"', 'bucket, endpoint and region are for storage = "s3"'),
+        ('storage = "nfs"', "'local' or 's3'"),
+    ],
+)
+def test_media_settings_that_cannot_work_are_refused(tmp_path, media, says):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD + f"\n[media]\n{media}\n"))
+    assert says in str(info.value)

@@ -75,3 +75,38 @@ def _clean():
     yield
     later.JOBS.clear()
     lock.release_kept()
+
+
+def test_the_roll_lock_lets_its_own_roll_through_and_no_one_else(tmp_path):
+    """A rolling deploy's lock, held by `onebox-agent roll-lock` until its standard input
+    closes (the real module, in a process of its own, as on a web host)."""
+    import subprocess
+    import sys
+
+    path, token = tmp_path / ".roll.lock", "a1" * 16
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "onebox.agent.lock", str(path), token, "ada@laptop", "deploy"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with lock.roll_guard(path, token):  # the roll's own calls
+        pass
+    for other in ("", "b2" * 16):  # a deploy of its own, another roll
+        with pytest.raises(AgentError) as info, lock.roll_guard(path, other):
+            pass
+        assert "a rolling operation holds every web host: rolling deploy by ada@laptop" in (
+            info.value.message
+        )
+    second = subprocess.run(
+        [sys.executable, "-m", "onebox.agent.lock", str(path), "c3" * 16, "bob@desk", "rollback"],
+        input="",
+        capture_output=True,
+        text=True,
+    )
+    assert second.returncode == 1 and second.stdout.startswith("busy: rolling deploy by ada")
+    holder.stdin.close()  # the client's end (or its SSH session's): the lock goes
+    assert holder.wait(timeout=10) == 0
+    with lock.roll_guard(path, ""):
+        pass

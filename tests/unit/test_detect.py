@@ -347,3 +347,51 @@ def test_init_quotes_what_it_writes_and_leaves_no_temporary_file(tmp_path):
     found = dataclasses.replace(found, release_commands=[command])
     text = render("onebox.toml.j2", d=found, host="", domain="")
     assert tomllib.loads(text)["deploy"]["release"] == [command]
+
+
+# cookiecutter-django's production settings, as it writes them with the S3 option
+COOKIECUTTER_S3 = """from .base import *  # noqa
+from .base import env
+
+SECRET_KEY = env("DJANGO_SECRET_KEY")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["example.com"])
+AWS_ACCESS_KEY_ID = env("DJANGO_AWS_ACCESS_KEY_ID")
+AWS_SECRET_ACCESS_KEY = env("DJANGO_AWS_SECRET_ACCESS_KEY")
+AWS_STORAGE_BUCKET_NAME = env("DJANGO_AWS_STORAGE_BUCKET_NAME")
+AWS_QUERYSTRING_AUTH = False
+AWS_S3_REGION_NAME = env("DJANGO_AWS_S3_REGION_NAME", default=None)
+AWS_S3_CUSTOM_DOMAIN = env("DJANGO_AWS_S3_CUSTOM_DOMAIN", default=None)
+STORAGES = {
+    "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"location": "media", "file_overwrite": False},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MAILGUN_API_KEY = env("MAILGUN_API_KEY")
+"""
+
+
+def test_a_project_storing_uploads_in_s3_gets_media_in_a_bucket(tmp_path):
+    import tomllib
+
+    root = make(
+        tmp_path / "shop",
+        {
+            "manage.py": MANAGE.format(module="config.settings.local"),
+            "config/__init__.py": "",
+            "config/settings/__init__.py": "",
+            "config/settings/base.py": "import environ\nenv = environ.Env()\n",
+            "config/settings/local.py": "from .base import *\n",
+            "config/settings/production.py": COOKIECUTTER_S3,
+            "config/wsgi.py": "",
+            "requirements.txt": "django\ndjango-storages[s3]\n",
+        },
+    )
+    path, found, _ = init_project(root, host="203.0.113.7", domain="shop.example.com")
+    assert found.media_storage == "s3"
+    written = tomllib.loads(path.read_text())
+    assert written["media"] == {"storage": "s3", "bucket": "shop-media"}
+    # [media] gives the bucket's and the keys' names: only the app's own secret is asked for
+    assert found.required_env == ["MAILGUN_API_KEY"]
+    assert any('[media] storage = "s3" is proposed' in note for note in found.notes)

@@ -158,3 +158,138 @@ def test_the_balancer_and_the_web_hosts_site(tmp_path):
     site = rendered_files(loaded, "10.0.0.10")["site"]
     assert "10.0.0.10, http://:8480 {" in site
     assert "trusted_proxies 10.0.0.10" in site
+
+
+def test_env_set_changes_every_web_host_and_names_those_done_when_one_fails(tmp_path, monkeypatch):
+    from onebox.api import app as app_api
+    from onebox.errors import RemoteStepFailed
+
+    text = BASE.replace('host = "deploy@203.0.113.7:2222"', "") + (
+        'web = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]\nlb = "10.0.0.10"\n'
+    )
+    loaded = project(tmp_path, text)
+    asked: list[tuple[str | None, bool]] = []
+
+    def call(project, host, reporter, request):
+        asked.append((host, request.backup))
+        if host == "10.0.0.13":
+            raise RemoteStepFailed("the server does not answer", host=host)
+        return {"changed": ["API_KEY"]}
+
+    monkeypatch.setattr(app_api, "_simple", call)
+    with pytest.raises(RemoteStepFailed) as info:
+        app_api.env_set(loaded, None, None, values={"API_KEY": "x"})
+    assert asked == [("10.0.0.11", False), ("10.0.0.12", False), ("10.0.0.13", False)]
+    assert "(changed on 10.0.0.11, 10.0.0.12 already)" in info.value.message
+    asked.clear()
+    app_api.env_set(loaded, "10.0.0.12", None, values={"API_KEY": "x"})
+    app_api.env_set(loaded, None, None, values={"RESTIC_X": "x"}, backup=True)
+    assert asked == [("10.0.0.12", False), (None, True)]  # one host; the backups' host
+
+
+def test_hosts_in_batches_run_at_once_and_each_failure_is_kept():
+    import threading
+    import time
+
+    from onebox.api import rolling
+    from onebox.errors import RemoteStepFailed
+
+    assert rolling.batches(["a", "b", "c"], 2) == [["a", "b"], ["c"]]
+    assert rolling.batches(["a"], 3) == [["a"]]
+    seen: list[dict] = []
+
+    class Screen:
+        def event(self, event):
+            seen.append(event)
+
+        def notice(self, message):
+            seen.append({"notice": message})
+
+    running, most = set(), 0
+    guard = threading.Lock()
+
+    def work(name, reporter):
+        nonlocal most
+        with guard:
+            running.add(name)
+            most = max(most, len(running))
+        reporter.event({"event": "step", "name": "switch traffic", "status": "changed"})
+        time.sleep(0.2)
+        with guard:
+            running.discard(name)
+        if name == "b":
+            raise RemoteStepFailed("health check failed", host=name)
+        return {"release": name}
+
+    done, failed = rolling.together(["a", "b", "c"], work, Screen())
+    assert most == 3 and set(done) == {"a", "c"} and [n for n, _ in failed] == ["b"]
+    assert {e["name"] for e in seen} == {
+        "a: switch traffic",
+        "b: switch traffic",
+        "c: switch traffic",
+    }
+    seen.clear()
+    done, failed = rolling.together(["a"], work, Screen())  # alone: its steps as they are
+    assert done == {"a": {"release": "a"}} and seen[0]["name"] == "switch traffic"
+
+
+EXTERNAL = BASE.replace('host = "deploy@203.0.113.7:2222"', 'domain = "shop.example.com"') + (
+    'web = ["10.0.0.11", "10.0.0.12"]\nlb = "external"\nlb_addresses = ["10.0.0.0/24"]\n'
+)
+
+
+def test_an_external_balancer_is_admitted_by_its_networks_and_not_set_up(tmp_path):
+    from onebox.api.provisioning import role_of
+    from onebox.api.server import balancer_addresses, site_address
+
+    loaded = project(tmp_path, EXTERNAL)
+    assert loaded.config.servers.managed_lb == ""
+    assert balancer_addresses(loaded) == ["10.0.0.0/24"]
+    assert site_address(loaded) == "shop.example.com"
+    assert role_of(loaded, "10.0.0.11") == "web"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('lb_addresses = ["10.0.0.0/24"]\n', ""), "needs the addresses the balancer connects"),
+        (('"10.0.0.0/24"', '"10.0.0.0/33"'), "is not an address or network"),
+        (('lb = "external"', 'lb = "10.0.0.10"'), 'lb_addresses are for lb = "external"'),
+        (('domain = "shop.example.com"', ""), "[server] domain names the site"),
+    ],
+)
+def test_an_external_balancer_config_that_cannot_work_is_refused(tmp_path, change, expected):
+    with pytest.raises(ConfigError) as info:
+        project(tmp_path, EXTERNAL.replace(*change))
+    assert expected in info.value.message
+
+
+def test_status_of_several_web_hosts_says_when_they_differ_or_do_not_answer(tmp_path, monkeypatch):
+    from onebox import views
+    from onebox.api import app as app_api
+    from onebox.errors import ConnectionFailed
+
+    text = BASE.replace('host = "deploy@203.0.113.7:2222"', "") + (
+        'web = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]\nlb = "10.0.0.10"\n'
+    )
+    loaded = project(tmp_path, text)
+    commits = {"10.0.0.11": "abc", "10.0.0.12": "def"}
+
+    def one(project, host, reporter):
+        if host == "10.0.0.13":
+            raise ConnectionFailed("ssh: connect to host 10.0.0.13 port 22: No route to host")
+        release = {"release_id": "r1", "commit": commits[host], "lock_hash": "l1"}
+        return {"host": host, "release": release, "problems": []}
+
+    monkeypatch.setattr(app_api, "host_status", one)
+    result = app_api.status(loaded, None, None)
+    assert [h["host"] for h in result["hosts"]] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+    assert result["problems"][0].startswith("10.0.0.13: ssh: connect to host")
+    assert (
+        "serve different code: 10.0.0.11 (commit abc, lock l1), 10.0.0.12 (commit def"
+        in (result["problems"][1])
+    )
+    commits["10.0.0.12"] = "abc"
+    assert len(app_api.status(loaded, None, None)["problems"]) == 1  # (the host down alone)
+    shown = views.status_text({"hosts": [result["hosts"][2]], "problems": ["x"]})
+    assert shown.startswith("server   10.0.0.13\nPROBLEM  does not answer: ssh:")

@@ -102,6 +102,15 @@ STORAGES = {
     },
 }
 
+if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+    # [media] storage = "s3" in onebox.toml: uploads go to a bucket every web host shares
+    # (needs django-storages[s3] in requirements.txt; boto3 reads the keys, set with
+    # `onebox env set AWS_ACCESS_KEY_ID=- AWS_SECRET_ACCESS_KEY=-`, from the environment).
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage"}
+    AWS_STORAGE_BUCKET_NAME = os.environ["AWS_STORAGE_BUCKET_NAME"]
+    AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL")
+    AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Production security: HTTPS is terminated by Caddy, which sets X-Forwarded-Proto.

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from . import media_storage
 from .database import Engine, engine_for
 from .lock import deploy_lock
 from .paths import AppPaths
@@ -86,7 +87,14 @@ def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> d
             dumped = dump_database(local, db, tags)
             state["detail"] = f"{human(dumped['bytes'])}, {len(dumped['tables'])} tables"
         with step("media files") as state:
-            media = {"files": count_files(paths.media), "bytes": folder_size(paths.media)}
+            media: dict[str, Any] = {
+                "files": count_files(paths.media),
+                "bytes": folder_size(paths.media),
+            }
+            bucket = media_bucket(paths)
+            if bucket:
+                media |= {"bucket": bucket, "files": media["files"] + bucket["objects"]}
+                media["bytes"] += bucket["bytes"]
             manifest = {
                 "id": backup_id,
                 "app": paths.app,
@@ -100,9 +108,13 @@ def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> d
             write_file(paths.backups / MANIFEST, json.dumps(manifest, indent=2), mode=0o600)
             sizes = [f"engine={db.name}", f"db_bytes={dumped['bytes']}"]
             sizes += [f"media_bytes={media['bytes']}", f"media_files={media['files']}"]
-            files = [paths.backups / MANIFEST, paths.media]
+            files = [paths.backups / MANIFEST, paths.media] + ([paths.media_copy] if bucket else [])
             local.backup_paths(files, [*tags, "part=files", *sizes])
             state["detail"] = f"{media['files']} files, {human(media['bytes'])}"
+            if bucket:
+                state["detail"] = f"{state['detail']} (bucket {bucket['bucket']}: " + (
+                    f"{bucket['fetched']} fetched)"
+                )
         if reason == "scheduled":  # the policy is for the daily backups; pruning is slow
             with step("retention") as state:
                 state["detail"] = apply_retention(local, settings["backup"], prune=True)
@@ -117,6 +129,22 @@ def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> d
         result["offsite"] = repo.location
     result["seconds"] = round(time.monotonic() - started, 2)
     return result
+
+
+def media_bucket(paths: AppPaths) -> dict[str, Any] | None:
+    """With [media] storage = "s3": the bucket's objects, copied into the server's media
+    copy (only what changed since the last backup), which the snapshot then holds."""
+    release = media_storage.bucket_release(paths)
+    if release is None:
+        return None
+    copied = media_storage.copy_bucket(release, paths)
+    if copied["unsafe"]:
+        emit(
+            "log",
+            text=f"{copied['unsafe']} object(s) of bucket {copied['bucket']} not copied: "
+            "their keys name no file (a folder marker, a '..', or both a and a/b)",
+        )
+    return copied
 
 
 @contextmanager

@@ -225,6 +225,9 @@ def freeze(
     manifest["migrations"] = settings.get("MIGRATIONS", [])  # what its code has
     manifest["migrated"] = migrated["applied"]  # what this deploy applied
     manifest["backup_before"] = migrated["backup"]  # for `rollback --restore-db`
+    # where its uploads live, and how its Django starts: for backups (media_storage.py)
+    manifest["media"] = request.media
+    manifest["manage"] = request.manage
     write_file(release_dir / ".onebox" / "site.caddy", site, mode=0o640, group=app)
     write_file(
         release_dir / ".onebox" / "manifest.json",

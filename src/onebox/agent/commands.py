@@ -39,6 +39,7 @@ def run(argv: list[str]) -> int:
         "dump": dump,
         "export": export,
         "db-access": db_access,
+        "roll-lock": roll_lock,
     }
     if not argv or argv[0] not in builders:
         print(f"onebox-agent: unknown command; one of {', '.join(builders)}", file=sys.stderr)
@@ -236,6 +237,21 @@ def db_access(args: list[str]) -> tuple[list[str], dict[str, str]]:
     if not AppPaths(args[0]).db_host_password.is_file():
         raise Refused(f"no database of {args[0]!r} on this host: `onebox setup` makes it")
     argv = ["/usr/bin/python3", "-P", "-m", "onebox_agent.db_host", args[0]]
+    return argv, {**BASE_ENV, "PYTHONPATH": str(AGENT_HOME)}
+
+
+def roll_lock(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """roll-lock APP TOKEN HOLDER deploy|rollback: the roll lock of a rolling deploy or
+    rollback, held until standard input closes (lock.py)."""
+    from .lock import HOLDER, ROLL_ACTIONS, TOKEN
+
+    usage = "usage: roll-lock APP TOKEN HOLDER deploy|rollback"
+    if len(args) != 4 or not TOKEN.fullmatch(args[1]) or not HOLDER.fullmatch(args[2]):
+        raise Refused(usage)
+    if args[3] not in ROLL_ACTIONS:
+        raise Refused(usage)
+    paths = app_paths(args[0])
+    argv = ["/usr/bin/python3", "-P", "-m", "onebox_agent.lock", str(paths.roll_lock), *args[1:]]
     return argv, {**BASE_ENV, "PYTHONPATH": str(AGENT_HOME)}
 
 

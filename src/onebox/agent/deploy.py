@@ -22,6 +22,7 @@ from . import (
     build,
     deploy_check,
     env_refs,
+    media_storage,
     migrate,
     redis_server,
     restore,
@@ -32,7 +33,7 @@ from . import (
 from . import deploy_plan as plan
 from .cutover import STARTUP, TRAFFIC, Cutover
 from .django import Release
-from .lock import deploy_lock
+from .lock import deploy_lock, roll_guard
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode, emit
 from .provision import check_calendar, check_supported, ensure_secrets, ensure_units
@@ -157,6 +158,10 @@ def settings(d: Deploy) -> str:
     return placed
 
 
+def check_media(d: Deploy) -> str:
+    return media_storage.check(d.built, d.request.media)
+
+
 def collectstatic(d: Deploy) -> str:
     return build.collect_static(d.request, d.built, d.settings)
 
@@ -239,6 +244,7 @@ STEPS: list[Step[Deploy] | Each[Deploy]] = [
     Each("build", lambda d: d.request.build, shell("build")),
     Step("free the idle slot", free_idle_slot, quiet=True),
     Step("settings", settings, plan=plan.settings),
+    Step("media storage", check_media, when=lambda d: d.request.media["storage"] == "s3"),
     Step("collectstatic", collectstatic, plan=plan.collectstatic),
     Step("django check --deploy", check_deploy, when=lambda d: "django" not in d.skip),
     Each("before migrate", lambda d: d.request.before_migrate, shell("before-migrate")),
@@ -287,7 +293,7 @@ def deploy(request: DeployRequest, payload: Path) -> dict[str, Any]:
     if request.dry_run:  # (no lock: it changes nothing)
         request.release_id = new_release_id(paths)
         return dry_run(begin(request, payload, paths))
-    with deploy_lock(paths.lock, request.by, "deploy"):
+    with roll_guard(paths.roll_lock, request.roll), deploy_lock(paths.lock, request.by, "deploy"):
         request.release_id = new_release_id(paths)
         ensure_secrets(paths)
         return _deploy(begin(request, payload, paths))

@@ -135,33 +135,35 @@ class Release:
     def deploy_check(self) -> list[dict[str, object]]:
         """What Django's own `check --deploy` reports (SILENCED_SYSTEM_CHECKS left out):
         one {"id", "level", "msg", "hint", "obj"} per message, for deploy_check.py to judge."""
-        found = self._probe(DEPLOY_CHECK_PROBE, "ONEBOX-CHECKS", "running Django's deploy check")
+        found = self.probe(DEPLOY_CHECK_PROBE, "ONEBOX-CHECKS", "running Django's deploy check")
         return found["messages"]
 
     def settings(self) -> dict[str, Any]:
-        return self._probe(SETTINGS_PROBE, "ONEBOX-SETTINGS", "loading the Django settings")
+        return self.probe(SETTINGS_PROBE, "ONEBOX-SETTINGS", "loading the Django settings")
 
     def migrations(self) -> dict[str, list[str]]:
         """{"applied": [...], "newer": [...]}, read from the database by this release."""
-        return self._probe(MIGRATIONS_PROBE, "ONEBOX-MIGRATIONS", "reading the applied migrations")
+        return self.probe(MIGRATIONS_PROBE, "ONEBOX-MIGRATIONS", "reading the applied migrations")
 
     def check_migrations(self) -> list[dict[str, str]]:
         """The pending migrations' operations, each compatible, breaking or unchecked."""
-        found = self._probe(
+        found = self.probe(
             CHECK_SOURCE.read_text(), "ONEBOX-MIGRATION-CHECK", "checking the migrations"
         )
         return found["operations"]
 
-    def _probe(self, source: str, marker: str, what: str) -> dict:
+    def probe(self, source: str, marker: str, what: str, timeout: float = 300, **env: str) -> dict:
+        """Run `source` in the release (Django's settings loaded by it) and return the
+        JSON it printed after `marker`; `env`: values added to the release's own."""
         # argv shaped like a manage.py command's: settings that read sys.argv[1] (to tell
         # `test` or `collectstatic` apart) load here as they do under manage.py.
         result = run(
             [self.python, "-c", probe_code(str(self.path / self.manage), source)],
-            env={**self.env, "ONEBOX_PROBE_RELEASE": str(self.path)},
+            env={**self.env, "ONEBOX_PROBE_RELEASE": str(self.path), **env},
             cwd=self.workdir,
             user=self.app,
             check=False,
-            timeout=300,
+            timeout=timeout,
         )
         self._check(result, what, "python -c <onebox probe>")
         for line in result.stdout.splitlines():

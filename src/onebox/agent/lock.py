@@ -1,10 +1,14 @@
-"""The deploy lock: one deploy (or rollback, or restore) at a time per app."""
+"""The deploy lock: one deploy (or rollback, or restore) at a time per app; and the roll
+lock, which a rolling deploy or rollback holds on each web host from its start to its end
+(across its many calls), so that nothing else deploys to any of them in between."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,3 +93,59 @@ def _describe(fd: int) -> str:
     except ValueError:
         return "unknown holder"
     return f"{info.get('action', '?')} by {info.get('holder', '?')} since {info.get('since', '?')}"
+
+
+@contextmanager
+def roll_guard(path: Path, roll: str) -> Iterator[None]:
+    """A deploy, rollback or restore runs while no rolling one holds the roll lock, or
+    as part of the one that does (`roll`: its token). Held shared meanwhile: a roll
+    cannot begin in the middle of it either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not roll or _info(fd).get("token") != roll:
+                raise AgentError(
+                    f"a rolling operation holds every web host: {_describe(fd)}",
+                    hint="wait for it to finish, then try again",
+                    code=ExitCode.LOCKED,
+                ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _info(fd: int) -> dict:
+    try:
+        found = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+TOKEN = re.compile(r"[0-9a-f]{16,64}")
+HOLDER = re.compile(r"[A-Za-z0-9_.@+-]{1,100}")
+ROLL_ACTIONS = ("deploy", "rollback")
+
+
+def hold_roll(path: Path, token: str, holder: str, action: str) -> int:
+    """`onebox-agent roll-lock APP TOKEN HOLDER ACTION` (commands.py): take the roll lock,
+    say "locked", and keep it until the client closes our standard input (its end, or
+    its SSH session's: the kernel drops the lock with this process, so it never goes
+    stale)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"busy: {_describe(fd)}", flush=True)
+        return 1
+    _describe_holder(fd, {"holder": holder, "action": f"rolling {action}", "token": token})
+    print("locked", flush=True)
+    sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":  # (run by commands.py's roll-lock, arguments checked there)
+    sys.exit(hold_roll(Path(sys.argv[1]), *sys.argv[2:5]))

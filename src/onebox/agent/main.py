@@ -38,6 +38,8 @@ ACTIONS: dict[str, tuple[str, str, int]] = {
     "maintenance": ("restore", "maintenance_mode", 1),
     "releases": ("releases", "list_releases", 1),
     "rollback": ("rollback", "rollback", 2),
+    "after-switch": ("rolling", "after_switch", 1),
+    "discard-held": ("rolling", "discard_held", 1),
     "history": ("history", "read", 1),
     "audit": ("audit", "audit", 1),
     "confirm": ("guard", "confirm", 1),

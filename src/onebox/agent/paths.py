@@ -71,6 +71,11 @@ class AppPaths:
         return self.shared / "media"
 
     @property
+    def media_copy(self) -> Path:
+        """The copy of the media bucket ([media] storage = "s3") that backups take."""
+        return self.shared / "media-bucket"
+
+    @property
     def state(self) -> Path:
         """Where the app's processes keep what they must write (celery beat's schedule)."""
         return self.shared / "state"
@@ -110,6 +115,11 @@ class AppPaths:
     @property
     def lock(self) -> Path:
         return self.root / ".deploy.lock"
+
+    @property
+    def roll_lock(self) -> Path:
+        """Held by a rolling deploy or rollback on every web host, for the whole roll."""
+        return self.root / ".roll.lock"
 
     @property
     def secrets(self) -> Path:

@@ -95,6 +95,7 @@ class SwitchRequest(Request):
     drain: int  # [deploy] drain: how long the old slot may take to stop
     health_pages: Table | None = None
     probation: float = 0  # rollbacks skip it (the release served before)
+    roll: str = ""  # a rolling deploy's or rollback's token: it holds the roll lock (lock.py)
 
 
 @dataclass(kw_only=True)
@@ -125,6 +126,7 @@ class DeployRequest(SwitchRequest):
     background: Table
     standby: bool | str  # [deploy] standby: True, False or "auto" (standby.py)
     serving: Table  # [app] workers, threads, worker_class (None: derived), asgi: sizing.py
+    media: Table  # [media]: storage "local" or "s3" (media_storage.py), bucket, endpoint
     release_id: str = ""  # made on the server, from its clock
     dry_run: bool = False  # the plan of each step, nothing changed (deploy_plan.py)
     # A rolling deploy's first part ([servers] web): built, started on the idle slot and
@@ -141,6 +143,26 @@ class RollbackRequest(SwitchRequest):
     # A rolling deploy's switch to the release it held: the old one kept as a deploy
     # keeps it ([deploy] standby), None for a plain rollback (which keeps none)
     standby: bool | str | None = None
+
+
+@dataclass(kw_only=True)
+class AfterSwitchRequest(Request):
+    """A rolling deploy's [deploy] after_switch, once every web host serves `release`."""
+
+    action = "after-switch"
+    release: str
+    commands: list[str]
+    manage: str
+    roll: str
+
+
+@dataclass(kw_only=True)
+class DiscardHeldRequest(Request):
+    """After a rolling deploy stopped: the release held on a host, stopped (rolling.py)."""
+
+    action = "discard-held"
+    release: str
+    roll: str
 
 
 @dataclass(kw_only=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import media_storage
 from .backup import (
     MANIFEST,
     check_space,
@@ -31,7 +32,7 @@ from .backup import (
     take,
 )
 from .database import Engine, check_engine
-from .lock import deploy_lock
+from .lock import deploy_lock, roll_guard
 from .paths import AppPaths
 from .protocol import AgentError, step
 from .requests import MaintenanceRequest, RestoreRequest, VerifyRequest
@@ -110,6 +111,7 @@ def restore(request: RestoreRequest) -> dict[str, Any]:
     settings = load_settings(paths)
     holder = request.by
     with (
+        roll_guard(paths.roll_lock, ""),
         deploy_lock(paths.lock, holder, "restore"),
         deploy_lock(paths.backups / ".lock", holder, "restore"),
     ):
@@ -143,18 +145,42 @@ def media_staging(paths: AppPaths) -> Path:
     return target
 
 
-def swap_media(paths: AppPaths, restored: Path) -> None:
-    """Replace the media folder's contents in two renames; owner and modes come from restic."""
-    old = paths.shared / ".onebox-restore" / "media-before"
+def swap_media(paths: AppPaths, restored: Path, place: Path | None = None) -> None:
+    """Replace the media folder's (or `place`'s) contents in two renames; owner and modes
+    come from restic."""
+    place = place or paths.media
+    old = paths.shared / ".onebox-restore" / f"{place.name}-before"
     shutil.rmtree(old, ignore_errors=True)
-    info = paths.media.lstat() if paths.media.exists() else None
-    if paths.media.exists():
-        os.rename(paths.media, old)
-    os.rename(restored, paths.media)
+    info = place.lstat() if place.exists() else None
+    if place.exists():
+        os.rename(place, old)
+    os.rename(restored, place)
     if info:
-        os.chown(paths.media, info.st_uid, info.st_gid)
-        os.chmod(paths.media, info.st_mode & 0o7777)
+        os.chown(place, info.st_uid, info.st_gid)
+        os.chmod(place, info.st_mode & 0o7777)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_bucket(r: Restoring) -> str:
+    """The backup's copy of the media bucket back in the server's copy, then into the
+    bucket (through the live release, with its keys): what the bucket lacks or holds
+    otherwise. Objects uploaded since the backup stay."""
+    bucket = r.manifest["media"]["bucket"]["bucket"]
+    staged = r.paths.shared / ".onebox-restore" / str(r.paths.media_copy).lstrip("/")
+    staged.mkdir(parents=True, exist_ok=True)
+    swap_media(r.paths, staged, r.paths.media_copy)
+    release = media_storage.bucket_release(r.paths)
+    if release is None:
+        r.bucket = (
+            f"the live release keeps media on the server: the files of bucket {bucket} are "
+            f"in {r.paths.media_copy}, not uploaded"
+        )
+        return r.bucket
+    done = media_storage.upload_copy(release, r.paths)
+    r.bucket = f"bucket {done['bucket']}: {done['uploaded']} of {done['files']} file(s) put back"
+    if done["left"]:
+        r.bucket += f"; {done['left']} object(s) the backup does not have left as they are"
+    return r.bucket
 
 
 @contextmanager
@@ -288,6 +314,7 @@ class Restoring:
     media: Path = Path()
     dump: Path | None = None
     safety: dict = field(default_factory=dict)
+    bucket: str = ""  # what went back into the media bucket
 
 
 def check_disk(r: Restoring) -> None:
@@ -347,6 +374,11 @@ RESTORE: list[Step[Restoring]] = [
     Step("maintenance page", lambda r: r.window.enter_context(maintenance(r.paths)), quiet=True),
     Step("restore database", restore_database, undo=put_back_safety),
     Step("restore media files", lambda r: swap_media(r.paths, r.media)),
+    Step(
+        "restore media bucket",
+        restore_bucket,
+        when=lambda r: bool(r.manifest.get("media", {}).get("bucket")),
+    ),
 ]
 
 
@@ -369,4 +401,9 @@ def restore_backup(paths: AppPaths, settings: dict, backup_id: str | None) -> di
                 discard_dump(paths, r.dump)
     clean_tmp(paths)
     shutil.rmtree(paths.shared / ".onebox-restore", ignore_errors=True)
-    return {"restored": r.manifest["id"], "from": repo.label, "safety_backup": r.safety["id"]}
+    return {
+        "restored": r.manifest["id"],
+        "from": repo.label,
+        "safety_backup": r.safety["id"],
+        "media_bucket": r.bucket,
+    }

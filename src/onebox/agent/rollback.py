@@ -19,7 +19,7 @@ from . import apache_site, site_check, standby
 from .backup import load_settings
 from .cutover import STARTUP, TRAFFIC, Cutover
 from .django import Release
-from .lock import deploy_lock
+from .lock import deploy_lock, roll_guard
 from .paths import AppPaths
 from .protocol import AgentError, ExitCode
 from .releases import complete_releases, live_release, manifest, release_env
@@ -133,7 +133,7 @@ def rollback(request: RollbackRequest, payload: Path) -> dict[str, Any]:
             hint="run `onebox setup`",
             code=ExitCode.CONFIG,
         )
-    with deploy_lock(paths.lock, request.by, "rollback"):
+    with roll_guard(paths.roll_lock, request.roll), deploy_lock(paths.lock, request.by, "rollback"):
         result = _rollback(request, paths)
     return {**result, **site_check.after_switch(paths, request)}
 

@@ -12,6 +12,7 @@ from onebox.agent.requests import (
     EnvUnsetRequest,
     HistoryRequest,
     ManageArgsRequest,
+    Request,
     StatusRequest,
 )
 from onebox.api.server import (
@@ -22,6 +23,7 @@ from onebox.api.server import (
 )
 from onebox.config import Project
 from onebox.errors import (
+    OneboxError,
     RemoteStepFailed,
 )
 
@@ -34,13 +36,35 @@ def env_set(
     values: dict[str, str],
     backup: bool = False,
 ) -> Result:
-    return _simple(project, host, reporter, EnvSetRequest(values=values, backup=backup))
+    request = EnvSetRequest(values=values, backup=backup)
+    return _on_web_hosts(project, host, reporter, request, every=not backup)
 
 
 def env_unset(
     project: Project, host: str | None, reporter: Reporter, *, keys: list[str], backup: bool = False
 ) -> Result:
-    return _simple(project, host, reporter, EnvUnsetRequest(keys=keys, backup=backup))
+    request = EnvUnsetRequest(keys=keys, backup=backup)
+    return _on_web_hosts(project, host, reporter, request, every=not backup)
+
+
+def _on_web_hosts(
+    project: Project, host: str | None, reporter: Reporter, request: Request, every: bool
+) -> Result:
+    """The app's environment is each web host's own: without --host, a change goes to
+    every one of them (the backups' keys only to the first, which runs the backups)."""
+    names = project.config.web_hosts
+    if host is not None or not every or len(names) == 1:
+        return _simple(project, host, reporter, request)
+    done: list[Result] = []
+    for name in names:
+        try:
+            done.append({"host": name, **_simple(project, name, reporter, request)})
+        except OneboxError as exc:
+            if done:
+                exc.message += f" (changed on {', '.join(r['host'] for r in done)} already)"
+                exc.hint = f"run it again once {name} answers: the hosts must agree"
+            raise
+    return {**done[0], "hosts": done}
 
 
 def env_list(
@@ -55,6 +79,36 @@ def env_list(
 
 
 def status(project: Project, host: str | None, reporter: Reporter) -> Result:
+    """The server's state; with several web hosts (and no --host), each one's, and
+    whether they all serve the same code."""
+    names = project.config.web_hosts
+    if host is not None or len(names) == 1:
+        return host_status(project, host, reporter)
+    found: list[Result] = []
+    for name in names:
+        try:
+            found.append(host_status(project, name, reporter))
+        except OneboxError as exc:
+            found.append({"host": name, "unreachable": exc.message, "problems": [exc.message]})
+    problems = [f"{r['host']}: {p}" for r in found for p in r.get("problems") or []]
+    serving = {r["host"]: code_of(r) for r in found if "unreachable" not in r}
+    if len(set(serving.values())) > 1:
+        which = ", ".join(f"{h} ({c})" for h, c in serving.items())
+        problems.append(
+            f"the web hosts serve different code: {which}; `onebox deploy` brings them level"
+        )
+    return {**found[0], "hosts": found, "problems": problems}
+
+
+def code_of(status: Result) -> str:
+    """What a host serves, comparable across hosts (each names its releases by its own
+    clock): the commit and the lock of its live release."""
+    release = status.get("release") or {}
+    commit = str(release.get("commit") or "no commit")[:12]
+    return f"commit {commit}, lock {release.get('lock_hash', '?')}" if release else "nothing"
+
+
+def host_status(project: Project, host: str | None, reporter: Reporter) -> Result:
     with connect(project, host, reporter) as server:
         request = StatusRequest(
             app=project.config.app.name,

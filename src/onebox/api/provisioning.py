@@ -30,6 +30,7 @@ from onebox.api.server import (
 )
 from onebox.config import Project, set_server_user
 from onebox.errors import (
+    ConfigError,
     ConnectionFailed,
     RemoteStepFailed,
 )
@@ -38,14 +39,25 @@ from onebox.transport import DEPLOY_USER, SSH, Target
 
 
 def setup(
-    project: Project, host: str | None, reporter: Reporter, *, dry_run: bool = False
+    project: Project,
+    host: str | None,
+    reporter: Reporter,
+    *,
+    dry_run: bool = False,
+    role: str | None = None,
 ) -> Result:
     """Every host of the project, by its role: the database host first, then each web
-    host, then the load balancer; or the one --host names."""
+    host, then the load balancer; or the one --host names, or those of --role."""
     cfg = project.config
-    db, lb = cfg.servers.db, cfg.servers.lb
-    several = host is None and (db or lb or len(cfg.web_hosts) > 1)
-    chosen = [host] if host else ([db] if db else []) + cfg.web_hosts + ([lb] if lb else [])
+    db, lb = cfg.servers.db, cfg.servers.managed_lb
+    every = ([db] if db else []) + cfg.web_hosts + ([lb] if lb else [])
+    chosen = [host] if host else [h for h in every if role in (None, role_of(project, h))]
+    if not chosen:
+        raise ConfigError(
+            f"no host has the role {role!r} in onebox.toml",
+            hint="[servers] names the hosts of each role: web, lb and db",
+        )
+    several = host is None and len(every) > 1
     access: dict[str, str] | None = None
     results: list[Result] = []
     for name in chosen:
@@ -63,13 +75,14 @@ def setup(
         results.append({**result, "role": role_of(project, name)})
     if not several:
         return results[0]
-    web = next(r for r in results if r["role"] == "web")  # (the first web host's, at the top)
+    # (the first web host's at the top, if one was set up)
+    web = next((r for r in results if r["role"] == "web"), results[0])
     return {**web, "hosts": results}
 
 
 def role_of(project: Project, host: str) -> str:
     servers = project.config.servers
-    return "db" if host == servers.db else "lb" if host == servers.lb else "web"
+    return "db" if host == servers.db else "lb" if host == servers.managed_lb else "web"
 
 
 def web_request(

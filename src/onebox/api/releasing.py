@@ -121,8 +121,9 @@ def deploy_request(
         before_migrate=cfg.deploy.before_migrate,
         release=cfg.deploy.release,
         after_switch=cfg.deploy.after_switch,
-        env=cfg.env.vars,
-        secrets=cfg.env.secrets,
+        env={**cfg.media.env(), **cfg.env.vars},  # (the user's own names win)
+        secrets=[*cfg.env.secrets, *cfg.media.secrets],
+        media=cfg.media.model_dump(),
         lock=locked.text,
         lock_hash=lock_hash,
         python=cfg.server.python,

@@ -85,13 +85,17 @@ def site_address(project: Project) -> str:
     """What browsers use, if not the host's own address: the domain, or the address of
     the load balancer in front of the web hosts."""
     cfg = project.config
-    return cfg.server.domain or (hosts.address_of(cfg.servers.lb) if cfg.servers.lb else "")
+    lb = cfg.servers.managed_lb
+    return cfg.server.domain or (hosts.address_of(lb) if lb else "")
 
 
 def balancer_addresses(project: Project) -> list[str]:
-    """The load balancer's addresses, which the web hosts take client addresses from."""
-    lb = project.config.servers.lb
-    return hosts.ip_addresses(lb) if lb else []
+    """The load balancer's addresses (or networks, for an external one), which the web
+    hosts admit to their port 8480 and take client addresses from."""
+    servers = project.config.servers
+    if servers.lb == "external":
+        return servers.lb_addresses
+    return hosts.ip_addresses(servers.lb) if servers.lb else []
 
 
 def tls_internal(project: Project, address: str) -> bool:
@@ -124,7 +128,9 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
         "drain": cfg.deploy.drain,
         "workdir": str(Path(cfg.app.manage).parent).strip("."),
         "address": address,
-        "tls_internal": tls_internal(project, address),
+        # (behind an external balancer, the web hosts' own HTTPS site is for onebox's
+        # checks on the host itself: its CA's certificate, no ACME for the public name)
+        "tls_internal": tls_internal(project, address) or cfg.servers.lb == "external",
         "tls_files": " ".join(map(str, paths.caddy_cert)) if cfg.apache.cert else "",
         "ports": "normal",
         "move_ports": MOVE_PORTS,
@@ -142,7 +148,7 @@ def rendered_files(
     context = unit_context(project, address)
     context["ports"] = ports
     two_years, one_year = 63072000, 31536000
-    default_hsts = one_year if context["tls_internal"] else two_years
+    default_hsts = one_year if tls_internal(project, address) else two_years
     context["hsts_max_age"] = cfg.security.hsts_max_age or default_hsts
     apache = (proxy or cfg.server.proxy) == "apache"
     context["vhost"] = cfg.apache.vhost

@@ -106,11 +106,18 @@ def adopt(
 
 @main.command()
 @host_option
+@click.option(
+    "--role",
+    type=click.Choice(["web", "db", "lb"]),
+    help="Only the hosts of this role in [servers] (web hosts, database, load balancer).",
+)
 @dry_run_option
 @command
-def setup(ctx: Context, host: str | None, dry_run: bool) -> None:
+def setup(ctx: Context, host: str | None, role: str | None, dry_run: bool) -> None:
     """Provision the server: packages, app user, directories, systemd units, Caddy."""
-    result = api.setup(ctx.project(), host, ctx.reporter, dry_run=dry_run)
+    if host and role:
+        raise ConfigError("--host and --role both pick hosts", hint="give one of them")
+    result = api.setup(ctx.project(), host, ctx.reporter, dry_run=dry_run, role=role)
     if dry_run:
         ctx.done(result, views.plan_text(result, "setup"))
         return

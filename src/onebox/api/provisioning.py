@@ -47,15 +47,16 @@ def setup(
     role: str | None = None,
 ) -> Result:
     """Every host of the project, by its role: the database host first, then each web
-    host, then the load balancer; or the one --host names, or those of --role."""
+    host and worker host, then the load balancer; or the one --host names, or those of
+    --role."""
     cfg = project.config
     db, lb = cfg.servers.db, cfg.servers.managed_lb
-    every = ([db] if db else []) + cfg.web_hosts + ([lb] if lb else [])
+    every = ([db] if db else []) + cfg.app_hosts + ([lb] if lb else [])
     chosen = [host] if host else [h for h in every if role in (None, role_of(project, h))]
     if not chosen:
         raise ConfigError(
             f"no host has the role {role!r} in onebox.toml",
-            hint="[servers] names the hosts of each role: web, lb and db",
+            hint="[servers] names the hosts of each role: web, worker, lb and db",
         )
     several = host is None and len(every) > 1
     access: dict[str, str] | None = None
@@ -71,7 +72,9 @@ def setup(
             if db and access is None and not dry_run:
                 access = database_access(project, reporter)
             first = name == cfg.web_hosts[0]
-            result, _ = _setup_host(project, name, reporter, dry_run, web_request(access, first))
+            worker = name in cfg.servers.worker
+            make = web_request(access, first, worker)
+            result, _ = _setup_host(project, name, reporter, dry_run, make)
         results.append({**result, "role": role_of(project, name)})
     if not several:
         return results[0]
@@ -82,21 +85,23 @@ def setup(
 
 def role_of(project: Project, host: str) -> str:
     servers = project.config.servers
+    if host in servers.worker:
+        return "worker"
     return "db" if host == servers.db else "lb" if host == servers.managed_lb else "web"
 
 
 def web_request(
-    access: dict[str, str] | None, first: bool = True
+    access: dict[str, str] | None, first: bool = True, worker: bool = False
 ) -> Callable[[Project, Server], SetupRequest]:
-    """A web host's setup; the database and media are backed up from the first one
-    alone (the others' timers off: one database, backed up once)."""
+    """A web (or worker) host's setup; the database and media are backed up from the
+    first web host alone (the others' timers off: one database, backed up once)."""
 
     def make(project: Project, server: Server) -> SetupRequest:
         if not first:
             backup = project.config.backup.model_copy(update={"schedule": "off", "verify": "off"})
             config = project.config.model_copy(update={"backup": backup})
             project = project.model_copy(update={"config": config})
-        request = app_setup_request(project, server)
+        request = app_setup_request(project, server, worker=worker)
         if access:
             request.database_ca, request.database_password = access["ca"], access["password"]
         return request
@@ -104,15 +109,17 @@ def web_request(
     return make
 
 
-def app_setup_request(project: Project, server: Server) -> SetupRequest:
+def app_setup_request(project: Project, server: Server, worker: bool = False) -> SetupRequest:
     security = project.config.security.model_dump()
     balancer = balancer_addresses(project)
-    if balancer:  # (the load balancer's way in: its site on the web host, plain HTTP)
+    if worker:  # (no web traffic: Caddy answers the host's own checks alone, behind it)
+        security["web"] = False
+    elif balancer:  # (the load balancer's way in: its site on the web host, plain HTTP)
         security["allow"] = {str(BALANCED_PORT): balancer}
     return SetupRequest(
         app=project.config.app.name,
         uv_version=uv_version(),
-        files=rendered_files(project, server.address),
+        files=rendered_files(project, server.address, host=server.ssh.target.name),
         security=security,
         redis=project.config.redis,
         database=project.config.database.model_dump(),
@@ -165,7 +172,7 @@ def database_host_request(project: Project, server: Server) -> SetupRequest:
         apache={},
         role="db",
         address=hosts.address_of(cfg.servers.db),
-        clients=sorted({ip for host in cfg.web_hosts for ip in hosts.ip_addresses(host)}),
+        clients=sorted({ip for host in cfg.app_hosts for ip in hosts.ip_addresses(host)}),
     )
 
 

@@ -47,13 +47,17 @@ def deploy(
     """One host's deploy; with several web hosts ([servers] web) and no --host, a rolling
     deploy across them (rolling.py)."""
     cfg = project.config
-    if host is None and (len(cfg.web_hosts) > 1 or skip_hosts) and not dry_run:
+    if host is None and (len(cfg.app_hosts) > 1 or skip_hosts) and not dry_run:
         from onebox.api import rolling
 
         return rolling.deploy(project, reporter, allow_breaking=allow_breaking, skip=skip_hosts)
     files = collect_files(project, reporter)
+    # (one host of several: [processes] and [schedule] only where they run, once)
+    here = host is None or len(cfg.app_hosts) == 1 or host == cfg.background_host
     with connect(project, host, reporter) as server:
-        request = deploy_request(project, server, reporter, files, allow_breaking)
+        request = deploy_request(
+            project, server, reporter, files, allow_breaking, background_here=here
+        )
         request.dry_run = dry_run  # the server says what each step would change
         result = call_deploy(project, server, files, request, reporter)
         return {"host": server.ssh.target.name, **result}
@@ -106,7 +110,7 @@ def deploy_request(
     lock_hash = locked.hash
     if cfg.server.python:  # its own virtualenv, never one made with the system Python
         lock_hash = hashlib.sha256(f"{lock_hash}|python{python}".encode()).hexdigest()[:16]
-    context = unit_context(project, server.address)
+    context = unit_context(project, server.address, server.ssh.target.name)
     alone = project if background_here else without_background(project)
     return DeployRequest(
         app=cfg.app.name,
@@ -129,7 +133,7 @@ def deploy_request(
         python=cfg.server.python,
         python_mirror=cfg.server.python_mirror,
         packages=[*locked.packages, *cfg.build.packages],
-        files=rendered_files(project, server.address),
+        files=rendered_files(project, server.address, host=server.ssh.target.name),
         engine=cfg.database.engine,
         keep=cfg.deploy.keep,
         probation=cfg.deploy.probation,
@@ -201,7 +205,7 @@ def rollback(
     with restore_db, the database first goes back to the backup taken before the newer
     migrations (behind the maintenance page)."""
     cfg = project.config
-    if host is None and len(cfg.web_hosts) > 1:
+    if host is None and len(cfg.app_hosts) > 1:
         if release or restore_db:
             raise ConfigError(
                 "with several web hosts, a rollback to a named release or with --restore-db "

@@ -36,12 +36,12 @@ from onebox.lock import Lock
 
 
 def chosen_hosts(project: Project, skip: tuple[str, ...]) -> list[str]:
-    web = project.config.web_hosts
+    web = project.config.app_hosts
     unknown = [name for name in skip if name not in web]
     if unknown:
         raise ConfigError(
-            f"--skip-host {unknown[0]} is not one of the web hosts",
-            hint=f"[servers] web lists them: {', '.join(web)}",
+            f"--skip-host {unknown[0]} is not one of the web or worker hosts",
+            hint=f"[servers] web and worker list them: {', '.join(web)}",
         )
     chosen = [name for name in web if name not in skip]
     if not chosen:
@@ -137,18 +137,19 @@ def deploy(
     names = chosen_hosts(project, skip)
     for name in skip:
         reporter.notice(f"{name} is skipped: it keeps the release it has")
-    if cfg.web_hosts[0] in skip and (cfg.processes or cfg.schedule):
+    if cfg.background_host in skip and (cfg.processes or cfg.schedule):
         reporter.notice(
-            f"[processes] and [schedule] run on the first web host, {cfg.web_hosts[0]}: "
-            "skipped, they keep running the release it has until it is deployed to"
-        )
-    if not cfg.media.shared:
-        reporter.notice(
-            "media files stay on the web host that received them: a file uploaded through "
-            'one is not on the others. To share them, set [media] storage = "s3" '
-            "(docs/configuration.md); an app without uploads can ignore this"
+            f"[processes] and [schedule] run on {cfg.background_host}: skipped, they keep "
+            "running the release it has until it is deployed to"
         )
     files = collect_files(project, reporter)
+    uploads = takes_uploads(files)
+    if uploads and not cfg.media.shared:
+        reporter.notice(
+            f"{uploads} stores uploads, and they stay on the web host that received them: "
+            'a file uploaded through one is not on the others. Set [media] storage = "s3" '
+            "to share them (docs/media.md)"
+        )
     with ExitStack() as stack:
         servers = reach_all(project, names, reporter, stack)
         roll = stack.enter_context(roll_lock(project, servers, "deploy", reporter))
@@ -160,10 +161,28 @@ def deploy(
         "url": f"https://{servers[names[0]].address}/",
         "problems": problems,
         "hooks_failed": hooks_failed,
+        "batch": cfg.deploy.batch,
         "host": names[0],
         "hosts": [{"host": name, "release": held[name]["release"]} for name in names],
         "skipped": list(skip),
     }
+
+
+UPLOAD_FIELD = re.compile(rb"\b(?:File|Image)Field\(")
+
+
+def takes_uploads(files: Bundle) -> str:
+    """The first models module with a FileField or ImageField (an app that takes
+    uploads), or ""."""
+    for name in files.files:
+        path = files.root / name
+        if path.suffix == ".py" and "models" in (path.stem, path.parent.name):
+            try:
+                if UPLOAD_FIELD.search(path.read_bytes()):
+                    return str(name)
+            except OSError:
+                continue
+    return ""
 
 
 def hold_everywhere(
@@ -177,7 +196,7 @@ def hold_everywhere(
     """The release built and started beside the live one on every host, no traffic
     moved: the first host alone (its build migrates, once, before the others build),
     then the others [deploy] batch at a time."""
-    first = project.config.web_hosts[0]
+    background = project.config.background_host
     held: dict[str, Result] = {}
     locks: dict[str, Lock] = {}
     requests: dict[str, DeployRequest] = {}
@@ -187,7 +206,7 @@ def hold_everywhere(
             reporter.notice(f"{numbered}: the release, beside the live one")
             requests[name] = deploy_request(
                 project, servers[name], reporter, files, False,
-                background_here=name == first, locks=locks,
+                background_here=name == background, locks=locks,
             )  # fmt: skip
             requests[name].hold, requests[name].roll = True, roll
         done, failed = together(
@@ -389,7 +408,7 @@ def stopped(exc: OneboxError, host: str, what_now: str) -> OneboxError:
 def rollback(project: Project, reporter: Reporter, *, force: bool) -> Result:
     """Each web host back to its previous release, one at a time; if one fails, those
     already back go forward again."""
-    names = project.config.web_hosts
+    names = project.config.app_hosts
     with ExitStack() as stack:
         servers = reach_all(project, names, reporter, stack)
         roll = stack.enter_context(roll_lock(project, servers, "rollback", reporter))

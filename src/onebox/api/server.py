@@ -114,7 +114,7 @@ def uv_version() -> str:
     return out.split()[1]
 
 
-def unit_context(project: Project, address: str) -> dict[str, object]:
+def unit_context(project: Project, address: str, host: str = "") -> dict[str, object]:
     """What every template of the app's units and sites is rendered with."""
     cfg = project.config
     paths = AppPaths(cfg.app.name)
@@ -128,9 +128,12 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
         "drain": cfg.deploy.drain,
         "workdir": str(Path(cfg.app.manage).parent).strip("."),
         "address": address,
-        # (behind an external balancer, the web hosts' own HTTPS site is for onebox's
-        # checks on the host itself: its CA's certificate, no ACME for the public name)
-        "tls_internal": tls_internal(project, address) or cfg.servers.lb == "external",
+        # (behind a balancer, a web host's own HTTPS site is for onebox's checks on the
+        # host itself: its CA's certificate, no ACME for the public name, which is the
+        # balancer's to answer)
+        "tls_internal": tls_internal(project, address)
+        or bool(cfg.servers.lb)
+        or host in cfg.servers.worker,  # (nor on a worker host: no one visits it)
         "tls_files": " ".join(map(str, paths.caddy_cert)) if cfg.apache.cert else "",
         "ports": "normal",
         "move_ports": MOVE_PORTS,
@@ -140,12 +143,16 @@ def unit_context(project: Project, address: str) -> dict[str, object]:
 
 
 def rendered_files(
-    project: Project, address: str, ports: str = "normal", proxy: str | None = None
+    project: Project,
+    address: str,
+    ports: str = "normal",
+    proxy: str | None = None,
+    host: str = "",
 ) -> dict[str, str]:
     """The files the server gets, for `proxy` (else [server] proxy); `ports` "moving":
     Caddy beside Apache on the move ports (`onebox adopt --switch-to caddy`)."""
     cfg = project.config
-    context = unit_context(project, address)
+    context = unit_context(project, address, host)
     context["ports"] = ports
     two_years, one_year = 63072000, 31536000
     default_hsts = one_year if tls_internal(project, address) else two_years

@@ -108,8 +108,8 @@ def adopt(
 @host_option
 @click.option(
     "--role",
-    type=click.Choice(["web", "db", "lb"]),
-    help="Only the hosts of this role in [servers] (web hosts, database, load balancer).",
+    type=click.Choice(["web", "worker", "db", "lb"]),
+    help="Only the hosts of this role in [servers] (web, worker, database, balancer).",
 )
 @dry_run_option
 @command

@@ -118,8 +118,19 @@ class Config(_Section):
 
     @property
     def web_hosts(self) -> list[str]:
-        """The hosts the app runs on: [servers] web, else [server] host."""
+        """The hosts the app serves from: [servers] web, else [server] host."""
         return self.servers.web or [self.server.host]
+
+    @property
+    def app_hosts(self) -> list[str]:
+        """Every host with the app's release: the web hosts, then the worker hosts."""
+        return [*self.web_hosts, *self.servers.worker]
+
+    @property
+    def background_host(self) -> str:
+        """Where [processes] and [schedule] run: the first worker host, else the first
+        web host (once: one Celery beat, one run of each schedule)."""
+        return (self.servers.worker or self.web_hosts)[0]
 
     @model_validator(mode="after")
     def _roles(self) -> Config:
@@ -130,6 +141,16 @@ class Config(_Section):
                 "out (the first web host is the default for other commands), or add it to web"
             )
         lb = servers.lb
+        if set(servers.worker) & {*self.web_hosts, lb, servers.db}:
+            raise ValueError(
+                "[servers] worker names a host that has another role: the worker hosts run "
+                "the app's [processes] and [schedule] apart from the web hosts"
+            )
+        if servers.worker and self.database.engine == "sqlite":
+            raise ValueError(
+                "a worker host shares the web hosts' database, and SQLite is a file on one "
+                'host: set [database] engine = "postgresql" and [servers] db (or [database] url)'
+            )
         if lb and (lb in self.web_hosts or lb == servers.db):  # (db's own check: below)
             raise ValueError(
                 "[servers] gives one host two roles: the web hosts, the load balancer and "
@@ -163,7 +184,7 @@ class Config(_Section):
                 "[servers] db sets up PostgreSQL on its own host: set [database] engine = "
                 '"postgresql" (MariaDB on a database host is not supported yet)'
             )
-        if db in self.web_hosts:
+        if db in self.app_hosts:
             raise ValueError(
                 "[servers] db names the app's own host: leave it out to keep the database "
                 "on the box, or name another host"

@@ -240,6 +240,10 @@ class ServersConfig(_Section):
     # from; the web hosts admit it alone and take the client's address from its headers.
     lb_addresses: list[str] = []
     db: str = ""
+    # Hosts that run [processes] and [schedule] (Celery workers and beat, cron jobs)
+    # instead of the first web host: the app's release, no web traffic. The first of
+    # them runs [schedule] and each process, once (a second is a spare, kept level).
+    worker: list[str] = []
 
     @field_validator("lb", "db")
     @classmethod
@@ -277,7 +281,7 @@ class ServersConfig(_Section):
         """The load balancer host onebox sets up, if any."""
         return "" if self.lb == "external" else self.lb
 
-    @field_validator("web")
+    @field_validator("web", "worker")
     @classmethod
     def _web(cls, value: list[str]) -> list[str]:
         for host in value:

@@ -39,8 +39,9 @@ print("ONEBOX-MEDIA " + json.dumps(found))
 
 # The bucket's objects (under the storage's location) into a folder, incrementally: an
 # object is fetched again only when its ETag or size changed since the last copy (the
-# index beside the files), files of deleted objects go. Keys that are no safe relative
-# path (a "..", a leading "/") are counted, not written.
+# index beside the files), files of deleted objects go. Keys that name no file (a folder
+# marker "a/", a "..", both "a" and "a/b") are counted, not written. The disk must have
+# room for what is fetched, first: else it says how much, and fetches nothing.
 MIRROR_PROBE = """
 import json, os, pathlib, shutil, django
 django.setup()

@@ -13,7 +13,7 @@ from .django import Release
 from .lock import deploy_lock, roll_guard
 from .paths import SLOTS, AppPaths
 from .protocol import AgentError, ExitCode
-from .releases import live_release, release_env
+from .releases import RELEASE_ID, live_release, release_env
 from .requests import AfterSwitchRequest, DiscardHeldRequest
 from .standby import record, serves
 from .steps import Each, run_steps
@@ -62,6 +62,8 @@ def discard_held(request: DiscardHeldRequest) -> dict[str, Any]:
     the standby's slot). Its folder stays, as a failed deploy's would not: it is a
     complete release, which `releases` lists and a rollback may choose."""
     paths = AppPaths(request.app)
+    if not RELEASE_ID.fullmatch(request.release):
+        raise AgentError(f"{request.release!r} is not a release id", code=ExitCode.CONFIG)
     with roll_guard(paths.roll_lock, request.roll), deploy_lock(paths.lock, request.by, "stop"):
         live = paths.current.resolve() if paths.current.is_symlink() else None
         held = paths.releases / request.release

@@ -1,12 +1,16 @@
-"""A rolling deploy (and rollback) across the web hosts ([servers] web).
+"""A rolling deploy (and rollback) across the app hosts: the web hosts ([servers] web),
+then the worker hosts ([servers] worker).
 
-The release is built on every web host first, beside the live one, started and health
-checked there without traffic (the agent's deploy with `hold`); the first host's build
-also checks, backs up and applies the migrations, once, before any host switches. Then
-the hosts switch one at a time (the agent's rollback onto the held release: a switch of
-a running release, with the deploy's probation), each behind the load balancer, which
-keeps sending requests to the others. If a host fails, the hosts already switched go
-back to the release they served: at the end, every host serves the same release.
+First the roll lock on every host (nothing else deploys to one of them until the end).
+The release is built on every host, beside the live one, started and health checked
+there without traffic (the agent's deploy with `hold`); the first host's build also
+checks, backs up and applies the migrations, once, before the others build ([deploy]
+batch of them at once) and before any host switches. Then the hosts switch, one (or a
+batch) at a time: the agent's rollback onto the held release, a switch of a running
+release with the deploy's probation, behind the load balancer, which keeps sending
+requests to the others. If a host fails, the hosts already switched go back to the
+release they served, and the others stop the release they held: at the end, every host
+serves the same release. Once all serve it, [deploy] after_switch runs on the first.
 """
 
 from __future__ import annotations
@@ -36,14 +40,14 @@ from onebox.lock import Lock
 
 
 def chosen_hosts(project: Project, skip: tuple[str, ...]) -> list[str]:
-    web = project.config.app_hosts
-    unknown = [name for name in skip if name not in web]
+    hosts = project.config.app_hosts
+    unknown = [name for name in skip if name not in hosts]
     if unknown:
         raise ConfigError(
             f"--skip-host {unknown[0]} is not one of the web or worker hosts",
-            hint=f"[servers] web and worker list them: {', '.join(web)}",
+            hint=f"[servers] web and worker list them: {', '.join(hosts)}",
         )
-    chosen = [name for name in web if name not in skip]
+    chosen = [name for name in hosts if name not in skip]
     if not chosen:
         raise ConfigError("--skip-host leaves no web host to deploy to")
     return chosen
@@ -101,9 +105,10 @@ def roll_lock(
                 if attempt == 1 and "unknown command" in error:
                     remote.call(server.ssh, remote.pack(FactsRequest(app=app)), reporter.event)
                     continue
+                done = {"deploy": "deployed", "rollback": "rolled back"}[action]
                 raise LockedError(
                     f"{name}: {error.removeprefix('busy: ') or 'the roll lock was refused'}; "
-                    f"nothing was {action}ed",
+                    f"nothing was {done}",
                     host=name,
                     hint="wait for it to finish, then try again",
                 )

@@ -445,6 +445,7 @@ class MediaConfig(_Section):
 
     @property
     def shared(self) -> bool:
+        """Every web host sees the same files (in the bucket)."""
         return self.storage == "s3"
 
     def env(self) -> dict[str, str]:

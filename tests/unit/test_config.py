@@ -314,6 +314,7 @@ def test_media_in_a_bucket_gives_the_app_its_settings_and_wants_the_keys(tmp_pat
         ('storage = "s3"\nbucket = "Shop_Media"', "must be an S3 bucket name"),
         ('storage = "s3"\nbucket = "m"\nendpoint = "s3.example.com"', "the S3 API's URL"),
         ('bucket = "shop-media"', 'bucket, endpoint and region are for storage = "s3"'),
+        ("backup = false", 'backup = false is for storage = "s3"'),
         ('storage = "nfs"', "'local' or 's3'"),
     ],
 )

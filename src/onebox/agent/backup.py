@@ -134,7 +134,7 @@ def take(paths: AppPaths, settings: dict, reason: str, quiet: bool = False) -> d
 def media_bucket(paths: AppPaths) -> dict[str, Any] | None:
     """With [media] storage = "s3": the bucket's objects, copied into the server's media
     copy (only what changed since the last backup), which the snapshot then holds."""
-    release = media_storage.bucket_release(paths)
+    release = media_storage.bucket_release(paths, backup=True)
     if release is None:
         return None
     copied = media_storage.copy_bucket(release, paths)

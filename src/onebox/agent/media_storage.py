@@ -177,14 +177,16 @@ def _bucket_hint(code: str) -> str:
     )
 
 
-def bucket_release(paths: AppPaths) -> Release | None:
+def bucket_release(paths: AppPaths, backup: bool = False) -> Release | None:
     """The live release, if it stores media in a bucket (its manifest says): backups
-    and restores reach the bucket through it."""
+    and restores reach the bucket through it. `backup`: None as well when [media]
+    backup = false leaves the bucket out of the backups."""
     if not paths.current.is_symlink():
         return None
     live = paths.current.resolve()
     found = manifest(live)
-    if (found.get("media") or {}).get("storage") != "s3":
+    media = found.get("media") or {}
+    if media.get("storage") != "s3" or (backup and not media.get("backup", True)):
         return None
     return Release(paths.app, live, release_env(paths, live), found.get("manage", "manage.py"))
 
@@ -198,8 +200,8 @@ def copy_bucket(release: Release, paths: AppPaths) -> dict[str, Any]:
         raise AgentError(
             f"not enough disk space to copy the media bucket: {copied['needed'] >> 20} MB "
             f"needed, {copied['free'] >> 20} MB free on {copy}; nothing was backed up",
-            hint="grow the disk, or keep the bucket's history at the provider (versioning) "
-            'and its files out of the backups: [media] storage = "s3" backups copy the bucket',
+            hint="grow the disk; or keep the bucket's history at the provider (versioning) "
+            "and leave it out of the backups with [media] backup = false (then deploy)",
         )
     return copied
 

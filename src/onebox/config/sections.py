@@ -407,6 +407,9 @@ class MediaConfig(_Section):
     # Cloudflare R2...), like "https://fsn1.your-objectstorage.com"; empty: AWS's own.
     endpoint: str = ""
     region: str = ""
+    # false: backups leave the bucket out (one much larger than the server's disk, its
+    # history kept by the provider's versioning instead); the database is backed up still.
+    backup: bool = True
 
     @field_validator("bucket")
     @classmethod
@@ -441,6 +444,11 @@ class MediaConfig(_Section):
             raise ValueError('storage = "s3" needs the bucket\'s name: bucket = "shop-media"')
         if self.storage == "local" and (self.bucket or self.endpoint or self.region):
             raise ValueError('bucket, endpoint and region are for storage = "s3"')
+        if self.storage == "local" and not self.backup:
+            raise ValueError(
+                'backup = false is for storage = "s3": the media folder on the server is '
+                "always backed up"
+            )
         return self
 
     @property

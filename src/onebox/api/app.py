@@ -37,17 +37,17 @@ def env_set(
     backup: bool = False,
 ) -> Result:
     request = EnvSetRequest(values=values, backup=backup)
-    return _on_web_hosts(project, host, reporter, request, every=not backup)
+    return _on_app_hosts(project, host, reporter, request, every=not backup)
 
 
 def env_unset(
     project: Project, host: str | None, reporter: Reporter, *, keys: list[str], backup: bool = False
 ) -> Result:
     request = EnvUnsetRequest(keys=keys, backup=backup)
-    return _on_web_hosts(project, host, reporter, request, every=not backup)
+    return _on_app_hosts(project, host, reporter, request, every=not backup)
 
 
-def _on_web_hosts(
+def _on_app_hosts(
     project: Project, host: str | None, reporter: Reporter, request: Request, every: bool
 ) -> Result:
     """The app's environment is each app host's own: without --host, a change goes to
